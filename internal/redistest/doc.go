@@ -1,0 +1,4 @@
+// Package redistest gives tests real redis-server processes: Start runs one
+// on a free port for the test's lifetime and fails the test (never skips)
+// when redis-server is missing, pointing at `make test`, which installs it.
+package redistest

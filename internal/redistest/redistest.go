@@ -1,0 +1,46 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/redisserver"
+)
+
+// Start runs a redis-server for the test and stops it at cleanup.
+func Start(tb testing.TB, args ...string) *redisserver.Server {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := redisserver.Start(ctx, redisserver.Options{Args: args})
+	if errors.Is(err, redisserver.ErrNotInstalled) {
+		tb.Fatalf("%v", err)
+	}
+	if err != nil {
+		tb.Fatalf("start redis-server: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// Client opens a rueidis client to s, closed at cleanup. Client-side caching
+// is off: the code under test brings its own local tier.
+func Client(tb testing.TB, s *redisserver.Server) rueidis.Client {
+	tb.Helper()
+	return ClientWith(tb, rueidis.ClientOption{InitAddress: []string{s.Addr()}, DisableCache: true})
+}
+
+// ClientWith opens a rueidis client with the given options, closed at cleanup.
+func ClientWith(tb testing.TB, opt rueidis.ClientOption) rueidis.Client {
+	tb.Helper()
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		tb.Fatalf("rueidis client: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}

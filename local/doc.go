@@ -1,0 +1,31 @@
+// Package local is the in-process tier: decoded values in a ristretto v2
+// cache, bounded by cost, with a TTL per entry, guarded by the fill fences and
+// epochs of the coherence protocol.
+//
+// # Guarantees
+//
+// A hit decodes nothing and allocates nothing: values are stored decoded.
+//
+// Fences. Every key maps to one of a fixed set of stripes, each with a
+// generation counter. A fill takes a Fence before it reads the value it will
+// store (from Redis, or before writing it), and Fill inserts only if the
+// stripe's generation and the tier's epoch are both unchanged, under the
+// stripe lock. Invalidate bumps the generation and deletes under the same
+// lock. ristretto applies Set through a buffer, but its Del queues a delete
+// behind any buffered Set of the key, so the order taken under the stripe
+// lock is the order applied: no fill captured before an invalidation can
+// land after it.
+//
+// Epochs. Every entry records the epoch it was filled in. Flush bumps the
+// epoch: every older entry becomes a miss at once, in O(1), and fills whose
+// fence predates the flush are refused. Flush never relies on ristretto's
+// Clear, which is not atomic with concurrent sets.
+//
+// # What may be dropped
+//
+// ristretto may refuse or drop any insert (admission policy, full buffers, a
+// second buffered insert of a key not yet applied). A dropped insert is a
+// later miss, never a stale hit; Fill reports it.
+//
+// The package imports nothing from the rest of tiercache.
+package local

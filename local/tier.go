@@ -1,0 +1,304 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// ErrInvalidOptions is returned by New for options that cannot work.
+var ErrInvalidOptions = errors.New("local: invalid options")
+
+// Options configures a Tier. Zero values mean the documented defaults.
+type Options struct {
+	// MaxCost bounds the sum of entry costs (the caller's unit; tiercache
+	// uses bytes). Default 64 MiB.
+	MaxCost int64
+	// NumCounters is the number of admission counters ristretto keeps, about
+	// 10× the number of entries expected when full. Default: MaxCost/256×10,
+	// at least 10,000, at most 2²⁴.
+	NumCounters int64
+	// Stripes is the number of fence stripes, rounded up to a power of two.
+	// More stripes mean fewer fills refused by an unrelated key's
+	// invalidation. Default 4096.
+	Stripes int
+	// TTLJitter shortens each entry's TTL by a random fraction in
+	// [0, TTLJitter), so entries filled together do not expire together.
+	// Must be in [0, 1). Default 0.
+	TTLJitter float64
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.MaxCost < 0:
+		return fmt.Errorf("%w: MaxCost %d < 0", ErrInvalidOptions, o.MaxCost)
+	case o.NumCounters < 0:
+		return fmt.Errorf("%w: NumCounters %d < 0", ErrInvalidOptions, o.NumCounters)
+	case o.Stripes < 0 || o.Stripes > 1<<20:
+		return fmt.Errorf("%w: Stripes %d not in [0, 2^20]", ErrInvalidOptions, o.Stripes)
+	case o.TTLJitter < 0 || o.TTLJitter >= 1:
+		return fmt.Errorf("%w: TTLJitter %v not in [0, 1)", ErrInvalidOptions, o.TTLJitter)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxCost == 0 {
+		o.MaxCost = 64 << 20
+	}
+	if o.NumCounters == 0 {
+		o.NumCounters = min(max(o.MaxCost/256*10, 10_000), 1<<24)
+	}
+	if o.Stripes == 0 {
+		o.Stripes = 4096
+	}
+	n := 1
+	for n < o.Stripes {
+		n <<= 1
+	}
+	o.Stripes = n
+}
+
+// Entry is what the tier holds for a key.
+type Entry[V any] struct {
+	// Value is the decoded value.
+	Value V
+	// FreshUntil is when the value stops being fresh (unix nanoseconds);
+	// zero means it stays fresh until it expires.
+	FreshUntil int64
+	// Negative marks a tombstone: the key is known to be absent.
+	Negative bool
+}
+
+// stored is Entry plus the epoch it was filled in.
+type stored[V any] struct {
+	Entry[V]
+	epoch uint64
+}
+
+// stripe is padded to a cache line so neighbouring stripes do not share one.
+type stripe struct {
+	mu  sync.Mutex
+	gen atomic.Uint64
+	// buffered is set when an insert of this stripe may still sit in
+	// ristretto's buffer; guarded by mu.
+	buffered bool
+	_        [64 - 17]byte
+}
+
+// Fence is what a fill captured before reading the value it will store.
+// The zero Fence never matches (epochs start at 1).
+type Fence struct {
+	gen   uint64
+	epoch uint64
+}
+
+// Stats counts what the tier did since New.
+type Stats struct {
+	Evictions   uint64 // entries pushed out by the cost bound or TTL
+	Rejections  uint64 // inserts the admission policy refused
+	DroppedSets uint64 // inserts dropped because ristretto's buffer was full
+	Fenced      uint64 // fills refused by their fence
+	Flushes     uint64 // epoch bumps
+}
+
+// Tier is the local tier. Its methods are safe for concurrent use.
+type Tier[V any] struct {
+	cache   *ristretto.Cache[string, stored[V]]
+	stripes []stripe
+	mask    uint64
+	seed    maphash.Seed
+	jitter  float64
+	epoch   atomic.Uint64
+	closed  atomic.Bool // set with every stripe lock held
+
+	evictions, rejections, dropped, fenced, flushes atomic.Uint64
+}
+
+// New builds a Tier. Close it to stop ristretto's goroutines.
+func New[V any](opts Options) (*Tier[V], error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	t := &Tier[V]{
+		stripes: make([]stripe, opts.Stripes),
+		mask:    uint64(opts.Stripes - 1),
+		seed:    maphash.MakeSeed(),
+		jitter:  opts.TTLJitter,
+	}
+	t.epoch.Store(1)
+	c, err := ristretto.NewCache(&ristretto.Config[string, stored[V]]{
+		NumCounters:        opts.NumCounters,
+		MaxCost:            opts.MaxCost,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnEvict:            func(*ristretto.Item[stored[V]]) { t.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[stored[V]]) { t.rejections.Add(1) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
+	}
+	t.cache = c
+	return t, nil
+}
+
+func (t *Tier[V]) stripeOf(key string) *stripe {
+	return &t.stripes[maphash.String(t.seed, key)&t.mask]
+}
+
+// Get returns the entry for key if it is present, unexpired and filled in
+// the current epoch. It allocates nothing.
+func (t *Tier[V]) Get(key string) (Entry[V], bool) {
+	s, ok := t.cache.Get(key)
+	if !ok || s.epoch != t.epoch.Load() {
+		return Entry[V]{}, false
+	}
+	return s.Entry, true
+}
+
+// Fence captures the state a later Fill or Replace of key checks. Take it
+// before reading (or writing) the value that will be stored.
+func (t *Tier[V]) Fence(key string) Fence {
+	// Epoch first: a Flush between the two loads then fails the fence
+	// rather than slipping past it.
+	e := t.epoch.Load()
+	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e}
+}
+
+// Fill stores e under key with the given cost and TTL if nothing invalidated
+// the key's stripe and no Flush happened since f was taken. It reports
+// whether the insert was handed to ristretto (which may still refuse it).
+func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], cost int64, ttl time.Duration) bool {
+	s := t.stripeOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.closed.Load() {
+		return false
+	}
+	if s.gen.Load() != f.gen || t.epoch.Load() != f.epoch {
+		t.fenced.Add(1)
+		return false
+	}
+	return t.set(s, key, stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+}
+
+// Replace is Fill for the replica's own write: it invalidates the key (so
+// fills that read the old value are refused) and stores e if the fence
+// holds. If the fence does not hold, a newer write may have been applied
+// meanwhile, so the key is only invalidated.
+func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], cost int64, ttl time.Duration) bool {
+	s := t.stripeOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.closed.Load() {
+		return false
+	}
+	ok := s.gen.Load() == f.gen && t.epoch.Load() == f.epoch
+	s.gen.Add(1)
+	t.remove(s, key)
+	if !ok {
+		t.fenced.Add(1)
+		return false
+	}
+	return t.set(s, key, stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+}
+
+// set inserts under s.mu.
+func (t *Tier[V]) set(s *stripe, key string, v stored[V], cost int64, ttl time.Duration) bool {
+	if ttl <= 0 {
+		return false
+	}
+	if t.jitter > 0 {
+		ttl -= time.Duration(rand.Float64() * t.jitter * float64(ttl))
+	}
+	if !t.cache.SetWithTTL(key, v, cost, ttl) {
+		t.dropped.Add(1)
+		return false
+	}
+	s.buffered = true
+	return true
+}
+
+// remove deletes key under s.mu so that no older insert can show it again.
+// ristretto's Del empties the store at once and queues a delete behind any
+// buffered insert, but that insert is still applied (and readable) for a
+// moment before the queued delete. Draining the buffer first closes the
+// window; it is needed only when this stripe has inserted since the last
+// drain.
+func (t *Tier[V]) remove(s *stripe, key string) {
+	if s.buffered {
+		t.cache.Wait()
+		s.buffered = false
+	}
+	t.cache.Del(key)
+}
+
+// Invalidate removes keys and fails every fill of their stripes whose fence
+// was taken before.
+func (t *Tier[V]) Invalidate(keys ...string) {
+	for _, k := range keys {
+		s := t.stripeOf(k)
+		s.mu.Lock()
+		s.gen.Add(1)
+		if !t.closed.Load() {
+			t.remove(s, k)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Flush bumps the epoch: every entry filled before becomes a miss at once and
+// every fill fenced before is refused. Memory is reclaimed as entries are
+// overwritten, evicted or expire.
+func (t *Tier[V]) Flush() {
+	t.epoch.Add(1)
+	t.flushes.Add(1)
+}
+
+// Epoch is the current epoch, for tests and diagnostics.
+func (t *Tier[V]) Epoch() uint64 { return t.epoch.Load() }
+
+// Wait blocks until every insert handed to ristretto so far is applied.
+// Tests use it; production code never needs it.
+func (t *Tier[V]) Wait() {
+	s := &t.stripes[0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !t.closed.Load() {
+		t.cache.Wait()
+	}
+}
+
+// Stats returns the counters.
+func (t *Tier[V]) Stats() Stats {
+	return Stats{
+		Evictions:   t.evictions.Load(),
+		Rejections:  t.rejections.Load(),
+		DroppedSets: t.dropped.Load(),
+		Fenced:      t.fenced.Load(),
+		Flushes:     t.flushes.Load(),
+	}
+}
+
+// Close stops ristretto's goroutines. Afterwards Get misses and fills are
+// refused. Close is idempotent and safe with concurrent calls: ristretto's
+// own Close is not safe with concurrent inserts, so it runs with every
+// stripe lock held (every insert and delete happens under one).
+func (t *Tier[V]) Close() {
+	for i := range t.stripes {
+		t.stripes[i].mu.Lock()
+	}
+	if !t.closed.Swap(true) {
+		t.cache.Close()
+	}
+	for i := range t.stripes {
+		t.stripes[i].mu.Unlock()
+	}
+}

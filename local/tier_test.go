@@ -1,0 +1,303 @@
+package local
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func newTier(t testing.TB, opts Options) *Tier[int64] {
+	t.Helper()
+	tier, err := New[int64](opts)
+	require.NoError(t, err)
+	t.Cleanup(tier.Close)
+	return tier
+}
+
+func fill(t *Tier[int64], f Fence, key string, v int64) bool {
+	return t.Fill(f, key, Entry[int64]{Value: v}, 1, time.Minute)
+}
+
+func TestFillAndGet(t *testing.T) {
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("k"), "k", 7))
+	tier.Wait()
+	e, ok := tier.Get("k")
+	require.True(t, ok)
+	assert.Equal(t, int64(7), e.Value)
+	_, ok = tier.Get("other")
+	assert.False(t, ok)
+}
+
+func TestFillCapturedBeforeInvalidateIsRefused(t *testing.T) {
+	tier := newTier(t, Options{})
+	f := tier.Fence("k")
+	tier.Invalidate("k")
+	assert.False(t, fill(tier, f, "k", 1))
+	tier.Wait()
+	_, ok := tier.Get("k")
+	assert.False(t, ok)
+	assert.Equal(t, uint64(1), tier.Stats().Fenced)
+}
+
+func TestInvalidateRemovesBufferedFill(t *testing.T) {
+	// The fill is handed to ristretto's buffer and the invalidation follows
+	// at once, before any Wait: the old value must never become readable.
+	tier := newTier(t, Options{})
+	for i := range 2000 {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		tier.Invalidate(k)
+		_, ok := tier.Get(k)
+		require.False(t, ok, "key %s readable after its invalidation returned", k)
+	}
+	tier.Wait()
+	for i := range 2000 {
+		_, ok := tier.Get(fmt.Sprint("k", i))
+		require.False(t, ok)
+	}
+}
+
+func TestFlushTurnsEveryOlderEntryIntoAMissAtOnce(t *testing.T) {
+	tier := newTier(t, Options{})
+	const n = 1000
+	for i := range n {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, int64(i)))
+	}
+	tier.Wait()
+	for i := range n {
+		_, ok := tier.Get(fmt.Sprint("k", i))
+		require.True(t, ok)
+	}
+	staleFence := tier.Fence("late")
+	before := tier.Epoch()
+	tier.Flush()
+	assert.Equal(t, before+1, tier.Epoch())
+	for i := range n {
+		_, ok := tier.Get(fmt.Sprint("k", i))
+		require.False(t, ok, "entry %d survived the flush", i)
+	}
+	// A fill fenced before the flush is refused; one fenced after works.
+	assert.False(t, fill(tier, staleFence, "late", 1))
+	require.True(t, fill(tier, tier.Fence("k0"), "k0", 99))
+	tier.Wait()
+	e, ok := tier.Get("k0")
+	require.True(t, ok)
+	assert.Equal(t, int64(99), e.Value)
+}
+
+func TestReplace(t *testing.T) {
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
+
+	// A fill that read before our write is refused after Replace.
+	readerFence := tier.Fence("k")
+	writerFence := tier.Fence("k")
+	require.True(t, tier.Replace(writerFence, "k", Entry[int64]{Value: 2}, 1, time.Minute))
+	assert.False(t, fill(tier, readerFence, "k", 1))
+	tier.Wait()
+	e, ok := tier.Get("k")
+	require.True(t, ok)
+	assert.Equal(t, int64(2), e.Value)
+
+	// A Replace whose fence an invalidation broke only removes the key: the
+	// invalidating write may be newer than ours.
+	f := tier.Fence("k")
+	tier.Invalidate("k")
+	assert.False(t, tier.Replace(f, "k", Entry[int64]{Value: 3}, 1, time.Minute))
+	tier.Wait()
+	_, ok = tier.Get("k")
+	assert.False(t, ok)
+}
+
+func TestTTLExpires(t *testing.T) {
+	tier := newTier(t, Options{TTLJitter: 0.5})
+	require.True(t, tier.Fill(tier.Fence("k"), "k", Entry[int64]{Value: 1}, 1, 40*time.Millisecond))
+	tier.Wait()
+	require.Eventually(t, func() bool {
+		_, ok := tier.Get("k")
+		return !ok
+	}, 5*time.Second, 5*time.Millisecond)
+	assert.False(t, tier.Fill(tier.Fence("k"), "k", Entry[int64]{Value: 1}, 1, 0), "a zero TTL stores nothing")
+}
+
+func TestCostBound(t *testing.T) {
+	tier := newTier(t, Options{MaxCost: 1000})
+	for i := range 500 {
+		k := fmt.Sprint("k", i)
+		tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 1}, 100, time.Minute)
+	}
+	tier.Wait()
+	held := 0
+	for i := range 500 {
+		if _, ok := tier.Get(fmt.Sprint("k", i)); ok {
+			held++
+		}
+	}
+	assert.LessOrEqual(t, held, 10, "cost bound 1000 holds at most 10 entries of cost 100")
+	st := tier.Stats()
+	assert.Positive(t, st.Evictions+st.Rejections+st.DroppedSets)
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{{MaxCost: -1}, {NumCounters: -1}, {Stripes: -1}, {TTLJitter: 1}, {TTLJitter: -0.1}} {
+		_, err := New[int](o)
+		assert.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
+	}
+}
+
+func TestCloseIsIdempotentAndSafeWithConcurrentUse(t *testing.T) {
+	tier, err := New[int64](Options{Stripes: 8})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprint(g, i%50)
+				fill(tier, tier.Fence(k), k, 1)
+				tier.Get(k)
+				tier.Invalidate(k)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let the workers get going; not a correctness wait
+	tier.Close()
+	tier.Close()
+	close(stop)
+	wg.Wait()
+	_, ok := tier.Get("00")
+	assert.False(t, ok)
+	assert.False(t, fill(tier, tier.Fence("x"), "x", 1))
+}
+
+func TestLocalHitAllocatesNothing(t *testing.T) {
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
+	tier.Wait()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, ok := tier.Get("k"); !ok {
+			panic("miss")
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+// TestRaceFillsAndInvalidations interleaves fills and invalidations of the
+// same keys from many goroutines. Writers bump a key's source version and
+// then invalidate it; fillers fence, read the source, and fill. The
+// invariant, checked on every read during the run: once the invalidation of
+// the write that made version v has returned, no read returns a version
+// older than v. At quiescence every present entry holds the source version.
+func TestRaceFillsAndInvalidations(t *testing.T) {
+	tier := newTier(t, Options{Stripes: 16}) // few stripes: more collisions
+	const keys = 32
+	var source, invalidated [keys]atomic.Int64
+	var violations, reads, hits atomic.Int64
+	name := func(i int) string { return fmt.Sprint("key-", i) }
+
+	deadline := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	var writeMu [keys]sync.Mutex
+	for w := range 3 {
+		wg.Go(func() {
+			for i := w; time.Now().Before(deadline); i++ {
+				k := i % keys
+				writeMu[k].Lock()
+				v := source[k].Add(1)
+				tier.Invalidate(name(k))
+				invalidated[k].Store(v)
+				writeMu[k].Unlock()
+			}
+		})
+	}
+	for f := range 4 {
+		wg.Go(func() {
+			for i := f; time.Now().Before(deadline); i++ {
+				k := (i * 7) % keys
+				fence := tier.Fence(name(k))
+				v := source[k].Load()
+				fill(tier, fence, name(k), v)
+			}
+		})
+	}
+	for r := range 3 {
+		wg.Go(func() {
+			for i := r; time.Now().Before(deadline); i++ {
+				k := (i * 13) % keys
+				floor := invalidated[k].Load()
+				e, ok := tier.Get(name(k))
+				reads.Add(1)
+				if ok {
+					hits.Add(1)
+					if e.Value < floor {
+						violations.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	tier.Wait()
+	t.Logf("reads %d, hits %d, fenced fills %d", reads.Load(), hits.Load(), tier.Stats().Fenced)
+	assert.Zero(t, violations.Load(), "reads returned a version older than a completed invalidation")
+	assert.Positive(t, hits.Load(), "the test must exercise hits")
+	assert.Positive(t, tier.Stats().Fenced, "the test must exercise refused fills")
+	for k := range keys {
+		if e, ok := tier.Get(name(k)); ok {
+			assert.Equal(t, source[k].Load(), e.Value, "key %d", k)
+		}
+	}
+}
+
+func BenchmarkGetHit(b *testing.B) {
+	const n = 1024
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key-", i)
+	}
+	b.Run("tier", func(b *testing.B) {
+		tier := newTier(b, Options{})
+		for _, k := range keys {
+			tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 1}, 1, time.Hour)
+		}
+		tier.Wait()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				tier.Get(keys[i&(n-1)])
+				i++
+			}
+		})
+	})
+	b.Run("raw-ristretto", func(b *testing.B) {
+		c, err := ristretto.NewCache(&ristretto.Config[string, int64]{NumCounters: 1e5, MaxCost: 1 << 20, BufferItems: 64, IgnoreInternalCost: true})
+		require.NoError(b, err)
+		defer c.Close()
+		for _, k := range keys {
+			c.SetWithTTL(k, 1, 1, time.Hour)
+		}
+		c.Wait()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				c.Get(keys[i&(n-1)])
+				i++
+			}
+		})
+	})
+}
