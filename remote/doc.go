@@ -1,0 +1,33 @@
+// Package remote is the Redis tier, reached through a rueidis client the
+// caller owns: the envelope format, codecs, key layout, TTL with jitter,
+// batched reads, and the scripts that make a write and its invalidation one
+// atomic round trip and fence loaded fills.
+//
+// # Key layout (schema v1)
+//
+//	<namespace>:v1:{<key>}        the value, an Envelope
+//	<namespace>:v1:{<key>}:lease  a fill lease: a random token, PX LeaseTTL
+//
+// The schema version is part of every key, so a format change moves to new
+// keys and old ones expire by themselves: no flush. The braces are a Redis
+// Cluster hash tag: a value and its lease always live in the same slot, so a
+// script may touch both. (A key that begins with '}' has an empty tag; Redis
+// then hashes whole key names, which only matters in Cluster mode.)
+//
+// # Fenced fills
+//
+// A reader that misses takes the key's lease (GetOrLease: SET NX PX with a
+// random token, in the same script as the read). Its fill is written only if
+// the lease still holds its token (Fill). Every Set and Delete removes the
+// lease, so a load that started before a write can never overwrite it.
+//
+// # What is guaranteed
+//
+// Set and Delete change Redis and publish the caller's invalidation message
+// in one script: no subscriber can see the invalidation before the new state
+// is in Redis. Values that are not tiercache envelopes, or are corrupt, are
+// reported as ErrCorrupt and never panic. Every call runs under a deadline
+// derived from Options.Timeout.
+//
+// The package imports nothing from the rest of tiercache.
+package remote

@@ -1,0 +1,108 @@
+package remote
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// ErrCorrupt reports a value in Redis that is not a readable envelope: a
+// foreign value, a truncated or corrupt one, or one from a newer format.
+var ErrCorrupt = errors.New("remote: corrupt or foreign value")
+
+// ErrTooLarge reports a value over Options.MaxValueBytes.
+var ErrTooLarge = errors.New("remote: value too large")
+
+const (
+	magic0, magic1 = 't', 'c'
+	formatV1       = 1
+	headerLen      = 24
+
+	flagCompressed = 1 << 0
+	flagNegative   = 1 << 1
+	knownFlags     = flagCompressed | flagNegative
+)
+
+// Envelope is a value as stored in Redis, with the metadata freshness
+// decisions need.
+//
+// Wire format v1 (big-endian):
+//
+//	0   2  magic "tc"
+//	2   1  format version (1)
+//	3   1  flags: 1 = payload s2-compressed, 2 = negative (tombstone)
+//	4   8  written-at, unix nanoseconds
+//	12  8  fresh-until, unix nanoseconds (0 = fresh until it expires)
+//	20  4  load duration, microseconds (the last measured load time)
+//	24  …  payload
+type Envelope struct {
+	WrittenAt    int64 // unix nanoseconds
+	FreshUntil   int64 // unix nanoseconds; 0 = fresh until expiry
+	LoadMicros   uint32
+	Negative     bool
+	Payload      []byte // the codec's bytes, uncompressed
+}
+
+// encode appends the wire form of e, compressing payloads of at least
+// compressAbove bytes (never when compressAbove < 0) when that saves space.
+func (e *Envelope) encode(compressAbove int) []byte {
+	flags := byte(0)
+	payload := e.Payload
+	if compressAbove >= 0 && len(payload) >= compressAbove && len(payload) > 0 {
+		if c := s2.Encode(nil, payload); len(c) < len(payload) {
+			payload = c
+			flags |= flagCompressed
+		}
+	}
+	if e.Negative {
+		flags |= flagNegative
+	}
+	b := make([]byte, headerLen, headerLen+len(payload))
+	b[0], b[1], b[2], b[3] = magic0, magic1, formatV1, flags
+	binary.BigEndian.PutUint64(b[4:], uint64(e.WrittenAt))
+	binary.BigEndian.PutUint64(b[12:], uint64(e.FreshUntil))
+	binary.BigEndian.PutUint32(b[20:], e.LoadMicros)
+	return append(b, payload...)
+}
+
+// DecodeEnvelope parses the wire form. maxPayload bounds the uncompressed
+// payload (a decompression bomb is ErrCorrupt, not an allocation). The
+// returned payload may alias b.
+func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
+	if len(b) < headerLen || b[0] != magic0 || b[1] != magic1 {
+		return Envelope{}, fmt.Errorf("%w: not a tiercache envelope", ErrCorrupt)
+	}
+	if b[2] != formatV1 {
+		return Envelope{}, fmt.Errorf("%w: envelope format %d", ErrCorrupt, b[2])
+	}
+	flags := b[3]
+	if flags&^knownFlags != 0 {
+		return Envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	e := Envelope{
+		WrittenAt:  int64(binary.BigEndian.Uint64(b[4:])),
+		FreshUntil: int64(binary.BigEndian.Uint64(b[12:])),
+		LoadMicros: binary.BigEndian.Uint32(b[20:]),
+		Negative:   flags&flagNegative != 0,
+		Payload:    b[headerLen:],
+	}
+	if flags&flagCompressed != 0 {
+		n, err := s2.DecodedLen(e.Payload)
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if n > maxPayload {
+			return Envelope{}, fmt.Errorf("%w: payload of %d bytes over the %d limit", ErrCorrupt, n, maxPayload)
+		}
+		p, err := s2.Decode(nil, e.Payload)
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		e.Payload = p
+	} else if len(e.Payload) > maxPayload {
+		return Envelope{}, fmt.Errorf("%w: payload of %d bytes over the %d limit", ErrCorrupt, len(e.Payload), maxPayload)
+	}
+	return e, nil
+}

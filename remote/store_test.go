@@ -1,0 +1,222 @@
+package remote
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func newStore(t *testing.T, c rueidis.Client, opts Options) *Store {
+	t.Helper()
+	opts.Client = c
+	if opts.Namespace == "" {
+		opts.Namespace = "test"
+	}
+	if opts.TTL == 0 {
+		opts.TTL = time.Minute
+	}
+	s, err := New(opts)
+	require.NoError(t, err)
+	return s
+}
+
+func TestOptionsValidate(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	for _, o := range []Options{
+		{Namespace: "n", TTL: time.Second},
+		{Client: c, TTL: time.Second},
+		{Client: c, Namespace: "n"},
+		{Client: c, Namespace: "n", TTL: time.Second, TTLJitter: 1},
+		{Client: c, Namespace: "n", TTL: time.Second, MaxValueBytes: -1},
+	} {
+		_, err := New(o)
+		assert.ErrorIs(t, err, ErrInvalidOptions)
+	}
+}
+
+func TestSetGetDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{TTL: time.Minute, TTLJitter: 0.1})
+	ctx := context.Background()
+
+	_, err := s.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrMiss)
+
+	big := strings.Repeat("compress me ", 500)
+	require.NoError(t, s.Set(ctx, "k", &Envelope{WrittenAt: 5, Payload: []byte(big)}, Publication{Channel: "ch", Message: []byte("m")}))
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, big, string(e.Payload))
+	assert.Equal(t, int64(5), e.WrittenAt)
+
+	raw, err := c.Do(ctx, c.B().Strlen().Key("test:v1:{k}").Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Less(t, raw, int64(len(big)/2), "large payloads are stored compressed")
+	pttl, err := c.Do(ctx, c.B().Pttl().Key("test:v1:{k}").Build()).AsInt64()
+	require.NoError(t, err)
+	assert.InDelta(t, 57_000, pttl, 3_500, "TTL with ≤10%% jitter")
+
+	require.NoError(t, s.Delete(ctx, []string{"k", "absent"}, Publication{Channel: "ch", Message: []byte("m")}))
+	_, err = s.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrMiss)
+}
+
+func TestWritePublishesInTheSameRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	writer := redistest.Client(t, srv)
+	sub := redistest.Client(t, srv)
+	s := newStore(t, writer, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// When the subscriber receives the message, the new value must
+	// already be readable.
+	type seen struct {
+		msg   string
+		value string
+	}
+	got := make(chan seen, 10)
+	subscribed := make(chan struct{}, 1)
+	go sub.Receive(rueidis.WithOnSubscriptionHook(ctx, func(rueidis.PubSubSubscription) { subscribed <- struct{}{} }),
+		sub.B().Subscribe().Channel("inv").Build(), func(m rueidis.PubSubMessage) {
+			e, err := s.Get(ctx, "k")
+			v := ""
+			if err == nil {
+				v = string(e.Payload)
+			}
+			got <- seen{m.Message, v}
+		})
+	<-subscribed
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v1")}, Publication{Channel: "inv", Message: []byte("set")}))
+	assert.Equal(t, seen{"set", "v1"}, <-got)
+	require.NoError(t, s.Delete(ctx, []string{"k"}, Publication{Channel: "inv", Message: []byte("del")}))
+	assert.Equal(t, seen{"del", ""}, <-got)
+}
+
+func TestLeaseFencesFills(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{})
+	ctx := context.Background()
+	pub := Publication{Channel: "ch", Message: []byte("m")}
+
+	// A miss takes the lease; a second reader does not get it.
+	r, err := s.GetOrLease(ctx, "k", "t1")
+	require.NoError(t, err)
+	assert.Equal(t, LeaseResult{Leased: true}, r)
+	r, err = s.GetOrLease(ctx, "k", "t2")
+	require.NoError(t, err)
+	assert.Equal(t, LeaseResult{}, r)
+
+	// The holder's fill lands and releases the lease.
+	ok, err := s.Fill(ctx, "k", "t1", &Envelope{Payload: []byte("loaded")})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	r, err = s.GetOrLease(ctx, "k", "t3")
+	require.NoError(t, err)
+	assert.True(t, r.Found)
+	assert.Equal(t, "loaded", string(r.Envelope.Payload))
+
+	// A load that started before a Set must not overwrite it.
+	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
+	r, err = s.GetOrLease(ctx, "k", "t4")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("written")}, pub))
+	ok, err = s.Fill(ctx, "k", "t4", &Envelope{Payload: []byte("old load")})
+	require.NoError(t, err)
+	assert.False(t, ok)
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "written", string(e.Payload))
+
+	// …nor a Delete.
+	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
+	r, err = s.GetOrLease(ctx, "k", "t5")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
+	ok, err = s.Fill(ctx, "k", "t5", &Envelope{Payload: []byte("old load")})
+	require.NoError(t, err)
+	assert.False(t, ok)
+	_, err = s.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrMiss)
+}
+
+func TestForeignValueIsCorruptNotPanic(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{})
+	ctx := context.Background()
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.ValueKey("k")).Value("plain string").Build()).Error())
+	_, err := s.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrCorrupt)
+	r, err := s.GetOrLease(ctx, "k", "t")
+	require.NoError(t, err)
+	assert.ErrorIs(t, r.Corrupt, ErrCorrupt)
+	assert.False(t, r.Leased)
+	ok, err := s.Lease(ctx, "k", "t")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	ok, err = s.Lease(ctx, "k", "t2")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	ok, err = s.Fill(ctx, "k", "t", &Envelope{Payload: []byte("good")})
+	require.NoError(t, err)
+	assert.True(t, ok, "a lease taken over a corrupt value lets the fill replace it")
+}
+
+func TestValueSizeLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{MaxValueBytes: 10})
+	err := s.Set(context.Background(), "k", &Envelope{Payload: make([]byte, 11)}, Publication{Channel: "c"})
+	assert.ErrorIs(t, err, ErrTooLarge)
+	_, err = s.Get(context.Background(), "k")
+	assert.ErrorIs(t, err, ErrMiss, "nothing was written")
+}
+
+func TestGetMany(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{})
+	ctx := context.Background()
+	pub := Publication{Channel: "c", Message: []byte("m")}
+	require.NoError(t, s.Set(ctx, "a", &Envelope{Payload: []byte("A")}, pub))
+	require.NoError(t, s.Set(ctx, "c", &Envelope{Payload: []byte("C")}, pub))
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.ValueKey("d")).Value("junk").Build()).Error())
+	got, err := s.GetMany(ctx, []string{"a", "b", "c", "d"})
+	require.NoError(t, err)
+	require.Len(t, got, 4)
+	assert.Equal(t, "A", string(got[0].Envelope.Payload))
+	assert.ErrorIs(t, got[1].Err, ErrMiss)
+	assert.Equal(t, "C", string(got[2].Envelope.Payload))
+	assert.ErrorIs(t, got[3].Err, ErrCorrupt)
+}
+
+func TestCallsHaveADeadlineWhenRedisIsPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{Timeout: 100 * time.Millisecond})
+	require.NoError(t, srv.Pause())
+	defer srv.Resume()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Get(context.Background(), "k") // no deadline on the caller's ctx
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Get without a caller deadline blocked while Redis was paused")
+	}
+}
