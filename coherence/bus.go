@@ -1,0 +1,304 @@
+package coherence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// ErrInvalidOptions is returned by Subscribe for options that cannot work.
+var ErrInvalidOptions = errors.New("coherence: invalid options")
+
+// GapReason says why invalidations may have been lost.
+type GapReason string
+
+// Gap reasons; see the package documentation.
+const (
+	GapResubscribe GapReason = "resubscribe"
+	GapOverflow    GapReason = "overflow"
+	GapUndecodable GapReason = "undecodable"
+	GapPingTimeout GapReason = "ping-timeout"
+)
+
+// Options configures a Bus. Zero values mean the documented defaults.
+type Options struct {
+	// Client is the caller's rueidis client. Required.
+	Client rueidis.Client
+	// Channel is the invalidation channel. Required.
+	Channel string
+	// Namespace is checked against every message's; others are ignored.
+	Namespace string
+	// Origin identifies this instance; its own messages are skipped.
+	Origin uint64
+	// OnMessage applies one message. Required. It runs on the Bus's
+	// goroutine, in arrival order.
+	OnMessage func(Message)
+	// OnGap is told that invalidations may have been lost. Required. It
+	// runs on the Bus's goroutine, ordered with OnMessage.
+	OnGap func(GapReason)
+	// QueueSize bounds the messages received but not yet applied.
+	// Default 4096.
+	QueueSize int
+	// PingInterval is how often the bus probes its own subscription.
+	// Default 1s; negative disables.
+	PingInterval time.Duration
+	// PingTimeout is how long an accepted ping may take to come back.
+	// Default 2s.
+	PingTimeout time.Duration
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Client == nil:
+		return fmt.Errorf("%w: Client is nil", ErrInvalidOptions)
+	case o.Channel == "":
+		return fmt.Errorf("%w: Channel is empty", ErrInvalidOptions)
+	case o.OnMessage == nil || o.OnGap == nil:
+		return fmt.Errorf("%w: OnMessage and OnGap are required", ErrInvalidOptions)
+	case o.QueueSize < 0:
+		return fmt.Errorf("%w: QueueSize %d < 0", ErrInvalidOptions, o.QueueSize)
+	case o.PingTimeout < 0:
+		return fmt.Errorf("%w: PingTimeout %v < 0", ErrInvalidOptions, o.PingTimeout)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.QueueSize == 0 {
+		o.QueueSize = 4096
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = time.Second
+	}
+	if o.PingTimeout == 0 {
+		o.PingTimeout = 2 * time.Second
+	}
+}
+
+// Stats counts what the bus did since Subscribe.
+type Stats struct {
+	Received      uint64 // messages applied (echoes and pings excluded)
+	Echoes        uint64 // own messages skipped
+	Foreign       uint64 // messages of another namespace, ignored
+	Undecodable   uint64
+	Overflows     uint64 // messages dropped because the queue was full
+	Resubscribes  uint64
+	PingTimeouts  uint64
+	Subscriptions uint64 // subscription confirmations, the first included
+}
+
+type event struct {
+	payload string    // a raw message, or empty for a gap
+	gap     GapReason // set for a gap
+}
+
+// Bus receives one namespace's invalidations. Close it when done.
+type Bus struct {
+	opts     Options
+	pingChan string
+	queue    chan event
+	overflow atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	ready    chan struct{}
+	closed   sync.Once
+
+	lastPingEcho atomic.Int64 // PublishedAt of the newest own ping received
+	// pingTo is where pings are published: pingChan, except in a test that
+	// simulates a subscription which silently stopped receiving.
+	pingTo atomic.Pointer[string]
+
+	received, echoes, foreign, undecodable, overflows, resubscribes, pingTimeouts, subscriptions atomic.Uint64
+}
+
+// Subscribe starts a Bus and returns once the subscription is confirmed, or
+// with ctx's error if it is not confirmed first.
+func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	runCtx, cancel := context.WithCancel(context.Background())
+	b := &Bus{
+		opts:     opts,
+		pingChan: opts.Channel + ":ping:" + strconv.FormatUint(opts.Origin, 36),
+		queue:    make(chan event, opts.QueueSize),
+		cancel:   cancel,
+		ready:    make(chan struct{}),
+	}
+	b.pingTo.Store(&b.pingChan)
+	b.wg.Add(2)
+	go b.receive(runCtx)
+	go b.apply(runCtx)
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		b.Close()
+		return nil, fmt.Errorf("coherence: subscribe to %q: %w", opts.Channel, ctx.Err())
+	}
+	if opts.PingInterval > 0 {
+		b.wg.Add(1)
+		go b.ping(runCtx)
+	}
+	return b, nil
+}
+
+// Close stops the bus and waits for its goroutines. Idempotent.
+func (b *Bus) Close() {
+	b.closed.Do(func() {
+		b.cancel()
+		b.wg.Wait()
+	})
+}
+
+// Stats returns the counters.
+func (b *Bus) Stats() Stats {
+	return Stats{
+		Received:      b.received.Load(),
+		Echoes:        b.echoes.Load(),
+		Foreign:       b.foreign.Load(),
+		Undecodable:   b.undecodable.Load(),
+		Overflows:     b.overflows.Load(),
+		Resubscribes:  b.resubscribes.Load(),
+		PingTimeouts:  b.pingTimeouts.Load(),
+		Subscriptions: b.subscriptions.Load(),
+	}
+}
+
+// receive keeps a subscription open until ctx ends. rueidis resubscribes by
+// itself after a disconnect; when Receive gives up and returns, it is
+// called again after a back-off.
+func (b *Bus) receive(ctx context.Context) {
+	defer b.wg.Done()
+	c := b.opts.Client
+	sub := c.B().Subscribe().Channel(b.opts.Channel, b.pingChan).Build().Pin()
+	hookCtx := rueidis.WithOnSubscriptionHook(ctx, b.onSubscription)
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		err := c.Receive(hookCtx, sub, b.onMessage)
+		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// onSubscription runs on the connection's reader goroutine: no blocking.
+func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
+	if s.Kind != "subscribe" || s.Channel != b.opts.Channel {
+		return
+	}
+	if b.subscriptions.Add(1) == 1 {
+		close(b.ready)
+		return
+	}
+	b.resubscribes.Add(1)
+	b.enqueue(event{gap: GapResubscribe})
+}
+
+func (b *Bus) onMessage(m rueidis.PubSubMessage) {
+	if m.Channel == b.pingChan {
+		if msg, err := Decode([]byte(m.Message)); err == nil && msg.Kind == kindPing {
+			b.lastPingEcho.Store(msg.PublishedAt)
+		}
+		return
+	}
+	b.enqueue(event{payload: m.Message})
+}
+
+func (b *Bus) enqueue(e event) {
+	select {
+	case b.queue <- e:
+	default:
+		b.overflows.Add(1)
+		b.overflow.Store(true)
+	}
+}
+
+func (b *Bus) apply(ctx context.Context) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-b.queue:
+			b.handle(e)
+			// A dropped event is a lost invalidation: the queue was full, so
+			// this loop sees the flag before it next goes idle.
+			if b.overflow.Swap(false) {
+				b.opts.OnGap(GapOverflow)
+			}
+		}
+	}
+}
+
+func (b *Bus) handle(e event) {
+	if e.gap != "" {
+		b.opts.OnGap(e.gap)
+		return
+	}
+	m, err := Decode([]byte(e.payload))
+	if err != nil {
+		b.undecodable.Add(1)
+		b.opts.OnGap(GapUndecodable)
+		return
+	}
+	switch {
+	case m.Origin == b.opts.Origin:
+		b.echoes.Add(1)
+	case m.Namespace != b.opts.Namespace:
+		b.foreign.Add(1)
+	default:
+		b.received.Add(1)
+		b.opts.OnMessage(m)
+	}
+}
+
+// ping publishes a probe to the bus's own ping channel every interval and
+// reports a gap when one that Redis accepted did not come back in time.
+func (b *Bus) ping(ctx context.Context) {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.PingInterval)
+	defer t.Stop()
+	c := b.opts.Client
+	var pending int64 // PublishedAt of the oldest accepted, unanswered ping
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		if pending != 0 && b.lastPingEcho.Load() >= pending {
+			pending = 0
+		}
+		if pending != 0 && now-pending > b.opts.PingTimeout.Nanoseconds() {
+			b.pingTimeouts.Add(1)
+			b.enqueue(event{gap: GapPingTimeout})
+			pending = 0 // probe again from scratch
+		}
+		msg := Message{Origin: b.opts.Origin, Namespace: b.opts.Namespace, Kind: kindPing, PublishedAt: now}
+		pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+		receivers, err := c.Do(pctx, c.B().Publish().Channel(*b.pingTo.Load()).Message(rueidis.BinaryString(msg.Encode())).Build()).AsInt64()
+		cancel()
+		// A ping Redis accepted with no receiver means our subscription is
+		// gone already; treat it like one that never came back.
+		if err == nil && pending == 0 {
+			pending = now
+			if receivers == 0 {
+				pending = now - b.opts.PingTimeout.Nanoseconds() - 1
+			}
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package coherence
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redisserver"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// recorder collects what a bus delivers.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []Message
+	gaps []GapReason
+}
+
+func (r *recorder) onMessage(m Message) { r.mu.Lock(); r.msgs = append(r.msgs, m); r.mu.Unlock() }
+func (r *recorder) onGap(g GapReason)   { r.mu.Lock(); r.gaps = append(r.gaps, g); r.mu.Unlock() }
+
+func (r *recorder) messages() []Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Message(nil), r.msgs...)
+}
+
+func (r *recorder) hasGap(g GapReason) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.gaps {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+func startBus(t *testing.T, srv *redisserver.Server, opts Options) (*Bus, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	if opts.Client == nil {
+		opts.Client = redistest.Client(t, srv)
+	}
+	if opts.Channel == "" {
+		opts.Channel = "ns:inv"
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "ns"
+	}
+	if opts.OnMessage == nil {
+		opts.OnMessage = rec.onMessage
+	}
+	opts.OnGap = rec.onGap
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := Subscribe(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return b, rec
+}
+
+func publish(t *testing.T, c rueidis.Client, ch string, payload []byte) {
+	t.Helper()
+	require.NoError(t, c.Do(context.Background(), c.B().Publish().Channel(ch).Message(rueidis.BinaryString(payload)).Build()).Error())
+}
+
+func TestBusDeliversAndSkipsEchoes(t *testing.T) {
+	srv := redistest.Start(t)
+	b, rec := startBus(t, srv, Options{Origin: 1})
+	pub := redistest.Client(t, srv)
+	publish(t, pub, "ns:inv", (&Message{Origin: 1, Namespace: "ns", Kind: KindKeys, Keys: []string{"own"}}).Encode())
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "other", Kind: KindKeys, Keys: []string{"foreign"}}).Encode())
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"a", "b"}}).Encode())
+	require.Eventually(t, func() bool { return len(rec.messages()) == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, []string{"a", "b"}, rec.messages()[0].Keys)
+	require.Eventually(t, func() bool { return b.Stats().Echoes == 1 && b.Stats().Foreign == 1 }, 5*time.Second, time.Millisecond)
+	assert.False(t, rec.hasGap(GapResubscribe))
+}
+
+func TestBusReportsUndecodableAsGap(t *testing.T) {
+	srv := redistest.Start(t)
+	_, rec := startBus(t, srv, Options{Origin: 1})
+	publish(t, redistest.Client(t, srv), "ns:inv", []byte("garbage"))
+	require.Eventually(t, func() bool { return rec.hasGap(GapUndecodable) }, 5*time.Second, time.Millisecond)
+}
+
+func TestBusReportsResubscribeAfterKill(t *testing.T) {
+	srv := redistest.Start(t)
+	b, rec := startBus(t, srv, Options{Origin: 1})
+	n, err := srv.KillClients("pubsub")
+	require.NoError(t, err)
+	require.Positive(t, n)
+	require.Eventually(t, func() bool { return rec.hasGap(GapResubscribe) }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, uint64(1), b.Stats().Resubscribes)
+	// Messages flow again after the resubscribe.
+	pub := redistest.Client(t, srv)
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"after"}}).Encode())
+	require.Eventually(t, func() bool { return len(rec.messages()) == 1 }, 5*time.Second, time.Millisecond)
+}
+
+func TestBusOverflowIsAGapAndNeverBlocksTheConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	release := make(chan struct{})
+	var once sync.Once
+	blocking := func(Message) { once.Do(func() { <-release }) }
+	b, rec := startBus(t, srv, Options{Origin: 1, QueueSize: 2, OnMessage: blocking, PingInterval: -1})
+	pub := redistest.Client(t, srv)
+	msg := (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"k"}}).Encode()
+	for range 50 {
+		publish(t, pub, "ns:inv", msg)
+	}
+	// The subscriber's connection still answers while the handler is stuck.
+	require.Eventually(t, func() bool { return b.Stats().Overflows > 0 }, 5*time.Second, time.Millisecond)
+	close(release)
+	require.Eventually(t, func() bool { return rec.hasGap(GapOverflow) }, 5*time.Second, time.Millisecond)
+}
+
+func TestBusPingTimeoutIsAGap(t *testing.T) {
+	srv := redistest.Start(t)
+	b, rec := startBus(t, srv, Options{Origin: 1, PingInterval: 20 * time.Millisecond, PingTimeout: 40 * time.Millisecond})
+	require.Never(t, func() bool { return rec.hasGap(GapPingTimeout) }, 300*time.Millisecond, 10*time.Millisecond,
+		"pings come back while the subscription is healthy")
+	// Make the subscription silently miss the pings: they now go to a
+	// channel nobody listens on, as if Redis had dropped us.
+	nowhere := "nobody:listens"
+	b.pingTo.Store(&nowhere)
+	require.Eventually(t, func() bool { return rec.hasGap(GapPingTimeout) }, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestBusDoesNotReportGapsWhileRedisIsPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	_, rec := startBus(t, srv, Options{Origin: 1, PingInterval: 20 * time.Millisecond, PingTimeout: 40 * time.Millisecond})
+	require.NoError(t, srv.Pause())
+	defer srv.Resume()
+	assert.Never(t, func() bool { return rec.hasGap(GapPingTimeout) }, 300*time.Millisecond, 10*time.Millisecond,
+		"a ping Redis never accepted is not a lost subscription")
+}
+
+func TestSubscribeHonoursCtx(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	require.NoError(t, srv.Pause())
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := Subscribe(ctx, Options{Client: c, Channel: "c", OnMessage: func(Message) {}, OnGap: func(GapReason) {}})
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestSubscribeValidates(t *testing.T) {
+	_, err := Subscribe(context.Background(), Options{Channel: "c"})
+	assert.ErrorIs(t, err, ErrInvalidOptions)
+}

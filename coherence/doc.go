@@ -1,0 +1,39 @@
+// Package coherence is the invalidation bus: the message format, the
+// pub/sub transport, and the handling of everything that can make a replica
+// miss an invalidation.
+//
+// # Messages
+//
+// A Message carries its origin instance (so a replica skips its own echo),
+// the namespace, a kind (keys, tags, flush-namespace), batched keys and the
+// publish time (to measure lag). The wire form is versioned and compact;
+// Decode never panics on garbage and is fuzzed.
+//
+// # Delivery
+//
+// Writers do not publish through the Bus: the message is published by the
+// same Redis script that performs the write (see package remote), so no
+// replica can see an invalidation before the new state is in Redis. The Bus
+// only receives.
+//
+// # Gaps
+//
+// Pub/sub is at-most-once: messages sent while a subscription is down are
+// lost. The Bus reports every way that can happen through OnGap, and the
+// caller answers by bumping its local epoch:
+//
+//   - resubscribe: every subscription confirmation after the first (rueidis
+//     resubscribes by itself after a disconnect);
+//   - overflow: the bounded hand-off queue was full and a message dropped;
+//   - undecodable: a message on the channel could not be read;
+//   - ping-timeout: a ping the bus published to itself on the same
+//     subscription, which Redis accepted, did not come back in time.
+//
+// Pings that Redis did not accept (Redis down or paused) are not gaps: no
+// one else can write then either, and the local tier keeps serving.
+//
+// Callbacks run on the Bus's own goroutine, in order, never on the
+// connection's reader.
+//
+// The package imports nothing from the rest of tiercache.
+package coherence

@@ -1,0 +1,128 @@
+package coherence
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrMalformed reports bytes that are not a readable message.
+var ErrMalformed = errors.New("coherence: malformed message")
+
+// Kind says what a message invalidates.
+type Kind uint8
+
+// Message kinds.
+const (
+	KindKeys  Kind = 1 // the listed keys
+	KindTags  Kind = 2 // every key carrying one of the listed tags
+	KindFlush Kind = 3 // the whole namespace
+	kindPing  Kind = 4 // the bus's own liveness probe
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindKeys:
+		return "keys"
+	case KindTags:
+		return "tags"
+	case KindFlush:
+		return "flush"
+	case kindPing:
+		return "ping"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is one invalidation.
+type Message struct {
+	Origin      uint64 // the publishing instance
+	Namespace   string
+	Kind        Kind
+	Keys        []string // keys or tags, by Kind
+	PublishedAt int64    // unix nanoseconds
+}
+
+const (
+	msgMagic   = 'i'
+	msgV1      = 1
+	msgHeader  = 19
+	maxMsgKeys = 1 << 16
+)
+
+// Encode returns the wire form of m.
+//
+// Wire format v1: magic 'i', version 1, kind, origin (8 bytes big-endian),
+// published-at (8 bytes, unix ns), then uvarint-prefixed namespace, a
+// uvarint key count, and each key uvarint-prefixed.
+func (m *Message) Encode() []byte {
+	n := msgHeader + binary.MaxVarintLen64*(2+len(m.Keys)) + len(m.Namespace)
+	for _, k := range m.Keys {
+		n += len(k)
+	}
+	b := make([]byte, msgHeader, n)
+	b[0], b[1], b[2] = msgMagic, msgV1, byte(m.Kind)
+	binary.BigEndian.PutUint64(b[3:], m.Origin)
+	binary.BigEndian.PutUint64(b[11:], uint64(m.PublishedAt))
+	b = binary.AppendUvarint(b, uint64(len(m.Namespace)))
+	b = append(b, m.Namespace...)
+	b = binary.AppendUvarint(b, uint64(len(m.Keys)))
+	for _, k := range m.Keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return b
+}
+
+// Decode parses the wire form. It never panics and never allocates more
+// than the input's size in keys.
+func Decode(b []byte) (Message, error) {
+	if len(b) < msgHeader || b[0] != msgMagic {
+		return Message{}, fmt.Errorf("%w: bad header", ErrMalformed)
+	}
+	if b[1] != msgV1 {
+		return Message{}, fmt.Errorf("%w: version %d", ErrMalformed, b[1])
+	}
+	m := Message{
+		Kind:        Kind(b[2]),
+		Origin:      binary.BigEndian.Uint64(b[3:]),
+		PublishedAt: int64(binary.BigEndian.Uint64(b[11:])),
+	}
+	if m.Kind < KindKeys || m.Kind > kindPing {
+		return Message{}, fmt.Errorf("%w: kind %d", ErrMalformed, b[2])
+	}
+	rest := b[msgHeader:]
+	ns, rest, err := readBytes(rest)
+	if err != nil {
+		return Message{}, err
+	}
+	m.Namespace = string(ns)
+	count, n := binary.Uvarint(rest)
+	if n <= 0 || count > maxMsgKeys || count > uint64(len(rest)) {
+		return Message{}, fmt.Errorf("%w: key count", ErrMalformed)
+	}
+	rest = rest[n:]
+	if count > 0 {
+		m.Keys = make([]string, 0, count)
+	}
+	for range count {
+		var k []byte
+		if k, rest, err = readBytes(rest); err != nil {
+			return Message{}, err
+		}
+		m.Keys = append(m.Keys, string(k))
+	}
+	if len(rest) != 0 {
+		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+	}
+	return m, nil
+}
+
+func readBytes(b []byte) (field, rest []byte, err error) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return nil, nil, fmt.Errorf("%w: length prefix", ErrMalformed)
+	}
+	end := n + int(l)
+	return b[n:end], b[end:], nil
+}
