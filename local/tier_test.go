@@ -183,18 +183,6 @@ func TestCloseIsIdempotentAndSafeWithConcurrentUse(t *testing.T) {
 	assert.False(t, fill(tier, tier.Fence("x"), "x", 1))
 }
 
-func TestLocalHitAllocatesNothing(t *testing.T) {
-	tier := newTier(t, Options{})
-	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
-	tier.Wait()
-	allocs := testing.AllocsPerRun(1000, func() {
-		if _, ok := tier.Get("k"); !ok {
-			panic("miss")
-		}
-	})
-	assert.Zero(t, allocs)
-}
-
 // TestRaceFillsAndInvalidations interleaves fills and invalidations of the
 // same keys from many goroutines. Writers bump a key's source version and
 // then invalidate it; fillers fence, read the source, and fill. The

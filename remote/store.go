@@ -320,3 +320,17 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]Found, error) {
 	}
 	return out, nil
 }
+
+var releaseScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Release gives up key's fill lease if token still holds it, so the next
+// reader need not wait for it to expire. Errors are ignored: the lease
+// expires by itself.
+func (s *Store) Release(ctx context.Context, key, token string) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	releaseScript.Exec(ctx, s.opts.Client, []string{s.LeaseKey(key)}, []string{token})
+}

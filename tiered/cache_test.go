@@ -1,0 +1,296 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+type user struct {
+	ID   int
+	Name string
+	Tags []string
+}
+
+func TestGetSetDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[user](t, srv, 2, testOptions("svc:users"))
+	ctx := context.Background()
+
+	_, err := rs[0].Get(ctx, "42")
+	require.ErrorIs(t, err, ErrNotFound)
+
+	u := user{ID: 42, Name: "Ada", Tags: []string{"a"}}
+	require.NoError(t, rs[0].Set(ctx, "42", u))
+	u.Tags[0] = "mutated after Set"
+	got, err := rs[0].Get(ctx, "42")
+	require.NoError(t, err)
+	assert.Equal(t, user{ID: 42, Name: "Ada", Tags: []string{"a"}}, got, "the cache keeps its own copy")
+	rs[0].local.Wait() // ristretto applies a new key's insert through a buffer
+	_, err = rs[0].Get(ctx, "42")
+	require.NoError(t, err)
+	assert.Positive(t, rs[0].Stats().LocalHits, "own write fills the local tier")
+
+	got, err = rs[1].Get(ctx, "42")
+	require.NoError(t, err)
+	assert.Equal(t, "Ada", got.Name)
+	assert.Equal(t, uint64(1), rs[1].Stats().RemoteHits)
+	rs[1].local.Wait()
+	_, err = rs[1].Get(ctx, "42")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rs[1].Stats().LocalHits, "a Redis hit fills the local tier")
+
+	require.NoError(t, rs[0].Delete(ctx, "42", "43"))
+	_, err = rs[0].Get(ctx, "42")
+	require.ErrorIs(t, err, ErrNotFound)
+	require.Eventually(t, func() bool {
+		_, err := rs[1].Get(ctx, "42")
+		return errors.Is(err, ErrNotFound)
+	}, 5*time.Second, time.Millisecond)
+}
+
+func TestGetOrLoadOneLoadPerKeyPerReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("ns"))
+	var calls atomic.Int32
+	release := make(chan struct{})
+	load := func(ctx context.Context) (string, error) {
+		calls.Add(1)
+		<-release
+		return "loaded", nil
+	}
+	var wg sync.WaitGroup
+	results := make(chan string, 50)
+	for range 50 {
+		wg.Go(func() {
+			v, err := c.GetOrLoad(context.Background(), "k", load)
+			assert.NoError(t, err)
+			results <- v
+		})
+	}
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, 5*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(results)
+	for v := range results {
+		assert.Equal(t, "loaded", v)
+	}
+	assert.Equal(t, int32(1), calls.Load())
+
+	// Now cached in both tiers: no more loads, here or on a new replica.
+	other := newCache[string](t, srv, testOptions("ns"))
+	v, err := other.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "", errors.New("must not load") })
+	require.NoError(t, err)
+	assert.Equal(t, "loaded", v)
+}
+
+func TestGetOrLoadHonoursCallerCtx(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("ns"))
+	release := make(chan struct{})
+	load := func(ctx context.Context) (string, error) {
+		<-release
+		return "v", nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := c.GetOrLoad(ctx, "k", load)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// The shared load goes on for callers that are still waiting.
+	done := make(chan string)
+	go func() {
+		v, _ := c.GetOrLoad(context.Background(), "k", load)
+		done <- v
+	}()
+	close(release)
+	assert.Equal(t, "v", <-done)
+}
+
+// TestLoadStartedBeforeAWriteNeverOverwritesIt is the fenced-fill race: a
+// replica misses and starts loading the old value; a writer stores v2 and
+// invalidates; the load then finishes. The old value must reach neither
+// Redis nor any local tier.
+func TestLoadStartedBeforeAWriteNeverOverwritesIt(t *testing.T) {
+	for _, write := range []string{"set", "delete"} {
+		t.Run(write, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rs := replicas[string](t, srv, 2, testOptions("ns"))
+			ctx := context.Background()
+			started, release := make(chan struct{}), make(chan struct{})
+			got := make(chan string)
+			go func() {
+				v, err := rs[0].GetOrLoad(ctx, "k", func(context.Context) (string, error) {
+					close(started)
+					<-release
+					return "v1 (old)", nil
+				})
+				assert.NoError(t, err)
+				got <- v
+			}()
+			<-started
+			if write == "set" {
+				require.NoError(t, rs[1].Set(ctx, "k", "v2"))
+			} else {
+				require.NoError(t, rs[1].Delete(ctx, "k"))
+			}
+			close(release)
+			assert.Equal(t, "v1 (old)", <-got, "callers that asked before the write get the load")
+			rs[0].local.Wait()
+			for i, r := range rs {
+				v, err := r.Get(ctx, "k")
+				if write == "set" {
+					require.NoError(t, err, "replica %d", i)
+					assert.Equal(t, "v2", v, "replica %d", i)
+				} else {
+					assert.ErrorIs(t, err, ErrNotFound, "replica %d", i)
+				}
+			}
+			assert.Equal(t, uint64(1), rs[0].Stats().FillsVoided)
+		})
+	}
+}
+
+func TestLoaderErrorsAndPanics(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("ns"))
+	ctx := context.Background()
+	boom := errors.New("origin down")
+	_, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "", boom })
+	assert.ErrorIs(t, err, boom)
+	_, err = c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "", ErrNotFound })
+	assert.ErrorIs(t, err, ErrNotFound)
+	_, err = c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { panic("bad loader") })
+	assert.ErrorIs(t, err, ErrLoaderPanic)
+	assert.Contains(t, err.Error(), "bad loader")
+	// Failed loads release the lease: the next load is cached at once.
+	v, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "ok", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "ok", v)
+	other := newCache[string](t, srv, testOptions("ns"))
+	v, err = other.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "ok", v)
+	assert.Equal(t, uint64(3), c.Stats().LoadErrors)
+}
+
+func TestBadInputGetsAClearError(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions("ns")
+	opts.MaxValueBytes = 100
+	c := newCache[string](t, srv, opts)
+	ctx := context.Background()
+
+	_, err := c.Get(ctx, "")
+	assert.ErrorIs(t, err, ErrInvalidKey)
+	assert.ErrorIs(t, c.Set(ctx, strings.Repeat("k", 513), "v"), ErrInvalidKey)
+	assert.ErrorIs(t, c.Delete(ctx, "ok", ""), ErrInvalidKey)
+
+	assert.ErrorIs(t, c.Set(ctx, "big", strings.Repeat("x", 200)), ErrValueTooLarge)
+	_, err = c.Get(ctx, "big")
+	assert.ErrorIs(t, err, ErrNotFound, "a refused Set stores nothing")
+	_, err = c.GetOrLoad(ctx, "big", func(context.Context) (string, error) { return strings.Repeat("x", 200), nil })
+	assert.ErrorIs(t, err, ErrValueTooLarge)
+
+	fc := newCache[func()](t, srv, testOptions("fn"))
+	assert.ErrorIs(t, fc.Set(ctx, "k", func() {}), ErrCodec)
+}
+
+func TestCorruptRedisValueIsAMiss(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[user](t, srv, testOptions("ns"))
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	for _, junk := range []string{"not an envelope", "tc\x01\x00" + strings.Repeat("\x00", 20) + "{not json"} {
+		require.NoError(t, rc.Do(ctx, rc.B().Set().Key("ns:v1:{k}").Value(junk).Build()).Error())
+		_, err := c.Get(ctx, "k")
+		assert.ErrorIs(t, err, ErrNotFound)
+	}
+	u, err := c.GetOrLoad(ctx, "k", func(context.Context) (user, error) { return user{ID: 1}, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 1, u.ID)
+	assert.Equal(t, uint64(3), c.Stats().Corrupt)
+	other := newCache[user](t, srv, testOptions("ns"))
+	u, err = other.Get(ctx, "k")
+	require.NoError(t, err, "the load replaced the corrupt value in Redis")
+	assert.Equal(t, 1, u.ID)
+}
+
+func TestOptionsValidate(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redistest.Client(t, srv)
+	good := Options{Client: rc, Namespace: "ns", LocalTTL: time.Second, RemoteTTL: time.Minute}
+	for name, mutate := range map[string]func(*Options){
+		"nil client":         func(o *Options) { o.Client = nil },
+		"empty namespace":    func(o *Options) { o.Namespace = "" },
+		"brace in namespace": func(o *Options) { o.Namespace = "a{b}" },
+		"space in namespace": func(o *Options) { o.Namespace = "a b" },
+		"no local TTL":       func(o *Options) { o.LocalTTL = 0 },
+		"local over remote":  func(o *Options) { o.LocalTTL = time.Hour },
+		"jitter 1":           func(o *Options) { o.TTLJitter = 1 },
+		"negative cost":      func(o *Options) { o.LocalMaxCost = -1 },
+	} {
+		o := good
+		mutate(&o)
+		_, err := New[string](context.Background(), o)
+		assert.ErrorIs(t, err, ErrInvalidOptions, name)
+	}
+	c, err := New[string](context.Background(), good)
+	require.NoError(t, err)
+	c.Close()
+}
+
+func TestUseAfterClose(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("ns"))
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, "k", "v"))
+	c.Close()
+	c.Close()
+	_, err := c.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "v", nil })
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, c.Set(ctx, "k", "v"), ErrClosed)
+	assert.ErrorIs(t, c.Delete(ctx, "k"), ErrClosed)
+}
+
+func TestNewFailsWhenRedisDoesNotAnswer(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions("ns")
+	opts.Client = redistest.Client(t, srv)
+	require.NoError(t, srv.Pause())
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := New[string](ctx, opts)
+	assert.ErrorIs(t, err, ErrRemote)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestNamespacesAreIsolated(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newCache[string](t, srv, testOptions("svc-a"))
+	b := newCache[string](t, srv, testOptions("svc-b"))
+	ctx := context.Background()
+	require.NoError(t, a.Set(ctx, "k", "from a"))
+	require.NoError(t, b.Set(ctx, "k", "from b"))
+	va, _ := a.Get(ctx, "k")
+	vb, _ := b.Get(ctx, "k")
+	assert.Equal(t, "from a", va)
+	assert.Equal(t, "from b", vb)
+	require.NoError(t, a.Delete(ctx, "k"))
+	assert.Never(t, func() bool { return b.Stats().InvalidationsReceived > 0 }, 200*time.Millisecond, 10*time.Millisecond)
+	vb, err := b.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "from b", vb)
+}

@@ -1,0 +1,132 @@
+package tiered
+
+import (
+	"fmt"
+	"time"
+	"unicode"
+
+	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Codec turns values into bytes for Redis and back.
+type Codec = remote.Codec
+
+// JSONCodec is the default codec (encoding/json).
+var JSONCodec Codec = remote.JSON{}
+
+// BytesCodec stores []byte and string values unencoded.
+var BytesCodec Codec = remote.Bytes{}
+
+// Options configures a Cache. Zero values mean the documented defaults;
+// Client, Namespace, LocalTTL and RemoteTTL are required.
+type Options struct {
+	// Client is the caller's rueidis client; the cache never closes it.
+	// Single, Sentinel and Cluster clients work the same. AUTH, ACL users
+	// and TLS are configured on it.
+	Client rueidis.Client
+	// Namespace prefixes every Redis key and names the invalidation
+	// channel "<Namespace>:inv". 1–128 bytes, no spaces, braces or control
+	// characters. Two caches with different namespaces never see each
+	// other's entries or invalidations.
+	Namespace string
+	// LocalTTL bounds how long a value lives in the in-process tier: the
+	// staleness backstop if every invalidation were lost. Must be positive
+	// and at most RemoteTTL.
+	LocalTTL time.Duration
+	// RemoteTTL is how long a value lives in Redis. Must be positive.
+	RemoteTTL time.Duration
+
+	// LocalMaxCost bounds the local tier, in bytes of encoded value plus a
+	// fixed per-entry overhead. Default 64 MiB.
+	LocalMaxCost int64
+	// TTLJitter shortens each TTL, local and remote, by a random fraction
+	// in [0, TTLJitter), so entries filled together do not expire together.
+	// Default 0.1; negative disables; must be below 1.
+	TTLJitter float64
+	// Codec encodes values for Redis. Default JSONCodec.
+	Codec Codec
+	// MaxKeyBytes bounds key length. Default 512.
+	MaxKeyBytes int
+	// MaxValueBytes bounds an encoded value (before compression).
+	// Default 1 MiB.
+	MaxValueBytes int
+	// CompressAbove compresses encoded values of at least this many bytes
+	// in Redis (s2). Default 1024; negative disables.
+	CompressAbove int
+	// RemoteTimeout is the deadline of every Redis call whose ctx has none
+	// sooner. Default 500ms.
+	RemoteTimeout time.Duration
+	// LeaseTTL bounds a fill lease: how long a load that started before a
+	// write is kept from overwriting it. Default 5s.
+	LeaseTTL time.Duration
+	// LoadTimeout bounds a load. A load is shared by every caller of the
+	// key on this replica, so it does not end when one caller's ctx does;
+	// it ends when it returns or after LoadTimeout. Default 30s.
+	LoadTimeout time.Duration
+	// InvalidationQueue bounds invalidations received but not yet applied;
+	// overflowing it flushes the local tier. Default 4096.
+	InvalidationQueue int
+	// PingInterval is how often the cache checks that its invalidation
+	// subscription still delivers. Default 1s; negative disables.
+	PingInterval time.Duration
+}
+
+const (
+	defaultJitter   = 0.1
+	maxNamespaceLen = 128
+)
+
+func (o *Options) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
+	}
+	switch {
+	case o.Client == nil:
+		return bad("Client is nil")
+	case o.Namespace == "" || len(o.Namespace) > maxNamespaceLen:
+		return bad("Namespace must be 1–%d bytes, got %d", maxNamespaceLen, len(o.Namespace))
+	case o.LocalTTL <= 0 || o.RemoteTTL <= 0:
+		return bad("LocalTTL (%v) and RemoteTTL (%v) must be positive", o.LocalTTL, o.RemoteTTL)
+	case o.LocalTTL > o.RemoteTTL:
+		return bad("LocalTTL %v is longer than RemoteTTL %v", o.LocalTTL, o.RemoteTTL)
+	case o.LocalMaxCost < 0:
+		return bad("LocalMaxCost %d < 0", o.LocalMaxCost)
+	case o.TTLJitter >= 1:
+		return bad("TTLJitter %v ≥ 1", o.TTLJitter)
+	case o.MaxKeyBytes < 0 || o.MaxValueBytes < 0:
+		return bad("MaxKeyBytes and MaxValueBytes must not be negative")
+	case o.RemoteTimeout < 0 || o.LeaseTTL < 0 || o.LoadTimeout < 0:
+		return bad("RemoteTimeout, LeaseTTL and LoadTimeout must not be negative")
+	case o.InvalidationQueue < 0:
+		return bad("InvalidationQueue %d < 0", o.InvalidationQueue)
+	}
+	for _, r := range o.Namespace {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}' {
+			return bad("Namespace %q has a space, brace or control character", o.Namespace)
+		}
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	switch {
+	case o.TTLJitter == 0:
+		o.TTLJitter = defaultJitter
+	case o.TTLJitter < 0:
+		o.TTLJitter = 0
+	}
+	if o.Codec == nil {
+		o.Codec = JSONCodec
+	}
+	if o.MaxKeyBytes == 0 {
+		o.MaxKeyBytes = 512
+	}
+	if o.RemoteTimeout == 0 {
+		o.RemoteTimeout = 500 * time.Millisecond
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = 30 * time.Second
+	}
+}

@@ -1,0 +1,156 @@
+package tiered
+
+import (
+	"hash/maphash"
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/local"
+)
+
+// Stats is a snapshot of what a cache did since New. Counters only grow.
+type Stats struct {
+	LocalHits    uint64 // Get/GetOrLoad answered from the local tier
+	LocalMisses  uint64 // …that went on to Redis
+	RemoteHits   uint64
+	RemoteMisses uint64
+	RemoteErrors uint64 // Redis calls that failed or timed out
+	Corrupt      uint64 // unreadable values in Redis, treated as misses
+	Loads        uint64 // loader calls
+	LoadErrors   uint64 // loader calls that failed or panicked
+	FillsVoided  uint64 // loads not cached because a write landed meanwhile
+
+	InvalidationsPublished uint64 // Set/Delete messages sent
+	InvalidationsReceived  uint64 // peers' messages applied
+	// Flushes counts local-epoch bumps by reason: "resubscribe",
+	// "overflow", "undecodable", "ping-timeout", "message".
+	Flushes map[string]uint64
+	// Lag is the distribution of invalidation lag (publish → applied).
+	Lag LagHistogram
+
+	Local local.Stats
+	Bus   coherence.Stats
+}
+
+const flushReasonMessage = "message"
+
+var flushReasons = []string{
+	string(coherence.GapResubscribe), string(coherence.GapOverflow),
+	string(coherence.GapUndecodable), string(coherence.GapPingTimeout),
+	flushReasonMessage,
+}
+
+// LagHistogram counts lags in power-of-two microsecond buckets: bucket i
+// holds lags in [2^(i-1), 2^i) µs, bucket 0 those under 1 µs.
+type LagHistogram struct {
+	Buckets [lagBuckets]uint64
+	Count   uint64
+	SumNs   uint64
+}
+
+const lagBuckets = 32
+
+// BucketUpperBound is the exclusive upper bound of bucket i.
+func (LagHistogram) BucketUpperBound(i int) time.Duration {
+	return time.Duration(uint64(1)<<i) * time.Microsecond
+}
+
+// Quantile estimates the q-quantile (0 < q ≤ 1) as a bucket's upper bound.
+func (h LagHistogram) Quantile(q float64) time.Duration {
+	if h.Count == 0 {
+		return 0
+	}
+	want := uint64(q * float64(h.Count))
+	var seen uint64
+	for i, n := range h.Buckets {
+		seen += n
+		if seen >= want && n > 0 {
+			return h.BucketUpperBound(i)
+		}
+	}
+	return h.BucketUpperBound(lagBuckets - 1)
+}
+
+type lagCounters struct {
+	buckets    [lagBuckets]atomic.Uint64
+	count, sum atomic.Uint64
+}
+
+func (l *lagCounters) observe(d time.Duration) {
+	d = max(d, 0) // clocks of different hosts may disagree
+	i := min(bits.Len64(uint64(d/time.Microsecond)), lagBuckets-1)
+	l.buckets[i].Add(1)
+	l.count.Add(1)
+	l.sum.Add(uint64(d))
+}
+
+// stripedCounter spreads a hot counter over cache lines, picked by key, so
+// parallel local hits on different keys do not contend on one line.
+type stripedCounter struct {
+	seed    maphash.Seed
+	stripes [16]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+func (s *stripedCounter) inc(key string) {
+	s.stripes[maphash.String(s.seed, key)&15].n.Add(1)
+}
+
+func (s *stripedCounter) load() uint64 {
+	var n uint64
+	for i := range s.stripes {
+		n += s.stripes[i].n.Load()
+	}
+	return n
+}
+
+type counters struct {
+	localHits                                           stripedCounter
+	localMisses, remoteHits, remoteMisses, remoteErrors atomic.Uint64
+	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
+	published, received                                 atomic.Uint64
+	flushByReason                                       [5]atomic.Uint64
+	lag                                                 lagCounters
+}
+
+func (c *counters) flushes(reason string) *atomic.Uint64 {
+	for i, r := range flushReasons {
+		if r == reason {
+			return &c.flushByReason[i]
+		}
+	}
+	return &c.flushByReason[len(flushReasons)-1]
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache[V]) Stats() Stats {
+	s := &c.stats
+	out := Stats{
+		LocalHits:              s.localHits.load(),
+		LocalMisses:            s.localMisses.Load(),
+		RemoteHits:             s.remoteHits.Load(),
+		RemoteMisses:           s.remoteMisses.Load(),
+		RemoteErrors:           s.remoteErrors.Load(),
+		Corrupt:                s.corrupt.Load(),
+		Loads:                  s.loads.Load(),
+		LoadErrors:             s.loadErrors.Load(),
+		FillsVoided:            s.fillsVoided.Load(),
+		InvalidationsPublished: s.published.Load(),
+		InvalidationsReceived:  s.received.Load(),
+		Flushes:                make(map[string]uint64, len(flushReasons)),
+		Local:                  c.local.Stats(),
+		Bus:                    c.bus.Stats(),
+	}
+	for i, r := range flushReasons {
+		out.Flushes[r] = s.flushByReason[i].Load()
+	}
+	for i := range s.lag.buckets {
+		out.Lag.Buckets[i] = s.lag.buckets[i].Load()
+	}
+	out.Lag.Count, out.Lag.SumNs = s.lag.count.Load(), s.lag.sum.Load()
+	return out
+}
