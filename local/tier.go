@@ -110,7 +110,9 @@ type Stats struct {
 
 // Tier is the local tier. Its methods are safe for concurrent use.
 type Tier[V any] struct {
-	cache   *ristretto.Cache[string, stored[V]]
+	// Entries are stored by pointer: a hit copies one word out of
+	// ristretto's shard instead of the whole entry.
+	cache   *ristretto.Cache[string, *stored[V]]
 	stripes []stripe
 	mask    uint64
 	seed    maphash.Seed
@@ -134,13 +136,13 @@ func New[V any](opts Options) (*Tier[V], error) {
 		jitter:  opts.TTLJitter,
 	}
 	t.epoch.Store(1)
-	c, err := ristretto.NewCache(&ristretto.Config[string, stored[V]]{
+	c, err := ristretto.NewCache(&ristretto.Config[string, *stored[V]]{
 		NumCounters:        opts.NumCounters,
 		MaxCost:            opts.MaxCost,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
-		OnEvict:            func(*ristretto.Item[stored[V]]) { t.evictions.Add(1) },
-		OnReject:           func(*ristretto.Item[stored[V]]) { t.rejections.Add(1) },
+		OnEvict:            func(*ristretto.Item[*stored[V]]) { t.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[*stored[V]]) { t.rejections.Add(1) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
@@ -186,7 +188,7 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], cost int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+	return t.set(s, key, &stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
@@ -207,11 +209,11 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], cost int64, ttl time.
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+	return t.set(s, key, &stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
 }
 
 // set inserts under s.mu.
-func (t *Tier[V]) set(s *stripe, key string, v stored[V], cost int64, ttl time.Duration) bool {
+func (t *Tier[V]) set(s *stripe, key string, v *stored[V], cost int64, ttl time.Duration) bool {
 	if ttl <= 0 {
 		return false
 	}

@@ -38,11 +38,11 @@ const (
 //	20  4  load duration, microseconds (the last measured load time)
 //	24  …  payload
 type Envelope struct {
-	WrittenAt    int64 // unix nanoseconds
-	FreshUntil   int64 // unix nanoseconds; 0 = fresh until expiry
-	LoadMicros   uint32
-	Negative     bool
-	Payload      []byte // the codec's bytes, uncompressed
+	WrittenAt  int64 // unix nanoseconds
+	FreshUntil int64 // unix nanoseconds; 0 = fresh until expiry
+	LoadMicros uint32
+	Negative   bool
+	Payload    []byte // the codec's bytes, uncompressed
 }
 
 // encode appends the wire form of e, compressing payloads of at least

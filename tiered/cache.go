@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -68,7 +67,6 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		local:   lt,
 		remote:  rs,
 	}
-	c.stats.localHits.seed = maphash.MakeSeed()
 	c.bus, err = coherence.Subscribe(ctx, coherence.Options{
 		Client:       opts.Client,
 		Channel:      c.channel,
@@ -97,14 +95,21 @@ func (c *Cache[V]) Close() {
 	})
 }
 
-func (c *Cache[V]) check(key string) error {
-	if c.closed.Load() {
-		return ErrClosed
-	}
+// checkKey validates a key. The local-hit path checks nothing else: a
+// closed cache's local tier always misses, and the miss path checks closed.
+func (c *Cache[V]) checkKey(key string) error {
 	if key == "" || len(key) > c.opts.MaxKeyBytes {
 		return fmt.Errorf("%w: length %d not in 1–%d", ErrInvalidKey, len(key), c.opts.MaxKeyBytes)
 	}
 	return nil
+}
+
+// check validates a key for a call that goes beyond the local tier.
+func (c *Cache[V]) check(key string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return c.checkKey(key)
 }
 
 // Get returns key's value from the local tier, or from Redis (filling the
@@ -112,13 +117,17 @@ func (c *Cache[V]) check(key string) error {
 // nothing. The value returned is shared with other readers: treat it as
 // immutable.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if err := c.check(key); err != nil {
+	if err := c.checkKey(key); err != nil {
 		var zero V
 		return zero, err
 	}
 	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc(key)
+		c.stats.localHits.inc()
 		return c.hit(e)
+	}
+	if c.closed.Load() {
+		var zero V
+		return zero, ErrClosed
 	}
 	return c.gets.do(ctx, key, func() (V, error) {
 		fctx, cancel := c.flightContext(ctx)
@@ -134,13 +143,17 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // Redis fails, the loaded value is still returned (fail open). A loader
 // returning ErrNotFound makes GetOrLoad return ErrNotFound.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
-	if err := c.check(key); err != nil {
+	if err := c.checkKey(key); err != nil {
 		var zero V
 		return zero, err
 	}
 	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc(key)
+		c.stats.localHits.inc()
 		return c.hit(e)
+	}
+	if c.closed.Load() {
+		var zero V
+		return zero, ErrClosed
 	}
 	return c.loads.do(ctx, key, func() (V, error) {
 		fctx, cancel := c.flightContext(ctx)
@@ -170,7 +183,7 @@ func (c *Cache[V]) fetch(ctx context.Context, key string) (V, error) {
 	var zero V
 	fence := c.local.Fence(key)
 	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc(key)
+		c.stats.localHits.inc()
 		return c.hit(e)
 	}
 	c.stats.localMisses.Add(1)
@@ -200,7 +213,7 @@ func (c *Cache[V]) fetchOrLoad(ctx context.Context, key string, load func(contex
 	var zero V
 	fence := c.local.Fence(key)
 	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc(key)
+		c.stats.localHits.inc()
 		return c.hit(e)
 	}
 	c.stats.localMisses.Add(1)

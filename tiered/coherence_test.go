@@ -1,0 +1,254 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redisserver"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// TestConvergence: 4 replicas hold a key; after a Set or Delete on one,
+// every other replica returns the new state. The delay from the write's
+// return to each replica's first read of the new state is reported.
+func TestConvergence(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 4, testOptions("conv"))
+	ctx := context.Background()
+	const rounds = 200
+	var delays []time.Duration
+	for round := 1; round <= rounds; round++ {
+		// Every replica holds the current state locally.
+		want := round - 1
+		for _, r := range rs {
+			r.Get(ctx, "k")
+			r.local.Wait()
+		}
+		del := round%4 == 0
+		if del {
+			require.NoError(t, rs[0].Delete(ctx, "k"))
+			want = -1
+		} else {
+			require.NoError(t, rs[0].Set(ctx, "k", round))
+			want = round
+		}
+		written := time.Now()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, r := range rs[1:] {
+			wg.Go(func() {
+				deadline := written.Add(5 * time.Second)
+				for time.Now().Before(deadline) {
+					v, err := r.Get(ctx, "k")
+					if (del && errors.Is(err, ErrNotFound)) || (!del && err == nil && v == want) {
+						mu.Lock()
+						delays = append(delays, time.Since(written))
+						mu.Unlock()
+						return
+					}
+				}
+				t.Errorf("round %d: a replica did not converge within 5s", round)
+			})
+		}
+		wg.Wait()
+	}
+	slices.Sort(delays)
+	q := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))] }
+	t.Logf("convergence over %d reads: p50=%v p99=%v max=%v", len(delays), q(0.5), q(0.99), delays[len(delays)-1])
+	require.Len(t, delays, 3*rounds)
+	for _, r := range rs[1:] {
+		assert.GreaterOrEqual(t, r.Stats().InvalidationsReceived, uint64(rounds), "convergence came from invalidations")
+	}
+}
+
+type ledgerRun struct {
+	replicas, keys int
+	minReads       int64
+	minDuration    time.Duration
+	maxDuration    time.Duration
+	chaos          func(stop <-chan struct{}) // runs alongside the workload
+}
+
+type ledgerResult struct {
+	reads, stale, localHits, writes, loads int64
+	resubscribeFlushes                     uint64
+	worstLag                               time.Duration
+}
+
+// grace is how old a completed write may be before a read that returns an
+// older version counts as stale.
+const grace = 100 * time.Millisecond
+
+func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResult {
+	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
+	rs := replicas[int64](t, srv, run.replicas, opts)
+	src := newLedger()
+	keyName := func(i int) string { return fmt.Sprint("item:", i) }
+	var writeLocks = make([]sync.Mutex, run.keys)
+	var res ledgerResult
+	var staleSeen sync.Once
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Writers: half write-through (update the source, then Set), half
+	// write-around (update the source, then Delete). A write is retried
+	// until it succeeds, and completes only then.
+	for w := range 2 {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Duration(rand.IntN(1000)) * time.Microsecond):
+				}
+				ki := rand.IntN(run.keys)
+				k := keyName(ki)
+				r := rs[(w+i)%len(rs)]
+				writeLocks[ki].Lock()
+				v := src.bump(k)
+				for {
+					var err error
+					if i%2 == 0 {
+						err = r.Set(ctx, k, v)
+					} else {
+						err = r.Delete(ctx, k)
+					}
+					if err == nil {
+						break
+					}
+				}
+				src.completed(k, v)
+				writeLocks[ki].Unlock()
+				atomic.AddInt64(&res.writes, 1)
+			}
+		})
+	}
+	// Readers: GetOrLoad with a loader that reads the source and then
+	// takes 0–2 ms, on skewed keys.
+	for ri, r := range rs {
+		for g := range 2 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(ri), uint64(g)))
+				zipf := rand.NewZipf(rng, 1.1, 1, uint64(run.keys-1))
+				ctx := context.Background()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					k := keyName(int(zipf.Uint64()))
+					start := time.Now()
+					floor := src.floor(k, start.Add(-grace))
+					v, err := r.GetOrLoad(ctx, k, func(context.Context) (int64, error) {
+						atomic.AddInt64(&res.loads, 1)
+						v := src.read(k)
+						time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+						return v, nil
+					})
+					atomic.AddInt64(&res.reads, 1)
+					if err != nil {
+						t.Errorf("GetOrLoad(%s): %v", k, err)
+						return
+					}
+					if v < floor {
+						atomic.AddInt64(&res.stale, 1)
+						staleSeen.Do(func() {
+							t.Errorf("stale read of %s: got version %d, but version %d completed more than %v before the read began", k, v, floor, grace)
+						})
+					}
+				}
+			})
+		}
+	}
+	chaosDone := make(chan struct{})
+	go func() {
+		defer close(chaosDone)
+		if run.chaos != nil {
+			run.chaos(stop)
+		}
+	}()
+	begin := time.Now()
+	for {
+		el := time.Since(begin)
+		if (el >= run.minDuration && atomic.LoadInt64(&res.reads) >= run.minReads) || el >= run.maxDuration {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the run's progress, not waiting for a result
+	}
+	close(stop)
+	wg.Wait()
+	<-chaosDone
+
+	// Quiescence: every replica agrees with the source once the last
+	// invalidations are delivered.
+	ctx := context.Background()
+	for i, r := range rs {
+		for ki := range run.keys {
+			k := keyName(ki)
+			want := src.read(k)
+			assert.Eventually(t, func() bool {
+				v, err := r.GetOrLoad(ctx, k, func(context.Context) (int64, error) { return src.read(k), nil })
+				return err == nil && v == want
+			}, 5*time.Second, time.Millisecond, "replica %d key %s never agreed with the source (%d)", i, k, want)
+		}
+		st := r.Stats()
+		res.localHits += int64(st.LocalHits)
+		res.resubscribeFlushes += st.Flushes["resubscribe"]
+		if q := st.Lag.Quantile(1); q > res.worstLag {
+			res.worstLag = q
+		}
+	}
+	return res
+}
+
+// TestStalenessLedger: 4 replicas, write-through and write-around writers,
+// readers with a slow loader. Zero reads may return a version older than a
+// write completed more than 100 ms before the read began.
+func TestStalenessLedger(t *testing.T) {
+	srv := redistest.Start(t)
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 2 * time.Second, maxDuration: 60 * time.Second})
+	t.Logf("ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d lag-max≤%v", res.reads, res.stale, res.localHits, res.writes, res.loads, res.worstLag)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, res.writes)
+	assert.Positive(t, res.localHits)
+}
+
+// TestStalenessLedgerWithSubscriberKills is the ledger while every
+// subscriber connection is killed every 200–400 ms (CLIENT KILL TYPE
+// pubsub): each resubscribe bumps the epoch, so no replica keeps serving
+// what it missed.
+func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
+	srv := redistest.Start(t)
+	var kills atomic.Int64
+	chaos := func(stop <-chan struct{}) {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(200+rand.IntN(200)) * time.Millisecond):
+			}
+			if n, err := srv.KillClients("pubsub"); err == nil {
+				kills.Add(int64(n))
+			}
+		}
+	}
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second, chaos: chaos})
+	t.Logf("ledger with kills: reads=%d stale=%d local-hits=%d writes=%d loads=%d connections-killed=%d resubscribe-flushes=%d", res.reads, res.stale, res.localHits, res.writes, res.loads, kills.Load(), res.resubscribeFlushes)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
+	assert.Positive(t, res.resubscribeFlushes, "every resubscribe flushes the local tier")
+}
