@@ -117,23 +117,7 @@ func (c *Cache[V]) check(key string) error {
 // nothing. The value returned is shared with other readers: treat it as
 // immutable.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if err := c.checkKey(key); err != nil {
-		var zero V
-		return zero, err
-	}
-	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc()
-		return c.hit(e)
-	}
-	if c.closed.Load() {
-		var zero V
-		return zero, ErrClosed
-	}
-	return c.gets.do(ctx, key, func() (V, error) {
-		fctx, cancel := c.flightContext(ctx)
-		defer cancel()
-		return c.fetch(fctx, key)
-	})
+	return c.lookup(ctx, key, nil)
 }
 
 // GetOrLoad returns key's value from the local tier, Redis, or load, in that
@@ -143,8 +127,15 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // Redis fails, the loaded value is still returned (fail open). A loader
 // returning ErrNotFound makes GetOrLoad return ErrNotFound.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
+	return c.lookup(ctx, key, load)
+}
+
+// lookup is Get (load == nil) and GetOrLoad. Past a local miss, one flight
+// per key runs the rest; the flight closure is made only then, so a hit
+// allocates nothing.
+func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
+	var zero V
 	if err := c.checkKey(key); err != nil {
-		var zero V
 		return zero, err
 	}
 	if e, ok := c.local.Get(key); ok {
@@ -152,13 +143,27 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.
 		return c.hit(e)
 	}
 	if c.closed.Load() {
-		var zero V
 		return zero, ErrClosed
 	}
-	return c.loads.do(ctx, key, func() (V, error) {
+	group := &c.gets
+	if load != nil {
+		group = &c.loads
+	}
+	return group.do(ctx, key, func() (V, error) {
 		fctx, cancel := c.flightContext(ctx)
 		defer cancel()
-		return c.fetchOrLoad(fctx, key, load)
+		// The fence is taken before the re-check and the Redis read, so an
+		// invalidation that lands meanwhile refuses the fill.
+		fence := c.local.Fence(key)
+		if e, ok := c.local.Get(key); ok {
+			c.stats.localHits.inc()
+			return c.hit(e)
+		}
+		c.stats.localMisses.Add(1)
+		if load == nil {
+			return c.readThrough(fctx, key, fence)
+		}
+		return c.readOrLoad(fctx, key, fence, load)
 	})
 }
 
@@ -176,17 +181,9 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 }
 
-// fetch reads key through to Redis. The fence is taken before the re-check
-// and the Redis read, so an invalidation that lands meanwhile refuses the
-// fill.
-func (c *Cache[V]) fetch(ctx context.Context, key string) (V, error) {
+// readThrough reads key from Redis and fills the local tier under fence.
+func (c *Cache[V]) readThrough(ctx context.Context, key string, fence local.Fence) (V, error) {
 	var zero V
-	fence := c.local.Fence(key)
-	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc()
-		return c.hit(e)
-	}
-	c.stats.localMisses.Add(1)
 	env, err := c.remote.Get(ctx, key)
 	switch {
 	case errors.Is(err, remote.ErrMiss):
@@ -209,14 +206,11 @@ func (c *Cache[V]) fetch(ctx context.Context, key string) (V, error) {
 	return v, nil
 }
 
-func (c *Cache[V]) fetchOrLoad(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
+// readOrLoad reads key from Redis, taking its fill lease on a miss, and
+// otherwise loads it and fills Redis (while the lease holds) and the local
+// tier (while fence holds).
+func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error)) (V, error) {
 	var zero V
-	fence := c.local.Fence(key)
-	if e, ok := c.local.Get(key); ok {
-		c.stats.localHits.inc()
-		return c.hit(e)
-	}
-	c.stats.localMisses.Add(1)
 	token := remote.NewToken()
 	r, err := c.remote.GetOrLease(ctx, key, token)
 	remoteUp := err == nil
