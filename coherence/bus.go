@@ -179,6 +179,12 @@ func (b *Bus) receive(ctx context.Context) {
 	c := b.opts.Client
 	sub := c.B().Subscribe().Channel(b.opts.Channel, b.pingChan).Build().Pin()
 	hookCtx := rueidis.WithOnSubscriptionHook(ctx, b.onSubscription)
+	hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, conn rueidis.CommandClient) error {
+		if ctx.Err() != nil {
+			b.unsubscribe(conn)
+		}
+		return err
+	})
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
 		err := c.Receive(hookCtx, sub, b.onMessage)
@@ -192,6 +198,16 @@ func (b *Bus) receive(ctx context.Context) {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// unsubscribe leaves the channels on the connection Receive used. rueidis
+// does not when Receive's ctx ends, and the connection is the caller's: it
+// outlives the bus, and would otherwise keep receiving (and dropping) the
+// namespace's messages.
+func (b *Bus) unsubscribe(conn rueidis.CommandClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn.Do(ctx, conn.B().Unsubscribe().Channel(b.opts.Channel, b.pingChan).Build())
 }
 
 // onSubscription runs on the connection's reader goroutine: no blocking.

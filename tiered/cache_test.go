@@ -295,3 +295,27 @@ func TestNamespacesAreIsolated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "from b", vb)
 }
+
+func TestCloseUnsubscribesFromTheCallersClient(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redistest.Client(t, srv)
+	opts := testOptions("ns")
+	opts.Client = rc
+	subscribers := func() int64 {
+		arr, err := rc.Do(context.Background(), rc.B().PubsubNumsub().Channel("ns:inv").Build()).ToArray()
+		require.NoError(t, err)
+		n, err := arr[1].AsInt64()
+		require.NoError(t, err)
+		return n
+	}
+	for range 20 {
+		c, err := New[string](context.Background(), opts)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), subscribers())
+		c.Close()
+		require.Eventually(t, func() bool { return subscribers() == 0 }, 5*time.Second, time.Millisecond,
+			"Close must unsubscribe: the client is the caller's and stays open")
+	}
+	// The caller's client still works.
+	require.NoError(t, rc.Do(context.Background(), rc.B().Ping().Build()).Error())
+}
