@@ -65,13 +65,22 @@ func (o *Options) setDefaults() {
 	o.Stripes = n
 }
 
-// Entry is what the tier holds for a key.
+// Entry is what the tier holds for a key. The tier itself only reads
+// Value; the freshness fields are kept for the caller.
 type Entry[V any] struct {
 	// Value is the decoded value.
 	Value V
 	// FreshUntil is when the value stops being fresh (unix nanoseconds);
 	// zero means it stays fresh until it expires.
 	FreshUntil int64
+	// ExpiresAt is when the value's Redis copy expires (unix nanoseconds);
+	// zero means unknown.
+	ExpiresAt int64
+	// RefreshFrom is the earliest time (unix nanoseconds) a hit should
+	// consider refreshing the value; zero means never.
+	RefreshFrom int64
+	// LoadMicros is how long the value took to load.
+	LoadMicros uint32
 	// Negative marks a tombstone: the key is known to be absent.
 	Negative bool
 }

@@ -18,7 +18,7 @@ var ErrTooLarge = errors.New("remote: value too large")
 const (
 	magic0, magic1 = 't', 'c'
 	formatV1       = 1
-	headerLen      = 24
+	headerLen      = 32
 
 	flagCompressed = 1 << 0
 	flagNegative   = 1 << 1
@@ -35,11 +35,13 @@ const (
 //	3   1  flags: 1 = payload s2-compressed, 2 = negative (tombstone)
 //	4   8  written-at, unix nanoseconds
 //	12  8  fresh-until, unix nanoseconds (0 = fresh until it expires)
-//	20  4  load duration, microseconds (the last measured load time)
-//	24  …  payload
+//	20  8  expires-at, unix nanoseconds (0 = unknown)
+//	28  4  load duration, microseconds (the last measured load time)
+//	32  …  payload
 type Envelope struct {
 	WrittenAt  int64 // unix nanoseconds
 	FreshUntil int64 // unix nanoseconds; 0 = fresh until expiry
+	ExpiresAt  int64 // unix nanoseconds: the Redis TTL's end; 0 = unknown
 	LoadMicros uint32
 	Negative   bool
 	Payload    []byte // the codec's bytes, uncompressed
@@ -63,7 +65,8 @@ func (e *Envelope) encode(compressAbove int) []byte {
 	b[0], b[1], b[2], b[3] = magic0, magic1, formatV1, flags
 	binary.BigEndian.PutUint64(b[4:], uint64(e.WrittenAt))
 	binary.BigEndian.PutUint64(b[12:], uint64(e.FreshUntil))
-	binary.BigEndian.PutUint32(b[20:], e.LoadMicros)
+	binary.BigEndian.PutUint64(b[20:], uint64(e.ExpiresAt))
+	binary.BigEndian.PutUint32(b[28:], e.LoadMicros)
 	return append(b, payload...)
 }
 
@@ -84,7 +87,8 @@ func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
 	e := Envelope{
 		WrittenAt:  int64(binary.BigEndian.Uint64(b[4:])),
 		FreshUntil: int64(binary.BigEndian.Uint64(b[12:])),
-		LoadMicros: binary.BigEndian.Uint32(b[20:]),
+		ExpiresAt:  int64(binary.BigEndian.Uint64(b[20:])),
+		LoadMicros: binary.BigEndian.Uint32(b[28:]),
 		Negative:   flags&flagNegative != 0,
 		Payload:    b[headerLen:],
 	}

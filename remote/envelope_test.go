@@ -22,7 +22,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"large, compression off", bytes.Repeat([]byte("abcd"), 1000), -1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Envelope{WrittenAt: 11, FreshUntil: 22, LoadMicros: 33, Negative: true, Payload: tc.payload}
+			in := Envelope{WrittenAt: 11, FreshUntil: 22, ExpiresAt: 44, LoadMicros: 33, Negative: true, Payload: tc.payload}
 			b := in.encode(tc.compressAbove)
 			assert.Equal(t, tc.compressed, b[3]&flagCompressed != 0)
 			if tc.compressed {
@@ -32,6 +32,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, in.WrittenAt, out.WrittenAt)
 			assert.Equal(t, in.FreshUntil, out.FreshUntil)
+			assert.Equal(t, in.ExpiresAt, out.ExpiresAt)
 			assert.Equal(t, in.LoadMicros, out.LoadMicros)
 			assert.True(t, out.Negative)
 			assert.Equal(t, len(tc.payload), len(out.Payload))
@@ -49,7 +50,7 @@ func TestDecodeEnvelopeRejects(t *testing.T) {
 		"truncated":      good[:10],
 		"newer format":   append([]byte{'t', 'c', 9}, good[3:]...),
 		"unknown flag":   append([]byte{'t', 'c', 1, 0x80}, good[4:]...),
-		"bad compressed": append([]byte{'t', 'c', 1, flagCompressed}, append(good[4:24:24], 0xff, 0xff, 0xff)...),
+		"bad compressed": append([]byte{'t', 'c', 1, flagCompressed}, append(good[4:headerLen:headerLen], 0xff, 0xff, 0xff)...),
 		"bomb":           bomb,
 	} {
 		_, err := DecodeEnvelope(b, 1024)

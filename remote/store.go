@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -78,23 +79,46 @@ func (o *Options) setDefaults() {
 // Store is the Redis tier of one namespace. Safe for concurrent use.
 type Store struct {
 	opts   Options
-	prefix string
+	genKey string
+	gen    atomic.Int64
+	prefix atomic.Pointer[string] // "<namespace>:v1:g<gen>:"
 }
 
-// New builds a Store over the caller's client; it does no I/O.
+// New builds a Store over the caller's client at generation 0; it does no
+// I/O. Call LoadGeneration to pick up the namespace's current generation.
 func New(opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	opts.setDefaults()
-	return &Store{opts: opts, prefix: opts.Namespace + ":v1:{"}, nil
+	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen"}
+	s.storePrefix(0)
+	return s, nil
+}
+
+func (s *Store) storePrefix(gen int64) {
+	p := s.opts.Namespace + ":v1:g" + strconv.FormatInt(gen, 10) + ":"
+	s.prefix.Store(&p)
 }
 
 // ValueKey is the Redis key holding key's value.
-func (s *Store) ValueKey(key string) string { return s.prefix + key + "}" }
+func (s *Store) ValueKey(key string) string { return *s.prefix.Load() + "{" + key + "}" }
 
 // LeaseKey is the Redis key holding key's fill lease.
-func (s *Store) LeaseKey(key string) string { return s.prefix + key + "}:lease" }
+func (s *Store) LeaseKey(key string) string { return *s.prefix.Load() + "{" + key + "}:lease" }
+
+// WaitKey marks that replicas wait for key's fill: the filler then
+// publishes, so they are woken at once.
+func (s *Store) WaitKey(key string) string { return *s.prefix.Load() + "{" + key + "}:wait" }
+
+// TagKey is the Redis set of the keys carrying tag.
+func (s *Store) TagKey(tag string) string { return *s.prefix.Load() + "tag:{" + tag + "}" }
+
+// keys returns the value, lease and wait keys of key under one prefix.
+func (s *Store) keys(key string) []string {
+	p := *s.prefix.Load() + "{" + key + "}"
+	return []string{p, p + ":lease", p + ":wait"}
+}
 
 // MaxValueBytes is the payload limit in force.
 func (s *Store) MaxValueBytes() int { return s.opts.MaxValueBytes }
@@ -117,8 +141,11 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 
-func (s *Store) ttlMillis() string {
-	ttl := s.opts.TTL
+// ttlMillis is ttl (the store's TTL when zero) with jitter, in ms.
+func (s *Store) ttlMillis(ttl time.Duration) string {
+	if ttl <= 0 {
+		ttl = s.opts.TTL
+	}
 	if s.opts.TTLJitter > 0 {
 		ttl -= time.Duration(rand.Float64() * s.opts.TTLJitter * float64(ttl))
 	}
@@ -152,94 +179,6 @@ func (s *Store) Get(ctx context.Context, key string) (Envelope, error) {
 	return s.decode(b)
 }
 
-var getOrLease = rueidis.NewLuaScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 1} end
-return {0, 0}
-`)
-
-// LeaseResult is what GetOrLease found.
-type LeaseResult struct {
-	Envelope Envelope
-	Found    bool  // a readable value was present
-	Corrupt  error // a value was present but unreadable (wraps ErrCorrupt)
-	Leased   bool  // no value was present and the caller now holds the lease
-}
-
-// GetOrLease reads key and, when it is absent, takes its fill lease with
-// token, in one round trip. A corrupt value is reported in Corrupt (not as
-// an error) so the caller can treat it as a miss and take the lease with
-// Lease.
-func (s *Store) GetOrLease(ctx context.Context, key, token string) (LeaseResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	arr, err := getOrLease.Exec(ctx, s.opts.Client,
-		[]string{s.ValueKey(key), s.LeaseKey(key)},
-		[]string{token, strconv.FormatInt(s.opts.LeaseTTL.Milliseconds(), 10)}).ToArray()
-	if err != nil {
-		return LeaseResult{}, err
-	}
-	if len(arr) != 2 {
-		return LeaseResult{}, fmt.Errorf("remote: GetOrLease: unexpected reply of %d elements", len(arr))
-	}
-	found, err := arr[0].AsInt64()
-	if err != nil {
-		return LeaseResult{}, err
-	}
-	if found == 0 {
-		leased, err := arr[1].AsInt64()
-		return LeaseResult{Leased: leased == 1}, err
-	}
-	b, err := arr[1].AsBytes()
-	if err != nil {
-		return LeaseResult{}, err
-	}
-	e, err := s.decode(b)
-	if err != nil {
-		return LeaseResult{Corrupt: err}, nil
-	}
-	return LeaseResult{Envelope: e, Found: true}, nil
-}
-
-// Lease takes key's fill lease with token if nobody holds it.
-func (s *Store) Lease(ctx context.Context, key, token string) (bool, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	c := s.opts.Client
-	err := c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
-	if rueidis.IsRedisNil(err) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-var fillScript = rueidis.NewLuaScript(`
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-`)
-
-// Fill writes a loaded value if the lease taken with token still holds,
-// and releases the lease. It reports whether the value was written; false
-// means a write (or lease expiry) came first and the loaded value may be
-// older than what Redis now holds.
-func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope) (bool, error) {
-	b, err := s.Encode(e)
-	if err != nil {
-		return false, err
-	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	n, err := fillScript.Exec(ctx, s.opts.Client,
-		[]string{s.ValueKey(key), s.LeaseKey(key)},
-		[]string{token, string(b), s.ttlMillis()}).AsInt64()
-	return n == 1, err
-}
-
 var setScript = rueidis.NewLuaScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
@@ -256,8 +195,8 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	return setScript.Exec(ctx, s.opts.Client,
-		[]string{s.ValueKey(key), s.LeaseKey(key)},
-		[]string{string(b), s.ttlMillis(), p.Channel, string(p.Message)}).Error()
+		s.keys(key)[:2],
+		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)}).Error()
 }
 
 var deleteScript = rueidis.NewLuaScript(`
@@ -270,7 +209,7 @@ return 1
 func (s *Store) Delete(ctx context.Context, keys []string, p Publication) error {
 	rk := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
-		rk = append(rk, s.ValueKey(k), s.LeaseKey(k))
+		rk = append(rk, s.keys(k)[:2]...)
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
@@ -319,18 +258,4 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]Found, error) {
 		out[i].Envelope, out[i].Err = s.decode(b)
 	}
 	return out, nil
-}
-
-var releaseScript = rueidis.NewLuaScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
-
-// Release gives up key's fill lease if token still holds it, so the next
-// reader need not wait for it to expire. Errors are ignored: the lease
-// expires by itself.
-func (s *Store) Release(ctx context.Context, key, token string) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	releaseScript.Exec(ctx, s.opts.Client, []string{s.LeaseKey(key)}, []string{token})
 }

@@ -58,10 +58,10 @@ func TestSetGetDelete(t *testing.T) {
 	assert.Equal(t, big, string(e.Payload))
 	assert.Equal(t, int64(5), e.WrittenAt)
 
-	raw, err := c.Do(ctx, c.B().Strlen().Key("test:v1:{k}").Build()).AsInt64()
+	raw, err := c.Do(ctx, c.B().Strlen().Key("test:v1:g0:{k}").Build()).AsInt64()
 	require.NoError(t, err)
 	assert.Less(t, raw, int64(len(big)/2), "large payloads are stored compressed")
-	pttl, err := c.Do(ctx, c.B().Pttl().Key("test:v1:{k}").Build()).AsInt64()
+	pttl, err := c.Do(ctx, c.B().Pttl().Key("test:v1:g0:{k}").Build()).AsInt64()
 	require.NoError(t, err)
 	assert.InDelta(t, 57_000, pttl, 3_500, "TTL with ≤10%% jitter")
 
@@ -115,10 +115,11 @@ func TestLeaseFencesFills(t *testing.T) {
 	assert.Equal(t, LeaseResult{Leased: true}, r)
 	r, err = s.GetOrLease(ctx, "k", "t2")
 	require.NoError(t, err)
-	assert.Equal(t, LeaseResult{}, r)
+	assert.False(t, r.Leased || r.Found)
+	assert.Positive(t, r.HeldFor, "the second reader learns how long the lease still runs")
 
 	// The holder's fill lands and releases the lease.
-	ok, err := s.Fill(ctx, "k", "t1", &Envelope{Payload: []byte("loaded")})
+	ok, err := s.Fill(ctx, "k", "t1", &Envelope{Payload: []byte("loaded")}, FillOptions{})
 	require.NoError(t, err)
 	assert.True(t, ok)
 	r, err = s.GetOrLease(ctx, "k", "t3")
@@ -132,7 +133,7 @@ func TestLeaseFencesFills(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.Leased)
 	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("written")}, pub))
-	ok, err = s.Fill(ctx, "k", "t4", &Envelope{Payload: []byte("old load")})
+	ok, err = s.Fill(ctx, "k", "t4", &Envelope{Payload: []byte("old load")}, FillOptions{})
 	require.NoError(t, err)
 	assert.False(t, ok)
 	e, err := s.Get(ctx, "k")
@@ -145,7 +146,7 @@ func TestLeaseFencesFills(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.Leased)
 	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
-	ok, err = s.Fill(ctx, "k", "t5", &Envelope{Payload: []byte("old load")})
+	ok, err = s.Fill(ctx, "k", "t5", &Envelope{Payload: []byte("old load")}, FillOptions{})
 	require.NoError(t, err)
 	assert.False(t, ok)
 	_, err = s.Get(ctx, "k")
@@ -170,7 +171,7 @@ func TestForeignValueIsCorruptNotPanic(t *testing.T) {
 	ok, err = s.Lease(ctx, "k", "t2")
 	require.NoError(t, err)
 	assert.False(t, ok)
-	ok, err = s.Fill(ctx, "k", "t", &Envelope{Payload: []byte("good")})
+	ok, err = s.Fill(ctx, "k", "t", &Envelope{Payload: []byte("good")}, FillOptions{})
 	require.NoError(t, err)
 	assert.True(t, ok, "a lease taken over a corrupt value lets the fill replace it")
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,16 +24,26 @@ const entryOverhead = 96
 // methods are safe for concurrent use.
 type Cache[V any] struct {
 	opts    Options
+	hooks   hooks[V]
 	origin  uint64
 	channel string
 	local   *local.Tier[V]
 	remote  *remote.Store
 	bus     *coherence.Bus
-	gets    flights[V]
-	loads   flights[V]
-	closed  atomic.Bool
-	close   sync.Once
-	stats   counters
+
+	gets, loads flights[V]
+	waiting     waiters
+	refreshing  sync.Map // keys with a background refresh running here
+
+	// life ends at Close; background work (refreshes, second deletes)
+	// runs under it and is waited for.
+	life       context.Context
+	endLife    context.CancelFunc
+	background sync.WaitGroup
+
+	closed atomic.Bool
+	close  sync.Once
+	stats  counters
 }
 
 // New builds a cache and subscribes it to its namespace's invalidations. It
@@ -42,6 +54,10 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		return nil, err
 	}
 	opts.setDefaults()
+	h, err := hooksOf[V](&opts)
+	if err != nil {
+		return nil, err
+	}
 	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, TTLJitter: opts.TTLJitter})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -49,8 +65,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	rs, err := remote.New(remote.Options{
 		Client:        opts.Client,
 		Namespace:     opts.Namespace,
-		TTL:           opts.RemoteTTL,
-		TTLJitter:     opts.TTLJitter,
+		TTL:           opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
 		LeaseTTL:      opts.LeaseTTL,
 		MaxValueBytes: opts.MaxValueBytes,
 		CompressAbove: opts.CompressAbove,
@@ -62,11 +77,13 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	}
 	c := &Cache[V]{
 		opts:    opts,
+		hooks:   h,
 		origin:  rand.Uint64() | 1,
 		channel: opts.Namespace + ":inv",
 		local:   lt,
 		remote:  rs,
 	}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.bus, err = coherence.Subscribe(ctx, coherence.Options{
 		Client:       opts.Client,
 		Channel:      c.channel,
@@ -77,19 +94,29 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		QueueSize:    opts.InvalidationQueue,
 		PingInterval: opts.PingInterval,
 	})
+	if err == nil {
+		// Subscribed first, so a generation bump from now on is heard.
+		_, err = rs.LoadGeneration(ctx)
+	}
 	if err != nil {
+		c.endLife()
+		if c.bus != nil {
+			c.bus.Close()
+		}
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrRemote, err)
 	}
 	return c, nil
 }
 
-// Close stops the subscription and releases the local tier. Calls after
-// Close return ErrClosed. Close is idempotent; the caller's rueidis client
-// stays open.
+// Close stops the subscription and background refreshes and releases the
+// local tier. Calls after Close return ErrClosed. Close is idempotent; the
+// caller's rueidis client stays open.
 func (c *Cache[V]) Close() {
 	c.close.Do(func() {
 		c.closed.Store(true)
+		c.endLife()
+		c.background.Wait()
 		c.bus.Close()
 		c.local.Close()
 	})
@@ -113,44 +140,53 @@ func (c *Cache[V]) check(key string) error {
 }
 
 // Get returns key's value from the local tier, or from Redis (filling the
-// local tier), or ErrNotFound. A local hit does no I/O and allocates
-// nothing. The value returned is shared with other readers: treat it as
-// immutable.
-func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	return c.lookup(ctx, key, nil)
+// local tier), or from Options.Loader when one is set, or ErrNotFound. A
+// local hit does no I/O and allocates nothing. The value returned is shared
+// with other readers: treat it as immutable.
+func (c *Cache[V]) Get(ctx context.Context, key string, opts ...CallOption) (V, error) {
+	return c.lookup(ctx, key, nil, opts)
 }
 
 // GetOrLoad returns key's value from the local tier, Redis, or load, in that
-// order. At most one load per key runs at a time on this replica; callers
-// wait for it and leave when their ctx ends. A load that started before a
-// Set or Delete of the key never overwrites it, in Redis or locally. If
-// Redis fails, the loaded value is still returned (fail open). A loader
-// returning ErrNotFound makes GetOrLoad return ErrNotFound.
-func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
-	return c.lookup(ctx, key, load)
+// order. One load per key runs at a time in the whole fleet: the replica
+// that takes the key's lease loads, the others wait and are woken when the
+// value lands. Callers leave when their ctx ends; a load nobody waits for
+// any more is cancelled and another replica takes over. A load that started
+// before a Set or Delete of the key is cached in neither tier. If Redis
+// fails, the loaded value is still returned (fail open). A loader returning
+// ErrNotFound makes GetOrLoad return ErrNotFound and leaves a tombstone for
+// Options.NegativeTTL.
+func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (V, error), opts ...CallOption) (V, error) {
+	return c.lookup(ctx, key, load, opts)
 }
 
 // lookup is Get (load == nil) and GetOrLoad. Past a local miss, one flight
-// per key runs the rest; the flight closure is made only then, so a hit
-// allocates nothing.
-func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
+// per key runs the rest; closures are made only then, so a hit allocates
+// nothing.
+func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, error) {
 	var zero V
 	if err := c.checkKey(key); err != nil {
 		return zero, err
 	}
 	if e, ok := c.local.Get(key); ok {
 		c.stats.localHits.inc()
+		if e.RefreshFrom != 0 {
+			c.considerRefresh(key, &e, load)
+		}
 		return c.hit(e)
 	}
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
 	group := &c.gets
+	if load == nil && c.hooks.loader != nil {
+		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
+	}
 	if load != nil {
 		group = &c.loads
 	}
-	return group.do(ctx, key, func() (V, error) {
-		fctx, cancel := c.flightContext(ctx)
+	return group.do(ctx, key, func(fctx context.Context) (V, error) {
+		fctx, cancel := context.WithTimeout(fctx, c.opts.LoadTimeout)
 		defer cancel()
 		// The fence is taken before the re-check and the Redis read, so an
 		// invalidation that lands meanwhile refuses the fill.
@@ -163,7 +199,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		if load == nil {
 			return c.readThrough(fctx, key, fence)
 		}
-		return c.readOrLoad(fctx, key, fence, load)
+		return c.readOrLoad(fctx, key, fence, load, c.callOptions(opts))
 	})
 }
 
@@ -173,12 +209,6 @@ func (c *Cache[V]) hit(e local.Entry[V]) (V, error) {
 		return zero, ErrNotFound
 	}
 	return e.Value, nil
-}
-
-// flightContext is the context of a fetch shared by several callers: the
-// first caller's values, none of its cancellation, bounded by LoadTimeout.
-func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 }
 
 // readThrough reads key from Redis and fills the local tier under fence.
@@ -202,91 +232,7 @@ func (c *Cache[V]) readThrough(ctx context.Context, key string, fence local.Fenc
 		return zero, ErrNotFound
 	}
 	c.stats.remoteHits.Add(1)
-	c.local.Fill(fence, key, local.Entry[V]{Value: v, FreshUntil: env.FreshUntil}, cost(env.Payload), c.opts.LocalTTL)
-	return v, nil
-}
-
-// readOrLoad reads key from Redis, taking its fill lease on a miss, and
-// otherwise loads it and fills Redis (while the lease holds) and the local
-// tier (while fence holds).
-func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error)) (V, error) {
-	var zero V
-	token := remote.NewToken()
-	r, err := c.remote.GetOrLease(ctx, key, token)
-	remoteUp := err == nil
-	if err != nil {
-		c.stats.remoteErrors.Add(1)
-	}
-	if r.Found {
-		v, err := c.decode(r.Envelope.Payload)
-		if err == nil {
-			c.stats.remoteHits.Add(1)
-			c.local.Fill(fence, key, local.Entry[V]{Value: v, FreshUntil: r.Envelope.FreshUntil}, cost(r.Envelope.Payload), c.opts.LocalTTL)
-			return v, nil
-		}
-		r.Corrupt = err
-	}
-	leased := r.Leased
-	if r.Corrupt != nil {
-		// Treat it as a miss, and take the lease so the load replaces it.
-		c.stats.corrupt.Add(1)
-		leased, _ = c.remote.Lease(ctx, key, token)
-	} else if remoteUp {
-		c.stats.remoteMisses.Add(1)
-	}
-
-	v, loadTime, err := c.callLoader(ctx, load)
-	if err != nil {
-		if leased {
-			c.remote.Release(ctx, key, token)
-		}
-		return zero, err
-	}
-	payload, err := c.opts.Codec.Marshal(v)
-	if err != nil {
-		if leased {
-			c.remote.Release(ctx, key, token)
-		}
-		return zero, fmt.Errorf("%w: encode: %w", ErrCodec, err)
-	}
-	if leased {
-		env := remote.Envelope{WrittenAt: time.Now().UnixNano(), LoadMicros: uint32(min(loadTime.Microseconds(), 1<<32-1)), Payload: payload}
-		stored, err := c.remote.Fill(ctx, key, token, &env)
-		switch {
-		case errors.Is(err, remote.ErrTooLarge):
-			c.remote.Release(ctx, key, token)
-			return zero, fmt.Errorf("%w: %w", ErrValueTooLarge, err)
-		case err != nil:
-			c.stats.remoteErrors.Add(1) // fail open: serve the value, cache it locally
-		case !stored:
-			// A write landed while we loaded: what we loaded may be older
-			// than it. Serve it to the callers who asked before, keep it
-			// out of both tiers.
-			c.stats.fillsVoided.Add(1)
-			return v, nil
-		}
-	} else if len(payload) > c.remote.MaxValueBytes() {
-		return zero, fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
-	}
-	c.local.Fill(fence, key, local.Entry[V]{Value: v}, cost(payload), c.opts.LocalTTL)
-	return v, nil
-}
-
-// callLoader runs the loader, turning a panic into ErrLoaderPanic.
-func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V, error)) (v V, took time.Duration, err error) {
-	c.stats.loads.Add(1)
-	start := time.Now()
-	defer func() {
-		took = time.Since(start)
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
-		}
-		if err != nil {
-			c.stats.loadErrors.Add(1)
-		}
-	}()
-	v, err = load(ctx)
-	return v, 0, err
+	return c.fromRemote(key, fence, &env, v, nil)
 }
 
 func (c *Cache[V]) decode(payload []byte) (V, error) {
@@ -299,76 +245,86 @@ func (c *Cache[V]) decode(payload []byte) (V, error) {
 
 func cost(payload []byte) int64 { return int64(len(payload)) + entryOverhead }
 
-// Set writes v through: to Redis and, in the same round trip, the
-// invalidation of every other replica's copy; then to this replica's local
-// tier. If Redis fails, Set returns an error wrapping ErrRemote and still
-// drops the local copy.
-func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
-	if err := c.check(key); err != nil {
-		return err
-	}
-	payload, err := c.opts.Codec.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("%w: encode: %w", ErrCodec, err)
-	}
-	// The local copy is decoded from the payload, so later changes the
-	// caller makes to v (a pointer, slice or map) do not reach the cache.
-	own, err := c.decode(payload)
-	if err != nil {
-		return err
-	}
+// xfetchHorizon: −ln(rand) exceeds it with probability e^−20, so a value
+// further than horizon·δ·β from its target needs no draw.
+const xfetchHorizon = 20
+
+// fillLocal stores a value read or written with envelope env. Its local TTL
+// never outlives the Redis copy, and it records when hits must start
+// considering a refresh.
+func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Envelope, payloadCost int64, replace bool) {
 	now := time.Now().UnixNano()
-	fence := c.local.Fence(key)
-	msg := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindKeys, Keys: []string{key}, PublishedAt: now}
-	err = c.remote.Set(ctx, key, &remote.Envelope{WrittenAt: now, Payload: payload}, c.publication(&msg))
-	if err != nil {
-		c.local.Invalidate(key)
-		if errors.Is(err, remote.ErrTooLarge) {
-			return fmt.Errorf("%w: %w", ErrValueTooLarge, err)
-		}
-		c.stats.remoteErrors.Add(1)
-		return fmt.Errorf("%w: set: %w", ErrRemote, err)
+	ttl := c.opts.LocalTTL
+	if env.ExpiresAt != 0 {
+		ttl = min(ttl, time.Duration(env.ExpiresAt-now))
 	}
-	c.stats.published.Add(1)
-	c.local.Replace(fence, key, local.Entry[V]{Value: own}, cost(payload), c.opts.LocalTTL)
-	return nil
+	e := local.Entry[V]{Value: v, FreshUntil: env.FreshUntil, ExpiresAt: env.ExpiresAt, LoadMicros: env.LoadMicros, Negative: env.Negative}
+	if !env.Negative {
+		e.RefreshFrom = c.refreshFrom(&e, now+int64(ttl))
+	}
+	if replace {
+		c.local.Replace(fence, key, e, payloadCost, ttl)
+		return
+	}
+	c.local.Fill(fence, key, e, payloadCost, ttl)
 }
 
-// maxKeysPerMessage bounds one Delete script and its message.
-const maxKeysPerMessage = 512
-
-// Delete removes keys from Redis and invalidates them on every replica.
-// Keys are sent in batches; an error wraps ErrRemote and the local copies
-// are dropped regardless.
-func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
-	for _, k := range keys {
-		if err := c.check(k); err != nil {
-			return err
+// refreshFrom is when hits on e must start considering a refresh: when it
+// goes stale, or XFetch's horizon before its target. Zero when the entry
+// expires locally before that.
+func (c *Cache[V]) refreshFrom(e *local.Entry[V], localExpiry int64) int64 {
+	from := e.FreshUntil
+	if beta := c.opts.EarlyRefreshBeta; beta > 0 {
+		target := refreshTarget(e)
+		if target != 0 {
+			early := target - int64(xfetchHorizon*beta*float64(e.LoadMicros)*1e3)
+			if from == 0 || early < from {
+				from = early
+			}
 		}
 	}
-	var errs []error
-	for start := 0; start < len(keys); start += maxKeysPerMessage {
-		batch := keys[start:min(start+maxKeysPerMessage, len(keys))]
-		msg := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindKeys, Keys: batch, PublishedAt: time.Now().UnixNano()}
-		err := c.remote.Delete(ctx, batch, c.publication(&msg))
-		// After Redis, not before: a local fill that read the old value
-		// meanwhile is refused by the bumped fence.
-		c.local.Invalidate(batch...)
-		if err != nil {
-			c.stats.remoteErrors.Add(1)
-			errs = append(errs, err)
-			continue
-		}
-		c.stats.published.Add(1)
+	if from == 0 || from >= localExpiry {
+		return 0
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: delete: %w", ErrRemote, errors.Join(errs...))
-	}
-	return nil
+	return max(from, 1)
 }
 
-func (c *Cache[V]) publication(m *coherence.Message) remote.Publication {
-	return remote.Publication{Channel: c.channel, Message: m.Encode()}
+// refreshTarget is when a value should have been refreshed: when it goes
+// stale, or else when it expires.
+func refreshTarget[V any](e *local.Entry[V]) int64 {
+	if e.FreshUntil != 0 {
+		return e.FreshUntil
+	}
+	return e.ExpiresAt
+}
+
+// considerRefresh runs on a hit past e.RefreshFrom: a stale value starts a
+// refresh; a fresh one does with XFetch's probability.
+func (c *Cache[V]) considerRefresh(key string, e *local.Entry[V], load func(context.Context) (V, error)) {
+	now := time.Now().UnixNano()
+	if now < e.RefreshFrom {
+		return
+	}
+	if e.FreshUntil != 0 && now >= e.FreshUntil {
+		c.stats.staleHits.Add(1)
+		c.refresh(key, load)
+		return
+	}
+	if c.xfetch(refreshTarget(e), e.LoadMicros, now) {
+		c.stats.earlyRefreshes.Add(1)
+		c.refresh(key, load)
+	}
+}
+
+// xfetch is the probabilistic early-refresh test:
+// now − δ·β·ln(rand) ≥ target.
+func (c *Cache[V]) xfetch(target int64, loadMicros uint32, now int64) bool {
+	beta := c.opts.EarlyRefreshBeta
+	if beta <= 0 || target == 0 {
+		return false
+	}
+	delta := float64(loadMicros) * 1e3
+	return float64(now)-delta*beta*math.Log(rand.Float64()) >= float64(target)
 }
 
 // applyInvalidation runs on the bus goroutine for every peer's message.
@@ -378,16 +334,32 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 	switch m.Kind {
 	case coherence.KindKeys:
 		c.local.Invalidate(m.Keys...)
+		c.waiting.wake(m.Keys...)
+	case coherence.KindFlush:
+		if len(m.Keys) == 1 {
+			if g, err := strconv.ParseInt(m.Keys[0], 10, 64); err == nil {
+				c.remote.UseGeneration(g)
+			}
+		}
+		c.flush(flushReasonMessage)
 	default:
-		// Flush-namespace, and any kind this version does not know: the
-		// safe answer is to drop everything.
-		c.local.Flush()
-		c.stats.flushes(flushReasonMessage).Add(1)
+		// A kind this version does not know: the safe answer is to drop
+		// everything.
+		c.flush(flushReasonMessage)
 	}
 }
 
 // applyGap runs on the bus goroutine when invalidations may have been lost.
+// A namespace flush may have been among them, so the generation is re-read.
 func (c *Cache[V]) applyGap(reason coherence.GapReason) {
+	c.flush(string(reason))
+	ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
+	defer cancel()
+	c.remote.LoadGeneration(ctx)
+}
+
+func (c *Cache[V]) flush(reason string) {
 	c.local.Flush()
-	c.stats.flushes(string(reason)).Add(1)
+	c.waiting.wakeAll()
+	c.stats.flushes(reason).Add(1)
 }

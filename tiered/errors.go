@@ -22,4 +22,8 @@ var (
 	ErrRemote = errors.New("tiered: redis failed")
 	// ErrLoaderPanic: the loader panicked; the panic value is in the message.
 	ErrLoaderPanic = errors.New("tiered: loader panicked")
+	// ErrWriter: Options.Writer failed; the cache was not changed.
+	ErrWriter = errors.New("tiered: source write failed")
+	// ErrInvalidTag: a tag is empty, too long, or there are too many.
+	ErrInvalidTag = errors.New("tiered: invalid tag")
 )

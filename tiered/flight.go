@@ -2,28 +2,69 @@ package tiered
 
 import (
 	"context"
-
-	"golang.org/x/sync/singleflight"
+	"sync"
 )
 
-// flights runs at most one fetch per key at a time on this replica: a typed
-// wrapper over x/sync singleflight in which every caller waits on DoChan
-// and leaves when its own ctx ends, while the fetch goes on for the others.
+// flights runs at most one fetch per key at a time on this replica. Every
+// caller waits for the shared fetch and leaves when its own ctx ends; when
+// the last caller has left, the fetch's ctx is cancelled, so a load nobody
+// waits for stops and gives its fleet lease to another replica. (x/sync's
+// singleflight cannot tell when every caller has gone.)
 type flights[V any] struct {
-	group singleflight.Group
+	mu    sync.Mutex
+	calls map[string]*flight[V]
 }
 
-func (f *flights[V]) do(ctx context.Context, key string, fetch func() (V, error)) (V, error) {
-	ch := f.group.DoChan(key, func() (any, error) { return fetch() })
+type flight[V any] struct {
+	done    chan struct{}
+	val     V
+	err     error
+	callers int
+	cancel  context.CancelFunc
+}
+
+// do runs fetch once for all concurrent callers of key. fetch gets a ctx
+// that carries the first caller's values and ends when every caller left.
+func (f *flights[V]) do(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]*flight[V]{}
+	}
+	c, ok := f.calls[key]
+	if !ok {
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c = &flight[V]{done: make(chan struct{}), cancel: cancel}
+		f.calls[key] = c
+		go f.run(fctx, key, c, fetch)
+	}
+	c.callers++
+	f.mu.Unlock()
+
 	select {
-	case r := <-ch:
-		if r.Err != nil {
-			var zero V
-			return zero, r.Err
-		}
-		return r.Val.(V), nil
+	case <-c.done:
+		return c.val, c.err
 	case <-ctx.Done():
+		f.mu.Lock()
+		c.callers--
+		if c.callers == 0 {
+			c.cancel()
+			if f.calls[key] == c {
+				delete(f.calls, key) // later callers start afresh
+			}
+		}
+		f.mu.Unlock()
 		var zero V
 		return zero, ctx.Err()
 	}
+}
+
+func (f *flights[V]) run(ctx context.Context, key string, c *flight[V], fetch func(context.Context) (V, error)) {
+	defer c.cancel()
+	c.val, c.err = fetch(ctx)
+	f.mu.Lock()
+	if f.calls[key] == c {
+		delete(f.calls, key)
+	}
+	f.mu.Unlock()
+	close(c.done)
 }

@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unicode"
@@ -71,6 +72,41 @@ type Options struct {
 	// PingInterval is how often the cache checks that its invalidation
 	// subscription still delivers. Default 1s; negative disables.
 	PingInterval time.Duration
+
+	// FreshFor turns on stale-while-revalidate: a value is fresh for
+	// FreshFor after it is written; after that, until it expires, it is
+	// served at once while one refresh per fleet runs in the background
+	// (when a loader is known: GetOrLoad's, or Loader). Zero: values stay
+	// fresh until they expire. Per call: WithFreshFor.
+	FreshFor time.Duration
+	// EarlyRefreshBeta is XFetch's β: a hit refreshes early, in the
+	// background, when now − δ·β·ln(rand) ≥ fresh-until (or the expiry),
+	// δ being the value's last load time. Larger β refreshes earlier.
+	// Default 1; negative disables.
+	EarlyRefreshBeta float64
+	// NegativeTTL is how long a loader's ErrNotFound is remembered, as a
+	// tombstone in both tiers, so a missing row does not hammer the
+	// origin. Writing the key ends it. Default 5s; negative disables.
+	NegativeTTL time.Duration
+	// LoadBackoff is how long the fleet waits after a failed load before
+	// another replica tries the origin again. Callers of the failed load
+	// get its error; waiters on other replicas do not. Default 100ms.
+	LoadBackoff time.Duration
+	// Loader makes the cache read-through: a
+	// func(ctx context.Context, key string) (V, error) that Get calls on a
+	// miss in both tiers (GetOrLoad's own loader takes precedence).
+	// Optional; New checks its type.
+	Loader any
+	// Writer makes Set write-through to the source of truth: a
+	// func(ctx context.Context, key string, v V) error called first; the
+	// cache is written only when it succeeds. Optional; New checks its type.
+	Writer any
+	// DoubleDeleteDelay, when positive, makes Delete invalidate the keys a
+	// second time after this delay, for callers who write a database
+	// whose reads may lag (write-around). Default 0: off.
+	DoubleDeleteDelay time.Duration
+	// MaxTags bounds the tags of one Set. Default 32.
+	MaxTags int
 }
 
 const (
@@ -101,6 +137,10 @@ func (o *Options) validate() error {
 		return bad("RemoteTimeout, LeaseTTL and LoadTimeout must not be negative")
 	case o.InvalidationQueue < 0:
 		return bad("InvalidationQueue %d < 0", o.InvalidationQueue)
+	case o.FreshFor < 0 || o.LoadBackoff < 0 || o.DoubleDeleteDelay < 0:
+		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
+	case o.MaxTags < 0:
+		return bad("MaxTags %d < 0", o.MaxTags)
 	}
 	for _, r := range o.Namespace {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}' {
@@ -129,4 +169,79 @@ func (o *Options) setDefaults() {
 	if o.LoadTimeout == 0 {
 		o.LoadTimeout = 30 * time.Second
 	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 5 * time.Second
+	}
+	switch {
+	case o.EarlyRefreshBeta == 0:
+		o.EarlyRefreshBeta = 1
+	case o.EarlyRefreshBeta < 0:
+		o.EarlyRefreshBeta = 0
+	}
+	switch {
+	case o.NegativeTTL == 0:
+		o.NegativeTTL = 5 * time.Second
+	case o.NegativeTTL < 0:
+		o.NegativeTTL = 0
+	}
+	if o.LoadBackoff == 0 {
+		o.LoadBackoff = 100 * time.Millisecond
+	}
+	if o.MaxTags == 0 {
+		o.MaxTags = 32
+	}
+}
+
+// hooks are the typed forms of Options.Loader and Options.Writer.
+type hooks[V any] struct {
+	loader func(ctx context.Context, key string) (V, error)
+	writer func(ctx context.Context, key string, v V) error
+}
+
+func hooksOf[V any](o *Options) (hooks[V], error) {
+	var h hooks[V]
+	if o.Loader != nil {
+		f, ok := o.Loader.(func(context.Context, string) (V, error))
+		if !ok {
+			return h, fmt.Errorf("%w: Loader is %T, want func(context.Context, string) (%T, error)", ErrInvalidOptions, o.Loader, *new(V))
+		}
+		h.loader = f
+	}
+	if o.Writer != nil {
+		f, ok := o.Writer.(func(context.Context, string, V) error)
+		if !ok {
+			return h, fmt.Errorf("%w: Writer is %T, want func(context.Context, string, %T) error", ErrInvalidOptions, o.Writer, *new(V))
+		}
+		h.writer = f
+	}
+	return h, nil
+}
+
+// CallOption adjusts one call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	freshFor    time.Duration
+	hasFreshFor bool
+	tags        []string
+}
+
+// WithFreshFor overrides Options.FreshFor for the value this call writes
+// (Set, or a load by Get/GetOrLoad).
+func WithFreshFor(d time.Duration) CallOption {
+	return func(o *callOptions) { o.freshFor, o.hasFreshFor = d, true }
+}
+
+// WithTags tags the value Set writes; InvalidateTags removes every key
+// carrying one of the tags, everywhere.
+func WithTags(tags ...string) CallOption {
+	return func(o *callOptions) { o.tags = append(o.tags, tags...) }
+}
+
+func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
+	co := callOptions{freshFor: c.opts.FreshFor}
+	for _, o := range opts {
+		o(&co)
+	}
+	return co
 }

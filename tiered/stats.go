@@ -15,15 +15,20 @@ type Stats struct {
 	// LocalHits estimates the Get/GetOrLoad calls answered from the local
 	// tier: one hit in 8 is counted, for 8, to keep the hit path free of
 	// contended atomics. Every other counter is exact.
-	LocalHits    uint64
-	LocalMisses  uint64 // …that went on to Redis
-	RemoteHits   uint64
-	RemoteMisses uint64
-	RemoteErrors uint64 // Redis calls that failed or timed out
-	Corrupt      uint64 // unreadable values in Redis, treated as misses
-	Loads        uint64 // loader calls
-	LoadErrors   uint64 // loader calls that failed or panicked
-	FillsVoided  uint64 // loads not cached because a write landed meanwhile
+	LocalHits     uint64
+	LocalMisses   uint64 // …that went on to Redis
+	RemoteHits    uint64
+	RemoteMisses  uint64
+	RemoteErrors  uint64 // Redis calls that failed or timed out
+	Corrupt       uint64 // unreadable values in Redis, treated as misses
+	Loads         uint64 // loader calls
+	LoadErrors    uint64 // loader calls that failed or panicked
+	FillsVoided   uint64 // loads not cached because a write landed meanwhile
+	LeaseWaits    uint64 // rounds spent waiting for another replica's load
+	StaleHits     uint64 // values served past fresh-until (a refresh started)
+	EarlyRefresh  uint64 // XFetch refreshes started before fresh-until
+	Refreshes     uint64 // background refreshes that landed
+	SecondDeletes uint64 // delayed second deletes done
 
 	InvalidationsPublished uint64 // Set/Delete messages sent
 	InvalidationsReceived  uint64 // peers' messages applied
@@ -115,6 +120,8 @@ type counters struct {
 	localHits                                           sampledCounter
 	localMisses, remoteHits, remoteMisses, remoteErrors atomic.Uint64
 	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
+	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
+	secondDeletes                                       atomic.Uint64
 	published, received                                 atomic.Uint64
 	flushByReason                                       [5]atomic.Uint64
 	lag                                                 lagCounters
@@ -142,6 +149,11 @@ func (c *Cache[V]) Stats() Stats {
 		Loads:                  s.loads.Load(),
 		LoadErrors:             s.loadErrors.Load(),
 		FillsVoided:            s.fillsVoided.Load(),
+		LeaseWaits:             s.leaseWaits.Load(),
+		StaleHits:              s.staleHits.Load(),
+		EarlyRefresh:           s.earlyRefreshes.Load(),
+		Refreshes:              s.refreshes.Load(),
+		SecondDeletes:          s.secondDeletes.Load(),
 		InvalidationsPublished: s.published.Load(),
 		InvalidationsReceived:  s.received.Load(),
 		Flushes:                make(map[string]uint64, len(flushReasons)),

@@ -1,0 +1,208 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+var getOrLeaseScript = rueidis.NewLuaScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 1} end
+local ttl = redis.call('PTTL', KEYS[2])
+redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 1))
+return {0, 0, ttl}
+`)
+
+// LeaseResult is what GetOrLease found.
+type LeaseResult struct {
+	Envelope Envelope
+	Found    bool  // a readable value was present
+	Corrupt  error // a value was present but unreadable (wraps ErrCorrupt)
+	Leased   bool  // no value was present and the caller now holds the lease
+	// HeldFor is how long another holder's lease still runs, when the
+	// value was absent and the lease was not ours. A wait marker is then
+	// set, so the holder publishes when it fills or gives up.
+	HeldFor time.Duration
+}
+
+// GetOrLease reads key and, when it is absent, takes its fill lease with
+// token; when another holder has the lease, it marks that a replica waits.
+// One round trip. A corrupt value is reported in Corrupt (not as an error)
+// so the caller can treat it as a miss and take the lease with Lease.
+func (s *Store) GetOrLease(ctx context.Context, key, token string) (LeaseResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	return s.leaseReply(getOrLeaseScript.Exec(ctx, s.opts.Client, s.keys(key), s.leaseArgs(token)))
+}
+
+// GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot
+// on a Cluster client). Results are in the order of keys.
+func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string) ([]LeaseResult, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	execs := make([]rueidis.LuaExec, len(keys))
+	for i, k := range keys {
+		execs[i] = rueidis.LuaExec{Keys: s.keys(k), Args: s.leaseArgs(token)}
+	}
+	out := make([]LeaseResult, len(keys))
+	for i, r := range getOrLeaseScript.ExecMulti(ctx, s.opts.Client, execs...) {
+		var err error
+		if out[i], err = s.leaseReply(r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) leaseArgs(token string) []string {
+	return []string{token, strconv.FormatInt(s.opts.LeaseTTL.Milliseconds(), 10)}
+}
+
+func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
+	arr, err := res.ToArray()
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	if len(arr) < 2 {
+		return LeaseResult{}, fmt.Errorf("remote: GetOrLease: unexpected reply of %d elements", len(arr))
+	}
+	found, err := arr[0].AsInt64()
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	if found == 0 {
+		leased, err := arr[1].AsInt64()
+		if err != nil || leased == 1 {
+			return LeaseResult{Leased: leased == 1}, err
+		}
+		var held int64
+		if len(arr) > 2 {
+			held, _ = arr[2].AsInt64()
+		}
+		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond}, nil
+	}
+	b, err := arr[1].AsBytes()
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	e, err := s.decode(b)
+	if err != nil {
+		return LeaseResult{Corrupt: err}, nil
+	}
+	return LeaseResult{Envelope: e, Found: true}, nil
+}
+
+// Lease takes key's fill lease with token if nobody holds it.
+func (s *Store) Lease(ctx context.Context, key, token string) (bool, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	c := s.opts.Client
+	err := c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+var fillScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+`)
+
+// FillOptions shape one Fill.
+type FillOptions struct {
+	// TTL overrides the store's TTL (e.g. for tombstones); zero keeps it.
+	TTL time.Duration
+	// Publication is sent when replicas wait for the fill, or always when
+	// Always is set (a refresh, so peers drop their stale copies).
+	Publication Publication
+	Always      bool
+}
+
+// Fill writes a loaded value if the lease taken with token still holds,
+// releases the lease, and publishes o.Publication if replicas wait for it
+// (or o.Always). It reports whether the value was written; false means a
+// write (or lease expiry) came first and the loaded value may be older than
+// what Redis now holds.
+func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o FillOptions) (bool, error) {
+	exec, err := s.fillExec(key, token, e, o)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	n, err := fillScript.Exec(ctx, s.opts.Client, exec.Keys, exec.Args).AsInt64()
+	return n == 1, err
+}
+
+// FillItem is one fill of FillMany.
+type FillItem struct {
+	Key      string
+	Envelope *Envelope
+	Options  FillOptions
+}
+
+// FillMany is Fill for several keys under one token, pipelined. It reports
+// per item whether it was written, or the item's encoding error.
+func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([]bool, []error) {
+	stored := make([]bool, len(items))
+	errs := make([]error, len(items))
+	execs := make([]rueidis.LuaExec, 0, len(items))
+	at := make([]int, 0, len(items))
+	for i, it := range items {
+		exec, err := s.fillExec(it.Key, token, it.Envelope, it.Options)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		execs = append(execs, exec)
+		at = append(at, i)
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	for j, r := range fillScript.ExecMulti(ctx, s.opts.Client, execs...) {
+		n, err := r.AsInt64()
+		stored[at[j]], errs[at[j]] = n == 1, err
+	}
+	return stored, errs
+}
+
+func (s *Store) fillExec(key, token string, e *Envelope, o FillOptions) (rueidis.LuaExec, error) {
+	b, err := s.Encode(e)
+	if err != nil {
+		return rueidis.LuaExec{}, err
+	}
+	always := "0"
+	if o.Always {
+		always = "1"
+	}
+	return rueidis.LuaExec{Keys: s.keys(key),
+		Args: []string{token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always}}, nil
+}
+
+var releaseScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
+if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1
+`)
+
+// Release gives up key's fill lease if token still holds it and wakes the
+// replicas waiting for it. With hold > 0 the lease is kept for hold more
+// (a back-off after a failed load: waiters retry when it ends, and one
+// takes over); otherwise it is deleted. Errors are ignored: the lease
+// expires by itself.
+func (s *Store) Release(ctx context.Context, key, token string, hold time.Duration, p Publication) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	releaseScript.Exec(ctx, s.opts.Client, s.keys(key),
+		[]string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)})
+}

@@ -1,0 +1,177 @@
+package remote
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// subscribe returns a channel of the messages published on ch.
+func subscribe(t *testing.T, c rueidis.Client, ch string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan string, 16)
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Receive(rueidis.WithOnSubscriptionHook(ctx, func(rueidis.PubSubSubscription) { close(ready) }),
+			c.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) { out <- m.Message })
+	}()
+	<-ready
+	t.Cleanup(func() { cancel(); <-done })
+	return out
+}
+
+func TestWaitersAreWokenByTheFill(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{LeaseTTL: 2 * time.Second})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	pub := Publication{Channel: "inv", Message: []byte("filled")}
+
+	// Without waiters, a fill publishes nothing.
+	r, err := s.GetOrLease(ctx, "a", "t1")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	ok, err := s.Fill(ctx, "a", "t1", &Envelope{Payload: []byte("A")}, FillOptions{Publication: pub})
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	// With one, it does.
+	r, err = s.GetOrLease(ctx, "b", "holder")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	r, err = s.GetOrLease(ctx, "b", "waiter")
+	require.NoError(t, err)
+	assert.False(t, r.Leased)
+	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
+	ok, err = s.Fill(ctx, "b", "holder", &Envelope{Payload: []byte("B")}, FillOptions{Publication: pub})
+	require.NoError(t, err)
+	require.True(t, ok)
+	select {
+	case m := <-msgs:
+		assert.Equal(t, "filled", m)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not woken")
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected message %q: the fill without waiters must not publish", m)
+	default:
+	}
+}
+
+func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 5 * time.Second})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	pub := Publication{Channel: "inv", Message: []byte("released")}
+
+	_, err := s.GetOrLease(ctx, "k", "holder")
+	require.NoError(t, err)
+	_, err = s.GetOrLease(ctx, "k", "waiter") // marks a waiter
+	require.NoError(t, err)
+	s.Release(ctx, "k", "holder", 150*time.Millisecond, pub)
+	assert.Equal(t, "released", <-msgs)
+	r, err := s.GetOrLease(ctx, "k", "waiter")
+	require.NoError(t, err)
+	assert.False(t, r.Leased, "the lease is held for the back-off")
+	assert.LessOrEqual(t, r.HeldFor, 150*time.Millisecond)
+	require.Eventually(t, func() bool {
+		r, err := s.GetOrLease(ctx, "k", "waiter")
+		return err == nil && r.Leased
+	}, 5*time.Second, 10*time.Millisecond, "after the back-off a waiter takes over")
+
+	// A release by a token that no longer holds the lease changes nothing.
+	s.Release(ctx, "k", "holder", 0, pub)
+	ok, err := s.Fill(ctx, "k", "waiter", &Envelope{Payload: []byte("v")}, FillOptions{})
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+func TestFillWithTTLAndAlways(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	ok, err := s.Lease(ctx, "k", "t")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = s.Fill(ctx, "k", "t", &Envelope{Negative: true}, FillOptions{TTL: 2 * time.Second, Always: true, Publication: Publication{Channel: "inv", Message: []byte("refreshed")}})
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "refreshed", <-msgs)
+	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.ValueKey("k")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, pttl, int64(2000))
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.True(t, e.Negative)
+}
+
+func TestGenerationBumpHidesEveryKey(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	a := newStore(t, c, Options{})
+	b := newStore(t, redistest.Client(t, srv), Options{})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	require.NoError(t, a.Set(ctx, "k", &Envelope{Payload: []byte("v")}, Publication{Channel: "x"}))
+
+	g, err := a.BumpGeneration(ctx, func(next int64) Publication {
+		return Publication{Channel: "inv", Message: []byte(strconv.FormatInt(next, 10))}
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), g)
+	assert.Equal(t, "1", <-msgs)
+	_, err = a.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrMiss, "the bumping store moved on")
+
+	// b is still at generation 0 until it learns of the bump.
+	_, err = b.Get(ctx, "k")
+	require.NoError(t, err)
+	g, err = b.LoadGeneration(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), g)
+	_, err = b.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrMiss)
+
+	// A store one generation behind still bumps to the next one up.
+	stale := newStore(t, redistest.Client(t, srv), Options{})
+	g, err = stale.BumpGeneration(ctx, func(next int64) Publication { return Publication{Channel: "x"} })
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), g)
+	b.UseGeneration(1) // older: ignored
+	g, _ = b.LoadGeneration(ctx)
+	assert.Equal(t, int64(2), g)
+}
+
+func TestTags(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{TTL: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, s.AddTags(ctx, "k1", []string{"red", "blue"}))
+	require.NoError(t, s.AddTags(ctx, "k2", []string{"red"}))
+	m, err := s.TagMembers(ctx, "red")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"k1", "k2"}, m)
+	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.TagKey("red")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.InDelta(t, 60_000, pttl, 2_000, "tag sets expire: they never grow without bound")
+	require.NoError(t, s.RemoveTag(ctx, "red"))
+	m, err = s.TagMembers(ctx, "red")
+	require.NoError(t, err)
+	assert.Empty(t, m)
+}

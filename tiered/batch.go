@@ -1,0 +1,273 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// maxConcurrentWaits bounds the keys of one batch that wait at once for
+// other replicas' loads.
+const maxConcurrentWaits = 16
+
+// GetMany returns the values of keys that either tier holds: the local tier
+// first, then one MGET (split by slot on a Cluster client) for the rest.
+// Keys neither tier holds, or tombstoned, are absent from the result.
+func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
+	out, missing, fences, err := c.localPass(keys)
+	if err != nil || len(missing) == 0 {
+		return out, err
+	}
+	_, err = c.remotePass(ctx, missing, fences, out)
+	return out, err
+}
+
+// GetOrLoadMany is GetMany that loads what neither tier holds: one call of
+// loadMany for every missing key this replica wins the fleet lease of, while
+// keys whose lease another replica holds are waited for, as in GetOrLoad.
+// loadMany returns the values it found; a key it leaves out is not found
+// (and tombstoned for Options.NegativeTTL). The result holds every key
+// found; an error is the first that stopped a key.
+func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany func(ctx context.Context, keys []string) (map[string]V, error), opts ...CallOption) (map[string]V, error) {
+	out, missing, fences, err := c.localPass(keys)
+	if err != nil || len(missing) == 0 {
+		return out, err
+	}
+	co := c.callOptions(opts)
+	left, err := c.remotePass(ctx, missing, fences, out)
+	if err != nil {
+		// Fail open: Redis is unreachable, so load and cache locally.
+		c.stats.remoteErrors.Add(1)
+		return out, c.loadManyLocal(ctx, left, fences, loadMany, out)
+	}
+	if len(left) == 0 {
+		return out, nil
+	}
+	token := remote.NewToken()
+	leases, err := c.remote.GetOrLeaseMany(ctx, left, token)
+	if err != nil {
+		c.stats.remoteErrors.Add(1)
+		return out, c.loadManyLocal(ctx, left, fences, loadMany, out)
+	}
+	var mine, others []string
+	for i, k := range left {
+		switch r := leases[i]; {
+		case r.Found:
+			if v, err := c.decode(r.Envelope.Payload); err == nil {
+				c.stats.remoteHits.Add(1)
+				if _, err := c.fromRemote(k, fences[k], &r.Envelope, v, nil); err == nil {
+					out[k] = v
+				}
+				continue
+			}
+			others = append(others, k)
+		case r.Leased:
+			c.stats.remoteMisses.Add(1)
+			mine = append(mine, k)
+		default:
+			others = append(others, k) // held elsewhere, or corrupt
+		}
+	}
+	var errs []error
+	if len(mine) > 0 {
+		if err := c.loadManyAndFill(ctx, mine, fences, token, loadMany, co, out); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.waitForOthers(ctx, others, loadMany, out); err != nil {
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// localPass answers from the local tier and fences the rest.
+func (c *Cache[V]) localPass(keys []string) (out map[string]V, missing []string, fences map[string]local.Fence, err error) {
+	out = make(map[string]V, len(keys))
+	fences = make(map[string]local.Fence)
+	for _, k := range keys {
+		if err := c.checkKey(k); err != nil {
+			return out, nil, nil, err
+		}
+		if _, dup := fences[k]; dup {
+			continue
+		}
+		if _, dup := out[k]; dup {
+			continue
+		}
+		fence := c.local.Fence(k)
+		if e, ok := c.local.Get(k); ok {
+			c.stats.localHits.inc()
+			if !e.Negative {
+				out[k] = e.Value
+			}
+			continue
+		}
+		c.stats.localMisses.Add(1)
+		fences[k] = fence
+		missing = append(missing, k)
+	}
+	if len(missing) > 0 && c.closed.Load() {
+		return out, nil, nil, ErrClosed
+	}
+	return out, missing, fences, nil
+}
+
+// remotePass reads keys with one MGET and returns those Redis lacks (or
+// holds corrupt). On error it returns every key.
+func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[string]local.Fence, out map[string]V) ([]string, error) {
+	found, err := c.remote.GetMany(ctx, keys)
+	if err != nil {
+		c.stats.remoteErrors.Add(1)
+		return keys, fmt.Errorf("%w: mget: %w", ErrRemote, err)
+	}
+	var left []string
+	for i, k := range keys {
+		f := found[i]
+		if f.Err == nil {
+			if v, err := c.decode(f.Envelope.Payload); err == nil {
+				c.stats.remoteHits.Add(1)
+				if _, err := c.fromRemote(k, fences[k], &f.Envelope, v, nil); err == nil {
+					out[k] = v
+				}
+				continue
+			}
+		}
+		if errors.Is(f.Err, remote.ErrMiss) {
+			c.stats.remoteMisses.Add(1)
+		} else {
+			c.stats.corrupt.Add(1)
+		}
+		left = append(left, k)
+	}
+	return left, nil
+}
+
+// loadMany calls the batch loader, turning a panic into ErrLoaderPanic.
+func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error)) (m map[string]V, err error) {
+	c.stats.loads.Add(1)
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
+		}
+		if err != nil {
+			c.stats.loadErrors.Add(1)
+		}
+	}()
+	return loadMany(ctx, keys)
+}
+
+// loadManyAndFill loads the keys this replica holds the leases of, with
+// one loader call, and fills both tiers under lease and fences.
+func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences map[string]local.Fence, token string, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {
+	m, err := c.loadMany(ctx, keys, loadMany)
+	bg := context.WithoutCancel(ctx)
+	if err != nil {
+		for _, k := range keys {
+			c.remote.Release(bg, k, token, c.opts.LoadBackoff, c.keysPublication(k))
+		}
+		return err
+	}
+	items := make([]remote.FillItem, 0, len(keys))
+	values := make([]V, 0, len(keys))
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			if c.opts.NegativeTTL > 0 {
+				env := c.envelope(nil, 0, 0, c.opts.NegativeTTL)
+				env.Negative = true
+				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(k)}})
+				values = append(values, v)
+			} else {
+				c.remote.Release(bg, k, token, 0, c.keysPublication(k))
+			}
+			continue
+		}
+		out[k] = v
+		payload, err := c.opts.Codec.Marshal(v)
+		if err != nil {
+			c.remote.Release(bg, k, token, c.opts.LoadBackoff, c.keysPublication(k))
+			continue
+		}
+		env := c.envelope(payload, 0, co.freshFor, 0)
+		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
+		values = append(values, v)
+	}
+	stored, errs := c.remote.FillMany(bg, token, items)
+	for i, it := range items {
+		switch {
+		case errs[i] != nil:
+			c.stats.remoteErrors.Add(1)
+			c.remote.Release(bg, it.Key, token, 0, c.keysPublication(it.Key))
+		case !stored[i]:
+			c.stats.fillsVoided.Add(1)
+		default:
+			c.fillLocal(fences[it.Key], it.Key, values[i], it.Envelope, cost(it.Envelope.Payload), false)
+		}
+	}
+	return nil
+}
+
+// waitForOthers resolves keys another replica is loading, each through the
+// single-key path (which waits to be woken, and takes over if that load
+// fails), a bounded number at a time.
+func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error), out map[string]V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxConcurrentWaits)
+	for _, k := range keys {
+		g.Go(func() error {
+			v, err := c.GetOrLoad(gctx, k, func(ctx context.Context) (V, error) {
+				m, err := c.loadMany(ctx, []string{k}, loadMany)
+				if err != nil {
+					var zero V
+					return zero, err
+				}
+				v, ok := m[k]
+				if !ok {
+					return v, ErrNotFound
+				}
+				return v, nil
+			})
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out[k] = v
+			mu.Unlock()
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// loadManyLocal is the fail-open path of GetOrLoadMany.
+func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), out map[string]V) error {
+	m, err := c.loadMany(ctx, keys, loadMany)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		out[k] = v
+		if payload, err := c.opts.Codec.Marshal(v); err == nil {
+			env := c.envelope(payload, 0, c.opts.FreshFor, 0)
+			c.fillLocal(fences[k], k, v, &env, cost(payload), false)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,261 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// leaseSlack is added to a holder's remaining lease before a waiter checks
+// again on its own: the holder's expiry, not a poll interval.
+const leaseSlack = 5 * time.Millisecond
+
+// readOrLoad is the fleet-wide single flight. Each round reads Redis and,
+// on a miss, takes the key's lease in the same script: the holder loads;
+// every other replica waits until the holder's fill (or a write) wakes it,
+// or the holder's lease runs out, and then reads again.
+func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
+	var zero V
+	token := remote.NewToken()
+	for round := 0; ; round++ {
+		if round > 0 {
+			// A wake is an invalidation of the key, which broke the old
+			// fence; this round's read starts now.
+			fence = c.local.Fence(key)
+		}
+		slot := c.waiting.add(key)
+		r, err := c.remote.GetOrLease(ctx, key, token)
+		if err != nil || r.Found || r.Leased || r.Corrupt != nil {
+			c.waiting.remove(key, slot)
+		}
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return zero, ctx.Err()
+			}
+			c.stats.remoteErrors.Add(1)
+			return c.loadLocalOnly(ctx, key, fence, load)
+		case r.Found:
+			v, err := c.decode(r.Envelope.Payload)
+			if err == nil {
+				c.stats.remoteHits.Add(1)
+				return c.fromRemote(key, fence, &r.Envelope, v, load)
+			}
+			r.Corrupt = err
+			fallthrough
+		case r.Corrupt != nil:
+			// Treat it as a miss; the lease lets the load replace it.
+			c.stats.corrupt.Add(1)
+			leased, err := c.remote.Lease(ctx, key, token)
+			if err != nil || !leased {
+				return c.loadLocalOnly(ctx, key, fence, load)
+			}
+			return c.loadAndFill(ctx, key, fence, token, load, co)
+		case r.Leased:
+			c.stats.remoteMisses.Add(1)
+			return c.loadAndFill(ctx, key, fence, token, load, co)
+		}
+		// Another replica holds the lease: wait for its fill.
+		c.stats.leaseWaits.Add(1)
+		timer := time.NewTimer(r.HeldFor + leaseSlack)
+		select {
+		case <-slot.ch:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		c.waiting.remove(key, slot)
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// fromRemote serves a value found in Redis: fills the local tier, and
+// starts a background refresh when the value is stale or XFetch says so.
+func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelope, v V, load func(context.Context) (V, error)) (V, error) {
+	c.fillLocal(fence, key, v, env, cost(env.Payload), false)
+	if env.Negative {
+		var zero V
+		return zero, ErrNotFound
+	}
+	e := local.Entry[V]{FreshUntil: env.FreshUntil, ExpiresAt: env.ExpiresAt, LoadMicros: env.LoadMicros, RefreshFrom: 1}
+	c.considerRefresh(key, &e, load)
+	return v, nil
+}
+
+// loadAndFill runs the load as the key's lease holder and fills Redis
+// (only while the lease holds, waking waiters) and the local tier (only
+// while fence holds).
+func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
+	var zero V
+	v, took, err := c.callLoader(ctx, load)
+	// Release and fill must run even when every caller has left.
+	bg := context.WithoutCancel(ctx)
+	if errors.Is(err, ErrNotFound) && c.opts.NegativeTTL > 0 {
+		c.fillTombstone(bg, key, fence, token, took)
+		return zero, ErrNotFound
+	}
+	if err != nil {
+		hold := c.opts.LoadBackoff
+		if ctx.Err() != nil {
+			hold = 0 // nobody waits here any more: hand over at once
+		}
+		c.remote.Release(bg, key, token, hold, c.keysPublication(key))
+		return zero, err
+	}
+	payload, err := c.opts.Codec.Marshal(v)
+	if err != nil {
+		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+		return zero, fmt.Errorf("%w: encode: %w", ErrCodec, err)
+	}
+	env := c.envelope(payload, took, co.freshFor, 0)
+	stored, err := c.remote.Fill(bg, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
+	switch {
+	case errors.Is(err, remote.ErrTooLarge):
+		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+		return zero, fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+	case err != nil:
+		c.stats.remoteErrors.Add(1) // fail open: serve the value, cache it locally
+	case !stored:
+		// A write landed while we loaded: what we loaded may be older
+		// than it. Serve it to the callers who asked before, keep it out
+		// of both tiers.
+		c.stats.fillsVoided.Add(1)
+		return v, nil
+	}
+	c.fillLocal(fence, key, v, &env, cost(payload), false)
+	return v, nil
+}
+
+// fillTombstone remembers that the loader found nothing.
+func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took time.Duration) {
+	env := c.envelope(nil, took, 0, c.opts.NegativeTTL)
+	env.Negative = true
+	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(key)})
+	if err == nil && stored {
+		var zero V
+		c.fillLocal(fence, key, zero, &env, entryOverhead, false)
+	}
+}
+
+// loadLocalOnly is the fail-open path: Redis is unreachable (or another
+// load holds a corrupt key), so load and cache locally under the fence.
+func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error)) (V, error) {
+	v, took, err := c.callLoader(ctx, load)
+	if err != nil {
+		return v, err
+	}
+	payload, err := c.opts.Codec.Marshal(v)
+	if err != nil {
+		return v, fmt.Errorf("%w: encode: %w", ErrCodec, err)
+	}
+	if len(payload) > c.remote.MaxValueBytes() {
+		var zero V
+		return zero, fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
+	}
+	env := c.envelope(payload, took, c.opts.FreshFor, 0)
+	c.fillLocal(fence, key, v, &env, cost(payload), false)
+	return v, nil
+}
+
+// envelope stamps a value written now: fresh for freshFor (0: until it
+// expires), expiring after ttl (0: RemoteTTL with jitter).
+func (c *Cache[V]) envelope(payload []byte, took time.Duration, freshFor, ttl time.Duration) remote.Envelope {
+	now := time.Now()
+	if ttl <= 0 {
+		ttl = c.opts.RemoteTTL
+		if j := c.opts.TTLJitter; j > 0 {
+			ttl -= time.Duration(rand.Float64() * j * float64(ttl))
+		}
+	}
+	e := remote.Envelope{
+		WrittenAt:  now.UnixNano(),
+		ExpiresAt:  now.Add(ttl).UnixNano(),
+		LoadMicros: uint32(min(took.Microseconds(), 1<<32-1)),
+		Payload:    payload,
+	}
+	if freshFor > 0 && freshFor < ttl {
+		e.FreshUntil = now.Add(freshFor).UnixNano()
+	}
+	return e
+}
+
+// ttlOf is the Redis TTL an envelope was stamped with.
+func (c *Cache[V]) ttlOf(e *remote.Envelope) time.Duration {
+	return max(time.Duration(e.ExpiresAt-e.WrittenAt), time.Millisecond)
+}
+
+// callLoader runs the loader, turning a panic into ErrLoaderPanic.
+func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V, error)) (v V, took time.Duration, err error) {
+	c.stats.loads.Add(1)
+	start := time.Now()
+	defer func() {
+		took = time.Since(start)
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			c.stats.loadErrors.Add(1)
+		}
+	}()
+	v, err = load(ctx)
+	return v, 0, err
+}
+
+// refresh reloads key in the background, once per replica at a time and,
+// through the lease, once per fleet. Its fill publishes an invalidation, so
+// every replica drops its stale copy and reads the fresh one.
+func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error)) {
+	if load == nil && c.hooks.loader != nil {
+		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
+	}
+	if load == nil || c.closed.Load() {
+		return // nothing to refresh with: the value lives until it expires
+	}
+	if _, running := c.refreshing.LoadOrStore(key, struct{}{}); running {
+		return
+	}
+	c.background.Add(1)
+	go func() {
+		defer c.background.Done()
+		defer c.refreshing.Delete(key)
+		ctx, cancel := context.WithTimeout(c.life, c.opts.LoadTimeout)
+		defer cancel()
+		fence := c.local.Fence(key)
+		token := remote.NewToken()
+		if leased, err := c.remote.Lease(ctx, key, token); err != nil || !leased {
+			return // another replica refreshes; its fill invalidates our copy
+		}
+		v, took, err := c.callLoader(ctx, load)
+		if err != nil {
+			// Keep serving the stale value; let the fleet retry after the
+			// back-off. (A refresh finding the key gone leaves it to expire.)
+			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+			return
+		}
+		payload, err := c.opts.Codec.Marshal(v)
+		if err != nil {
+			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+			return
+		}
+		env := c.envelope(payload, took, c.opts.FreshFor, 0)
+		stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key), Always: true})
+		if err == nil && stored {
+			c.stats.refreshes.Add(1)
+			c.fillLocal(fence, key, v, &env, cost(payload), false)
+		}
+	}()
+}
+
+// keysPublication is the invalidation of keys, as published with a write.
+func (c *Cache[V]) keysPublication(keys ...string) remote.Publication {
+	m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindKeys, Keys: keys, PublishedAt: time.Now().UnixNano()}
+	return remote.Publication{Channel: c.channel, Message: m.Encode()}
+}

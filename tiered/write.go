@@ -1,0 +1,191 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Set writes v through: to Options.Writer first when one is set (the cache
+// is not touched if it fails), then to Redis and, in the same round trip,
+// the invalidation of every other replica's copy, then to this replica's
+// local tier. If Redis fails, Set returns an error wrapping ErrRemote and
+// still drops the local copy. WithTags records the key under tags;
+// WithFreshFor overrides Options.FreshFor.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	co := c.callOptions(opts)
+	if err := c.checkTags(co.tags); err != nil {
+		return err
+	}
+	payload, err := c.opts.Codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: encode: %w", ErrCodec, err)
+	}
+	// The local copy is decoded from the payload, so later changes the
+	// caller makes to v (a pointer, slice or map) do not reach the cache.
+	own, err := c.decode(payload)
+	if err != nil {
+		return err
+	}
+	if len(payload) > c.remote.MaxValueBytes() {
+		return fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
+	}
+	if c.hooks.writer != nil {
+		if err := c.hooks.writer(ctx, key, v); err != nil {
+			return fmt.Errorf("%w: %w", ErrWriter, err)
+		}
+	}
+	// Tags first: a key must never be in Redis untagged, or a concurrent
+	// InvalidateTags could miss it.
+	if err := c.remote.AddTags(ctx, key, co.tags); err != nil {
+		c.stats.remoteErrors.Add(1)
+		c.local.Invalidate(key)
+		return fmt.Errorf("%w: tag: %w", ErrRemote, err)
+	}
+	fence := c.local.Fence(key)
+	env := c.envelope(payload, 0, co.freshFor, 0)
+	err = c.remote.Set(ctx, key, &env, c.keysPublication(key))
+	c.waiting.wake(key)
+	if err != nil {
+		c.local.Invalidate(key)
+		if errors.Is(err, remote.ErrTooLarge) {
+			return fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+		}
+		c.stats.remoteErrors.Add(1)
+		return fmt.Errorf("%w: set: %w", ErrRemote, err)
+	}
+	c.stats.published.Add(1)
+	c.fillLocal(fence, key, own, &env, cost(payload), true)
+	return nil
+}
+
+func (c *Cache[V]) checkTags(tags []string) error {
+	if len(tags) > c.opts.MaxTags {
+		return fmt.Errorf("%w: %d tags, at most %d", ErrInvalidTag, len(tags), c.opts.MaxTags)
+	}
+	for _, t := range tags {
+		if t == "" || len(t) > c.opts.MaxKeyBytes {
+			return fmt.Errorf("%w: length %d not in 1–%d", ErrInvalidTag, len(t), c.opts.MaxKeyBytes)
+		}
+	}
+	return nil
+}
+
+// maxKeysPerMessage bounds one Delete script and its message.
+const maxKeysPerMessage = 512
+
+// Delete removes keys from Redis and invalidates them on every replica.
+// Keys are sent in batches; an error wraps ErrRemote and the local copies
+// are dropped regardless. With Options.DoubleDeleteDelay, the keys are
+// invalidated once more after the delay.
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := c.check(k); err != nil {
+			return err
+		}
+	}
+	err := c.delete(ctx, keys)
+	if d := c.opts.DoubleDeleteDelay; d > 0 && len(keys) > 0 {
+		c.deleteLater(append([]string(nil), keys...), d)
+	}
+	return err
+}
+
+func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
+	var errs []error
+	for start := 0; start < len(keys); start += maxKeysPerMessage {
+		batch := keys[start:min(start+maxKeysPerMessage, len(keys))]
+		err := c.remote.Delete(ctx, batch, c.keysPublication(batch...))
+		// After Redis, not before: a local fill that read the old value
+		// meanwhile is refused by the bumped fence.
+		c.local.Invalidate(batch...)
+		c.waiting.wake(batch...)
+		if err != nil {
+			c.stats.remoteErrors.Add(1)
+			errs = append(errs, err)
+			continue
+		}
+		c.stats.published.Add(1)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: delete: %w", ErrRemote, errors.Join(errs...))
+	}
+	return nil
+}
+
+// deleteLater is the second delete of a double delete: it catches a value
+// that a reader loaded from a lagging database replica between the write
+// and the first delete. It runs under the cache's lifetime.
+func (c *Cache[V]) deleteLater(keys []string, after time.Duration) {
+	c.background.Add(1)
+	go func() {
+		defer c.background.Done()
+		t := time.NewTimer(after)
+		defer t.Stop()
+		select {
+		case <-c.life.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
+		defer cancel()
+		if c.delete(ctx, keys) == nil {
+			c.stats.secondDeletes.Add(1)
+		}
+	}()
+}
+
+// InvalidateTags removes every key carrying one of tags from Redis and from
+// every replica's local tier, then forgets the tags.
+func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := c.checkTags(tags); err != nil {
+		return err
+	}
+	for _, t := range tags {
+		keys, err := c.remote.TagMembers(ctx, t)
+		if err != nil {
+			c.stats.remoteErrors.Add(1)
+			return fmt.Errorf("%w: tag members: %w", ErrRemote, err)
+		}
+		if err := c.delete(ctx, keys); err != nil {
+			return err
+		}
+		if err := c.remote.RemoveTag(ctx, t); err != nil {
+			c.stats.remoteErrors.Add(1)
+			return fmt.Errorf("%w: remove tag: %w", ErrRemote, err)
+		}
+	}
+	return nil
+}
+
+// InvalidateAll invalidates the whole namespace on every replica, in O(1):
+// it moves the namespace to a new generation of keys (the old ones expire by
+// their TTL) and tells every replica, which flushes its local tier.
+func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	_, err := c.remote.BumpGeneration(ctx, func(next int64) remote.Publication {
+		m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindFlush,
+			Keys: []string{strconv.FormatInt(next, 10)}, PublishedAt: time.Now().UnixNano()}
+		return remote.Publication{Channel: c.channel, Message: m.Encode()}
+	})
+	c.flush(flushReasonMessage)
+	if err != nil {
+		c.stats.remoteErrors.Add(1)
+		return fmt.Errorf("%w: invalidate all: %w", ErrRemote, err)
+	}
+	c.stats.published.Add(1)
+	return nil
+}
