@@ -59,7 +59,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	for i, k := range left {
 		switch r := leases[i]; {
 		case r.Found:
-			if v, err := c.decode(r.Envelope.Payload); err == nil {
+			if v, err := c.decodeEnvelope(&r.Envelope); err == nil {
 				c.stats.remoteHits.Add(1)
 				if _, err := c.fromRemote(k, fences[k], &r.Envelope, v, nil); err == nil {
 					out[k] = v
@@ -130,7 +130,7 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 	for i, k := range keys {
 		f := found[i]
 		if f.Err == nil {
-			if v, err := c.decode(f.Envelope.Payload); err == nil {
+			if v, err := c.decodeEnvelope(&f.Envelope); err == nil {
 				c.stats.remoteHits.Add(1)
 				if _, err := c.fromRemote(k, fences[k], &f.Envelope, v, nil); err == nil {
 					out[k] = v

@@ -226,13 +226,23 @@ func (c *Cache[V]) readThrough(ctx context.Context, key string, fence local.Fenc
 		c.stats.remoteErrors.Add(1)
 		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
 	}
-	v, err := c.decode(env.Payload)
+	v, err := c.decodeEnvelope(&env)
 	if err != nil {
 		c.stats.corrupt.Add(1)
 		return zero, ErrNotFound
 	}
 	c.stats.remoteHits.Add(1)
 	return c.fromRemote(key, fence, &env, v, nil)
+}
+
+// decodeEnvelope decodes a value read from Redis; a tombstone has no
+// payload and decodes to the zero value.
+func (c *Cache[V]) decodeEnvelope(e *remote.Envelope) (V, error) {
+	if e.Negative {
+		var zero V
+		return zero, nil
+	}
+	return c.decode(e.Payload)
 }
 
 func (c *Cache[V]) decode(payload []byte) (V, error) {

@@ -41,6 +41,9 @@ func TestGetSetDelete(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, before, rs[0].Stats().LocalMisses, "own write fills the local tier")
 
+	// rs[0]'s invalidation may still be on its way; a fill it overtakes is
+	// rightly refused, so let it land first.
+	require.Eventually(t, func() bool { return rs[1].Stats().InvalidationsReceived == 1 }, 5*time.Second, time.Millisecond)
 	got, err = rs[1].Get(ctx, "42")
 	require.NoError(t, err)
 	assert.Equal(t, "Ada", got.Name)

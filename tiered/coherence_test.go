@@ -86,12 +86,14 @@ type ledgerRun struct {
 	minDuration    time.Duration
 	maxDuration    time.Duration
 	chaos          func(stop <-chan struct{}) // runs alongside the workload
+	freshFor       time.Duration              // stale-while-revalidate, when set
+	batchEvery     int                        // every n-th read is a GetOrLoadMany of 3 keys, when set
 }
 
 type ledgerResult struct {
-	reads, stale, localHits, writes, loads int64
-	resubscribeFlushes                     uint64
-	worstLag                               time.Duration
+	reads, stale, localHits, writes, loads   int64
+	resubscribeFlushes, staleHits, refreshes uint64
+	worstLag                                 time.Duration
 }
 
 // grace is how old a completed write may be before a read that returns an
@@ -100,6 +102,7 @@ const grace = 100 * time.Millisecond
 
 func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResult {
 	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
+	opts.FreshFor = run.freshFor
 	rs := replicas[int64](t, srv, run.replicas, opts)
 	src := newLedger()
 	keyName := func(i int) string { return fmt.Sprint("item:", i) }
@@ -151,11 +154,15 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 				rng := rand.New(rand.NewPCG(uint64(ri), uint64(g)))
 				zipf := rand.NewZipf(rng, 1.1, 1, uint64(run.keys-1))
 				ctx := context.Background()
-				for {
+				for n := 1; ; n++ {
 					select {
 					case <-stop:
 						return
 					default:
+					}
+					if run.batchEvery > 0 && n%run.batchEvery == 0 {
+						batchRead(t, r, src, &res, []string{keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64()))})
+						continue
 					}
 					k := keyName(int(zipf.Uint64()))
 					start := time.Now()
@@ -215,11 +222,42 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 		st := r.Stats()
 		res.localHits += int64(st.LocalHits)
 		res.resubscribeFlushes += st.Flushes["resubscribe"]
+		res.staleHits += st.StaleHits
+		res.refreshes += st.Refreshes
 		if q := st.Lag.Quantile(1); q > res.worstLag {
 			res.worstLag = q
 		}
 	}
 	return res
+}
+
+// batchRead is one GetOrLoadMany of the ledger, judged key by key.
+func batchRead(t *testing.T, r *Cache[int64], src *ledger, res *ledgerResult, keys []string) {
+	start := time.Now()
+	floors := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		floors[k] = src.floor(k, start.Add(-grace))
+	}
+	got, err := r.GetOrLoadMany(context.Background(), keys, func(ctx context.Context, ks []string) (map[string]int64, error) {
+		atomic.AddInt64(&res.loads, 1)
+		out := make(map[string]int64, len(ks))
+		for _, k := range ks {
+			out[k] = src.read(k)
+		}
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		return out, nil
+	})
+	if err != nil {
+		t.Errorf("GetOrLoadMany: %v", err)
+		return
+	}
+	for k, floor := range floors {
+		atomic.AddInt64(&res.reads, 1)
+		if v, ok := got[k]; !ok || v < floor {
+			atomic.AddInt64(&res.stale, 1)
+			t.Errorf("batch read of %s: got %d (present %v), but version %d completed more than %v before", k, v, ok, floor, grace)
+		}
+	}
 }
 
 // TestStalenessLedger: 4 replicas, write-through and write-around writers,
@@ -260,4 +298,20 @@ func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
 	assert.Zero(t, res.stale)
 	assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
 	assert.Positive(t, res.resubscribeFlushes, "every resubscribe flushes the local tier")
+}
+
+// TestStalenessLedgerWithSWRAndBatches is the ledger with
+// stale-while-revalidate on (values go stale after 20 ms and refresh in the
+// background) and every tenth read a GetOrLoadMany: serving stale values by
+// design must never mean serving one older than a completed write.
+func TestStalenessLedgerWithSWRAndBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second,
+		freshFor: 20 * time.Millisecond, batchEvery: 10})
+	t.Logf("ledger with SWR and batches: reads=%d stale=%d local-hits=%d writes=%d loads=%d stale-served=%d refreshes=%d",
+		res.reads, res.stale, res.localHits, res.writes, res.loads, res.staleHits, res.refreshes)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, res.staleHits, "values must actually have been served stale")
+	assert.Positive(t, res.refreshes, "background refreshes must actually have landed")
 }

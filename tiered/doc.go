@@ -30,9 +30,28 @@
 // between readers: treat them as immutable. Set stores its own decoded copy,
 // so changing a value after Set does not change the cache.
 //
-// GetOrLoad runs at most one load per key at a time on each replica; the
-// load runs for every caller waiting on it, each of whom leaves when its own
-// ctx ends. If Redis fails the loaded value is still returned.
+// # Loads
+//
+// GetOrLoad runs one load per key at a time for the whole fleet: the replica
+// that wins the key's Redis lease loads, the others wait and are woken by the
+// fill's invalidation message, not by polling. Callers leave when their own
+// ctx ends; a load nobody waits for is cancelled and another replica takes
+// over. A failed load's callers get its error; the fleet retries after
+// Options.LoadBackoff. A loader's ErrNotFound is remembered as a tombstone
+// for Options.NegativeTTL. If Redis fails the loaded value is still
+// returned. Options.FreshFor serves stale values while one background
+// refresh per fleet runs, and XFetch (Options.EarlyRefreshBeta) refreshes
+// hot values before they go stale.
+//
+// GetOrLoad's loader may run after the call returns (for other callers, or
+// a background refresh), so it escapes: a closure that captures variables
+// is allocated by the caller on each call, hits included. To keep hits
+// allocation-free, build the loader once, or set Options.Loader and use Get.
+//
+// Tags (WithTags, InvalidateTags), InvalidateAll (a new generation of keys,
+// O(1)), batches (GetMany, GetOrLoadMany) and a delayed second delete
+// (Options.DoubleDeleteDelay) complete the set. Batch calls cost two round
+// trips where single calls cost one (rueidis loads the script first).
 //
 // Errors wrap the sentinel errors of this package (ErrNotFound, ErrClosed,
 // ErrInvalidKey, …); test them with errors.Is.

@@ -42,7 +42,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			c.stats.remoteErrors.Add(1)
 			return c.loadLocalOnly(ctx, key, fence, load)
 		case r.Found:
-			v, err := c.decode(r.Envelope.Payload)
+			v, err := c.decodeEnvelope(&r.Envelope)
 			if err == nil {
 				c.stats.remoteHits.Add(1)
 				return c.fromRemote(key, fence, &r.Envelope, v, load)
