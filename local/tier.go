@@ -273,6 +273,9 @@ func (t *Tier[V]) Flush() {
 	t.flushes.Add(1)
 }
 
+// Cost is the sum of the costs of the entries held now.
+func (t *Tier[V]) Cost() int64 { return t.cache.MaxCost() - t.cache.RemainingCost() }
+
 // Epoch is the current epoch, for tests and diagnostics.
 func (t *Tier[V]) Epoch() uint64 { return t.epoch.Load() }
 

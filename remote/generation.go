@@ -30,9 +30,12 @@ func (s *Store) UseGeneration(g int64) {
 
 // LoadGeneration reads the namespace's current generation from Redis and
 // moves the store to it.
-func (s *Store) LoadGeneration(ctx context.Context) (int64, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) LoadGeneration(ctx context.Context) (_ int64, err error) {
+	ctx, done, err := s.begin(ctx, OpGeneration)
+	if err != nil {
+		return s.Generation(), err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	g, err := c.Do(ctx, c.B().Get().Key(s.genKey).Build()).AsInt64()
 	if rueidis.IsRedisNil(err) {
@@ -56,9 +59,12 @@ return -1
 // BumpGeneration moves the namespace to its next generation and publishes
 // the message publish(next) in the same script. The message names the new
 // generation, so it is built for each attempt of the compare-and-set.
-func (s *Store) BumpGeneration(ctx context.Context, publish func(next int64) Publication) (int64, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) BumpGeneration(ctx context.Context, publish func(next int64) Publication) (_ int64, err error) {
+	ctx, done, err := s.begin(ctx, OpGeneration)
+	if err != nil {
+		return 0, err
+	}
+	defer done(&err)
 	next := s.Generation() + 1
 	for {
 		p := publish(next)

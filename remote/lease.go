@@ -34,17 +34,23 @@ type LeaseResult struct {
 // token; when another holder has the lease, it marks that a replica waits.
 // One round trip. A corrupt value is reported in Corrupt (not as an error)
 // so the caller can treat it as a miss and take the lease with Lease.
-func (s *Store) GetOrLease(ctx context.Context, key, token string) (LeaseResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
+	ctx, done, err := s.begin(ctx, OpGetOrLease)
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	defer done(&err)
 	return s.leaseReply(getOrLeaseScript.Exec(ctx, s.opts.Client, s.keys(key), s.leaseArgs(token)))
 }
 
 // GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot
 // on a Cluster client). Results are in the order of keys.
-func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string) ([]LeaseResult, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string) (_ []LeaseResult, err error) {
+	ctx, done, err := s.begin(ctx, OpGetOrLease)
+	if err != nil {
+		return nil, err
+	}
+	defer done(&err)
 	execs := make([]rueidis.LuaExec, len(keys))
 	for i, k := range keys {
 		execs[i] = rueidis.LuaExec{Keys: s.keys(k), Args: s.leaseArgs(token)}
@@ -98,11 +104,14 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 }
 
 // Lease takes key's fill lease with token if nobody holds it.
-func (s *Store) Lease(ctx context.Context, key, token string) (bool, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error) {
+	ctx, done, err := s.begin(ctx, OpLease)
+	if err != nil {
+		return false, err
+	}
+	defer done(&err)
 	c := s.opts.Client
-	err := c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
+	err = c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}
@@ -132,13 +141,16 @@ type FillOptions struct {
 // (or o.Always). It reports whether the value was written; false means a
 // write (or lease expiry) came first and the loaded value may be older than
 // what Redis now holds.
-func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o FillOptions) (bool, error) {
+func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o FillOptions) (_ bool, err error) {
 	exec, err := s.fillExec(key, token, e, o)
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpFill)
+	if err != nil {
+		return false, err
+	}
+	defer done(&err)
 	n, err := fillScript.Exec(ctx, s.opts.Client, exec.Keys, exec.Args).AsInt64()
 	return n == 1, err
 }
@@ -166,8 +178,25 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 		execs = append(execs, exec)
 		at = append(at, i)
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpFill)
+	if err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return stored, errs
+	}
+	defer func() {
+		var first error
+		for _, e := range errs {
+			if e != nil && !answered(e) {
+				first = e
+				break
+			}
+		}
+		done(&first)
+	}()
 	for j, r := range fillScript.ExecMulti(ctx, s.opts.Client, execs...) {
 		n, err := r.AsInt64()
 		stored[at[j]], errs[at[j]] = n == 1, err
@@ -201,8 +230,11 @@ return 1
 // takes over); otherwise it is deleted. Errors are ignored: the lease
 // expires by itself.
 func (s *Store) Release(ctx context.Context, key, token string, hold time.Duration, p Publication) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
-	releaseScript.Exec(ctx, s.opts.Client, s.keys(key),
-		[]string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)})
+	ctx, done, err := s.begin(ctx, OpRelease)
+	if err != nil {
+		return
+	}
+	defer done(&err)
+	err = releaseScript.Exec(ctx, s.opts.Client, s.keys(key),
+		[]string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)}).Error()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/sony/gobreaker/v2"
 )
 
 // ErrMiss reports a key absent from Redis.
@@ -39,6 +40,15 @@ type Options struct {
 	// Timeout is the deadline given to every Redis call whose ctx has none
 	// sooner. Default 1s.
 	Timeout time.Duration
+	// BreakerThreshold is how many consecutive failures (timeouts,
+	// connection errors) open the circuit breaker. Default 5.
+	BreakerThreshold int
+	// BreakerCooldown is how long the breaker stays open before one probe
+	// is let through. Default 1s.
+	BreakerCooldown time.Duration
+	// OnBreakerChange is told of every breaker state change ("closed",
+	// "half-open", "open"). It must not block.
+	OnBreakerChange func(from, to string)
 }
 
 func (o *Options) validate() error {
@@ -57,6 +67,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: MaxValueBytes %d < 0", ErrInvalidOptions, o.MaxValueBytes)
 	case o.Timeout < 0:
 		return fmt.Errorf("%w: Timeout %v < 0", ErrInvalidOptions, o.Timeout)
+	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0:
+		return fmt.Errorf("%w: BreakerThreshold and BreakerCooldown must not be negative", ErrInvalidOptions)
 	}
 	return nil
 }
@@ -74,14 +86,23 @@ func (o *Options) setDefaults() {
 	if o.Timeout == 0 {
 		o.Timeout = time.Second
 	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = 5
+	}
+	if o.BreakerCooldown == 0 {
+		o.BreakerCooldown = time.Second
+	}
 }
 
 // Store is the Redis tier of one namespace. Safe for concurrent use.
 type Store struct {
-	opts   Options
-	genKey string
-	gen    atomic.Int64
-	prefix atomic.Pointer[string] // "<namespace>:v1:g<gen>:"
+	opts         Options
+	breaker      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breakerOpens atomic.Uint64
+	ops          [numOps]opCounters
+	genKey       string
+	gen          atomic.Int64
+	prefix       atomic.Pointer[string] // "<namespace>:v1:g<gen>:"
 }
 
 // New builds a Store over the caller's client at generation 0; it does no
@@ -92,6 +113,7 @@ func New(opts Options) (*Store, error) {
 	}
 	opts.setDefaults()
 	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen"}
+	s.breaker = newBreaker(&s.opts, &s.breakerOpens)
 	s.storePrefix(0)
 	return s, nil
 }
@@ -134,13 +156,6 @@ func NewToken() string {
 	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.opts.Timeout {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, s.opts.Timeout)
-}
-
 // ttlMillis is ttl (the store's TTL when zero) with jitter, in ms.
 func (s *Store) ttlMillis(ttl time.Duration) string {
 	if ttl <= 0 {
@@ -165,9 +180,12 @@ func (s *Store) decode(b []byte) (Envelope, error) {
 }
 
 // Get reads key's envelope: ErrMiss when absent, ErrCorrupt when unreadable.
-func (s *Store) Get(ctx context.Context, key string) (Envelope, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
+	ctx, done, err := s.begin(ctx, OpGet)
+	if err != nil {
+		return Envelope{}, err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	b, err := c.Do(ctx, c.B().Get().Key(s.ValueKey(key)).Build()).AsBytes()
 	if rueidis.IsRedisNil(err) {
@@ -187,13 +205,16 @@ return 1
 `)
 
 // Set writes key, voids any fill lease on it, and publishes p, atomically.
-func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication) error {
+func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication) (err error) {
 	b, err := s.Encode(e)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpSet)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	return setScript.Exec(ctx, s.opts.Client,
 		s.keys(key)[:2],
 		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)}).Error()
@@ -206,20 +227,26 @@ return 1
 `)
 
 // Delete removes keys and their fill leases and publishes p, atomically.
-func (s *Store) Delete(ctx context.Context, keys []string, p Publication) error {
+func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err error) {
 	rk := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
 		rk = append(rk, s.keys(k)[:2]...)
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpDelete)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	return deleteScript.Exec(ctx, s.opts.Client, rk, []string{p.Channel, string(p.Message)}).Error()
 }
 
 // Publish sends a message on channel.
-func (s *Store) Publish(ctx context.Context, p Publication) error {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) Publish(ctx context.Context, p Publication) (err error) {
+	ctx, done, err := s.begin(ctx, OpPublish)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	return c.Do(ctx, c.B().Publish().Channel(p.Channel).Message(rueidis.BinaryString(p.Message)).Build()).Error()
 }
@@ -232,13 +259,16 @@ type Found struct {
 
 // GetMany reads keys with MGET (split by slot on a Cluster client). The
 // result has one entry per key, in order.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]Found, error) {
+func (s *Store) GetMany(ctx context.Context, keys []string) (_ []Found, err error) {
 	rk := make([]string, len(keys))
 	for i, k := range keys {
 		rk[i] = s.ValueKey(k)
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpMGet)
+	if err != nil {
+		return nil, err
+	}
+	defer done(&err)
 	m, err := rueidis.MGet(s.opts.Client, ctx, rk)
 	if err != nil {
 		return nil, err

@@ -10,12 +10,15 @@ import (
 // AddTags records key in each tag's set. A tag set expires RemoteTTL after
 // the last key was added to it, so tag sets never grow without bound: a
 // member lingers at most that long after its key is gone.
-func (s *Store) AddTags(ctx context.Context, key string, tags []string) error {
+func (s *Store) AddTags(ctx context.Context, key string, tags []string) (err error) {
 	if len(tags) == 0 {
 		return nil
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	ctx, done, err := s.begin(ctx, OpTags)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	ttl := strconv.FormatInt(s.opts.TTL.Milliseconds(), 10)
 	cmds := make(rueidis.Commands, 0, 3*len(tags))
@@ -36,17 +39,23 @@ func (s *Store) AddTags(ctx context.Context, key string, tags []string) error {
 }
 
 // TagMembers lists the keys recorded under tag.
-func (s *Store) TagMembers(ctx context.Context, tag string) ([]string, error) {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) TagMembers(ctx context.Context, tag string) (_ []string, err error) {
+	ctx, done, err := s.begin(ctx, OpTags)
+	if err != nil {
+		return nil, err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	return c.Do(ctx, c.B().Smembers().Key(s.TagKey(tag)).Build()).AsStrSlice()
 }
 
 // RemoveTag deletes tag's set.
-func (s *Store) RemoveTag(ctx context.Context, tag string) error {
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+func (s *Store) RemoveTag(ctx context.Context, tag string) (err error) {
+	ctx, done, err := s.begin(ctx, OpTags)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	c := s.opts.Client
 	return c.Do(ctx, c.B().Del().Key(s.TagKey(tag)).Build()).Error()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -151,9 +152,12 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 // loadMany calls the batch loader, turning a panic into ErrLoaderPanic.
 func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error)) (m map[string]V, err error) {
 	c.stats.loads.Add(1)
+	start := time.Now()
 	defer func() {
+		c.stats.loadDuration.observe(time.Since(start))
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
+			c.log.error("loader-panic", "batch loader panicked", "panic", p)
 		}
 		if err != nil {
 			c.stats.loadErrors.Add(1)

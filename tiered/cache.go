@@ -23,6 +23,7 @@ const entryOverhead = 96
 // Cache is a two-tier cache of values of type V for one namespace. Its
 // methods are safe for concurrent use.
 type Cache[V any] struct {
+	log     *logger
 	opts    Options
 	hooks   hooks[V]
 	origin  uint64
@@ -62,20 +63,26 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	// The store is built before the cache it reports to.
+	onBreaker := func(from, to string) {}
 	rs, err := remote.New(remote.Options{
-		Client:        opts.Client,
-		Namespace:     opts.Namespace,
-		TTL:           opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
-		LeaseTTL:      opts.LeaseTTL,
-		MaxValueBytes: opts.MaxValueBytes,
-		CompressAbove: opts.CompressAbove,
-		Timeout:       opts.RemoteTimeout,
+		Client:           opts.Client,
+		Namespace:        opts.Namespace,
+		TTL:              opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
+		LeaseTTL:         opts.LeaseTTL,
+		MaxValueBytes:    opts.MaxValueBytes,
+		CompressAbove:    opts.CompressAbove,
+		Timeout:          opts.RemoteTimeout,
+		BreakerThreshold: opts.BreakerThreshold,
+		BreakerCooldown:  opts.BreakerCooldown,
+		OnBreakerChange:  func(from, to string) { onBreaker(from, to) },
 	})
 	if err != nil {
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	c := &Cache[V]{
+		log:     newLogger(opts.Logger, opts.LogEvery, opts.Namespace),
 		opts:    opts,
 		hooks:   h,
 		origin:  rand.Uint64() | 1,
@@ -83,6 +90,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		local:   lt,
 		remote:  rs,
 	}
+	onBreaker = c.breakerChanged
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.bus, err = coherence.Subscribe(ctx, coherence.Options{
 		Client:       opts.Client,
@@ -205,6 +213,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 
 func (c *Cache[V]) hit(e local.Entry[V]) (V, error) {
 	if e.Negative {
+		c.stats.negativeHits.Add(1)
 		var zero V
 		return zero, ErrNotFound
 	}
@@ -220,15 +229,15 @@ func (c *Cache[V]) readThrough(ctx context.Context, key string, fence local.Fenc
 		c.stats.remoteMisses.Add(1)
 		return zero, ErrNotFound
 	case errors.Is(err, remote.ErrCorrupt):
-		c.stats.corrupt.Add(1)
+		c.corrupt(err)
 		return zero, ErrNotFound
 	case err != nil:
-		c.stats.remoteErrors.Add(1)
+		c.remoteFailed("get", err)
 		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
 	}
 	v, err := c.decodeEnvelope(&env)
 	if err != nil {
-		c.stats.corrupt.Add(1)
+		c.corrupt(err)
 		return zero, ErrNotFound
 	}
 	c.stats.remoteHits.Add(1)
@@ -372,4 +381,30 @@ func (c *Cache[V]) flush(reason string) {
 	c.local.Flush()
 	c.waiting.wakeAll()
 	c.stats.flushes(reason).Add(1)
+	if reason != flushReasonMessage {
+		c.log.warn("flush:"+reason, "local tier flushed: invalidations may have been missed", "reason", reason)
+	}
+}
+
+// corrupt counts (and logs) an unreadable value in Redis.
+func (c *Cache[V]) corrupt(err error) {
+	c.stats.corrupt.Add(1)
+	c.log.warn("corrupt", "unreadable value in redis, treated as a miss", "err", err)
+}
+
+// remoteFailed counts (and logs) a failed Redis call the cache answered
+// around.
+func (c *Cache[V]) remoteFailed(op string, err error) {
+	c.stats.remoteErrors.Add(1)
+	c.log.warn("remote:"+op, "redis call failed", "op", op, "err", err)
+}
+
+// breakerChanged runs when the Redis breaker changes state. While it was
+// open this replica could not hear every invalidation reliably, so when a
+// probe closes it again the local tier is flushed.
+func (c *Cache[V]) breakerChanged(from, to string) {
+	c.log.warn("breaker", "redis circuit breaker "+to, "from", from, "to", to)
+	if to == "closed" {
+		c.flush(flushReasonBreaker)
+	}
 }

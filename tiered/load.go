@@ -39,7 +39,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			if ctx.Err() != nil {
 				return zero, ctx.Err()
 			}
-			c.stats.remoteErrors.Add(1)
+			c.remoteFailed("get_or_lease", err)
 			return c.loadLocalOnly(ctx, key, fence, load)
 		case r.Found:
 			v, err := c.decodeEnvelope(&r.Envelope)
@@ -51,7 +51,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			fallthrough
 		case r.Corrupt != nil:
 			// Treat it as a miss; the lease lets the load replace it.
-			c.stats.corrupt.Add(1)
+			c.corrupt(r.Corrupt)
 			leased, err := c.remote.Lease(ctx, key, token)
 			if err != nil || !leased {
 				return c.loadLocalOnly(ctx, key, fence, load)
@@ -122,7 +122,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 		return zero, fmt.Errorf("%w: %w", ErrValueTooLarge, err)
 	case err != nil:
-		c.stats.remoteErrors.Add(1) // fail open: serve the value, cache it locally
+		c.remoteFailed("fill", err) // fail open: serve the value, cache it locally
 	case !stored:
 		// A write landed while we loaded: what we loaded may be older
 		// than it. Serve it to the callers who asked before, keep it out
@@ -198,8 +198,10 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 	start := time.Now()
 	defer func() {
 		took = time.Since(start)
+		c.stats.loadDuration.observe(took)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
+			c.log.error("loader-panic", "loader panicked", "panic", p)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			c.stats.loadErrors.Add(1)

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 	"unicode"
 
@@ -107,6 +108,21 @@ type Options struct {
 	DoubleDeleteDelay time.Duration
 	// MaxTags bounds the tags of one Set. Default 32.
 	MaxTags int
+
+	// BreakerThreshold is how many consecutive Redis failures (timeouts,
+	// connection errors) open the circuit breaker; while it is open Redis
+	// is not called (reads fail open to the local tier and the loader,
+	// writes fail at once) until a probe after BreakerCooldown succeeds.
+	// Default 5.
+	BreakerThreshold int
+	// BreakerCooldown is how long the breaker stays open before a probe.
+	// Default 1s.
+	BreakerCooldown time.Duration
+	// Logger receives the cache's warnings and errors, each kind at most
+	// once per LogEvery with a count of those suppressed. Default: silent.
+	Logger *slog.Logger
+	// LogEvery rate-limits repeated log lines of one kind. Default 10s.
+	LogEvery time.Duration
 }
 
 const (
@@ -141,6 +157,8 @@ func (o *Options) validate() error {
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0:
 		return bad("MaxTags %d < 0", o.MaxTags)
+	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0 || o.LogEvery < 0:
+		return bad("BreakerThreshold, BreakerCooldown and LogEvery must not be negative")
 	}
 	for _, r := range o.Namespace {
 		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}' {
@@ -189,6 +207,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxTags == 0 {
 		o.MaxTags = 32
+	}
+	if o.LogEvery == 0 {
+		o.LogEvery = 10 * time.Second
 	}
 }
 

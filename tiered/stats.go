@@ -8,6 +8,7 @@ import (
 
 	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Stats is a snapshot of what a cache did since New. Counters only grow.
@@ -32,41 +33,54 @@ type Stats struct {
 
 	InvalidationsPublished uint64 // Set/Delete messages sent
 	InvalidationsReceived  uint64 // peers' messages applied
-	// Flushes counts local-epoch bumps by reason: "resubscribe",
-	// "overflow", "undecodable", "ping-timeout", "message".
+	// Flushes counts local-epoch bumps by reason (FlushReasons):
+	// "resubscribe", "overflow", "undecodable", "ping-timeout", "message"
+	// (a peer's InvalidateAll), "breaker" (Redis came back after the
+	// breaker had opened).
 	Flushes map[string]uint64
 	// Lag is the distribution of invalidation lag (publish → applied).
-	Lag LagHistogram
+	Lag Histogram
+	// LoadDuration is the distribution of loader call durations.
+	LoadDuration Histogram
+	NegativeHits uint64 // reads answered by a tombstone
+	LocalCost    int64  // the local tier's current cost, in bytes
 
-	Local local.Stats
-	Bus   coherence.Stats
+	Local  local.Stats
+	Bus    coherence.Stats
+	Remote remote.Stats
 }
 
-const flushReasonMessage = "message"
+const (
+	flushReasonMessage = "message"
+	flushReasonBreaker = "breaker"
+)
 
-var flushReasons = []string{
+// FlushReasons lists the reasons Stats.Flushes counts.
+var FlushReasons = []string{
 	string(coherence.GapResubscribe), string(coherence.GapOverflow),
 	string(coherence.GapUndecodable), string(coherence.GapPingTimeout),
-	flushReasonMessage,
+	flushReasonMessage, flushReasonBreaker,
 }
 
-// LagHistogram counts lags in power-of-two microsecond buckets: bucket i
-// holds lags in [2^(i-1), 2^i) µs, bucket 0 those under 1 µs.
-type LagHistogram struct {
-	Buckets [lagBuckets]uint64
+// Histogram counts durations in power-of-two microsecond buckets: bucket i
+// holds durations in [2^(i-1), 2^i) µs, bucket 0 those under 1 µs, the last
+// everything longer.
+type Histogram struct {
+	Buckets [HistogramBuckets]uint64
 	Count   uint64
 	SumNs   uint64
 }
 
-const lagBuckets = 32
+// HistogramBuckets is the number of buckets of a Histogram (1 µs to ~16 s).
+const HistogramBuckets = 25
 
 // BucketUpperBound is the exclusive upper bound of bucket i.
-func (LagHistogram) BucketUpperBound(i int) time.Duration {
+func (Histogram) BucketUpperBound(i int) time.Duration {
 	return time.Duration(uint64(1)<<i) * time.Microsecond
 }
 
 // Quantile estimates the q-quantile (0 < q ≤ 1) as a bucket's upper bound.
-func (h LagHistogram) Quantile(q float64) time.Duration {
+func (h Histogram) Quantile(q float64) time.Duration {
 	if h.Count == 0 {
 		return 0
 	}
@@ -78,20 +92,29 @@ func (h LagHistogram) Quantile(q float64) time.Duration {
 			return h.BucketUpperBound(i)
 		}
 	}
-	return h.BucketUpperBound(lagBuckets - 1)
+	return h.BucketUpperBound(HistogramBuckets - 1)
 }
 
-type lagCounters struct {
-	buckets    [lagBuckets]atomic.Uint64
+type histogram struct {
+	buckets    [HistogramBuckets]atomic.Uint64
 	count, sum atomic.Uint64
 }
 
-func (l *lagCounters) observe(d time.Duration) {
+func (l *histogram) observe(d time.Duration) {
 	d = max(d, 0) // clocks of different hosts may disagree
-	i := min(bits.Len64(uint64(d/time.Microsecond)), lagBuckets-1)
+	i := min(bits.Len64(uint64(d/time.Microsecond)), HistogramBuckets-1)
 	l.buckets[i].Add(1)
 	l.count.Add(1)
 	l.sum.Add(uint64(d))
+}
+
+func (l *histogram) snapshot() Histogram {
+	var h Histogram
+	for i := range l.buckets {
+		h.Buckets[i] = l.buckets[i].Load()
+	}
+	h.Count, h.SumNs = l.count.Load(), l.sum.Load()
+	return h
 }
 
 // sampledCounter counts local hits, the one event on the hot path. An
@@ -122,18 +145,18 @@ type counters struct {
 	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
 	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
 	secondDeletes                                       atomic.Uint64
-	published, received                                 atomic.Uint64
-	flushByReason                                       [5]atomic.Uint64
-	lag                                                 lagCounters
+	published, received, negativeHits                   atomic.Uint64
+	flushByReason                                       [6]atomic.Uint64
+	lag, loadDuration                                   histogram
 }
 
 func (c *counters) flushes(reason string) *atomic.Uint64 {
-	for i, r := range flushReasons {
+	for i, r := range FlushReasons {
 		if r == reason {
 			return &c.flushByReason[i]
 		}
 	}
-	return &c.flushByReason[len(flushReasons)-1]
+	return &c.flushByReason[len(FlushReasons)-2] // "message": an unknown kind
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -156,16 +179,17 @@ func (c *Cache[V]) Stats() Stats {
 		SecondDeletes:          s.secondDeletes.Load(),
 		InvalidationsPublished: s.published.Load(),
 		InvalidationsReceived:  s.received.Load(),
-		Flushes:                make(map[string]uint64, len(flushReasons)),
+		Flushes:                make(map[string]uint64, len(FlushReasons)),
+		Lag:                    s.lag.snapshot(),
+		LoadDuration:           s.loadDuration.snapshot(),
+		NegativeHits:           s.negativeHits.Load(),
+		LocalCost:              c.local.Cost(),
 		Local:                  c.local.Stats(),
 		Bus:                    c.bus.Stats(),
+		Remote:                 c.remote.Stats(),
 	}
-	for i, r := range flushReasons {
+	for i, r := range FlushReasons {
 		out.Flushes[r] = s.flushByReason[i].Load()
 	}
-	for i := range s.lag.buckets {
-		out.Lag.Buckets[i] = s.lag.buckets[i].Load()
-	}
-	out.Lag.Count, out.Lag.SumNs = s.lag.count.Load(), s.lag.sum.Load()
 	return out
 }

@@ -46,7 +46,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 	// Tags first: a key must never be in Redis untagged, or a concurrent
 	// InvalidateTags could miss it.
 	if err := c.remote.AddTags(ctx, key, co.tags); err != nil {
-		c.stats.remoteErrors.Add(1)
+		c.remoteFailed("tags", err)
 		c.local.Invalidate(key)
 		return fmt.Errorf("%w: tag: %w", ErrRemote, err)
 	}
@@ -59,7 +59,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 		if errors.Is(err, remote.ErrTooLarge) {
 			return fmt.Errorf("%w: %w", ErrValueTooLarge, err)
 		}
-		c.stats.remoteErrors.Add(1)
+		c.remoteFailed("set", err)
 		return fmt.Errorf("%w: set: %w", ErrRemote, err)
 	}
 	c.stats.published.Add(1)
@@ -109,7 +109,7 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 		c.local.Invalidate(batch...)
 		c.waiting.wake(batch...)
 		if err != nil {
-			c.stats.remoteErrors.Add(1)
+			c.remoteFailed("delete", err)
 			errs = append(errs, err)
 			continue
 		}

@@ -1,0 +1,139 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/sony/gobreaker/v2"
+)
+
+// ErrUnavailable reports a call not sent because the circuit breaker is
+// open: Redis failed repeatedly, and only a probe is let through after
+// Options.BreakerCooldown.
+var ErrUnavailable = errors.New("remote: redis unavailable (circuit open)")
+
+// Op names a kind of Redis call, for the per-operation counters.
+type Op int
+
+// The operations of a Store.
+const (
+	OpGet Op = iota
+	OpGetOrLease
+	OpLease
+	OpFill
+	OpRelease
+	OpSet
+	OpDelete
+	OpMGet
+	OpTags
+	OpGeneration
+	OpPublish
+	numOps
+)
+
+var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation", "publish"}
+
+func (o Op) String() string { return opNames[o] }
+
+// Ops lists every operation, in order.
+func Ops() []Op {
+	out := make([]Op, numOps)
+	for i := range out {
+		out[i] = Op(i)
+	}
+	return out
+}
+
+// OpStats counts one operation's calls.
+type OpStats struct {
+	Calls    uint64 // sent to Redis
+	Errors   uint64 // failed, timeouts included
+	Timeouts uint64 // failed by deadline
+	Rejected uint64 // not sent: the breaker was open
+}
+
+// Stats is a snapshot of a Store's counters.
+type Stats struct {
+	Ops          [numOps]OpStats // by Op
+	BreakerState string          // "closed", "half-open" or "open"
+	BreakerOpens uint64          // times the breaker opened
+}
+
+type opCounters struct {
+	calls, errors, timeouts, rejected atomic.Uint64
+}
+
+func newBreaker(o *Options, opens *atomic.Uint64) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        o.Namespace,
+		MaxRequests: 1, // one probe when half-open
+		Timeout:     o.BreakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(o.BreakerThreshold) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				opens.Add(1)
+			}
+			if o.OnBreakerChange != nil {
+				o.OnBreakerChange(from.String(), to.String())
+			}
+		},
+		IsSuccessful: answered,
+		// The caller giving up says nothing about Redis.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+	})
+}
+
+// answered reports whether Redis was reachable: no error, a nil reply, or
+// an error reply are all answers.
+func answered(err error) bool {
+	if err == nil || errors.Is(err, ErrMiss) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) || rueidis.IsRedisNil(err) {
+		return true
+	}
+	_, isReply := rueidis.IsRedisErr(err)
+	return isReply
+}
+
+// begin starts a call of op: it asks the breaker, derives the deadline,
+// and returns done, which the caller defers with its result error.
+func (s *Store) begin(ctx context.Context, op Op) (context.Context, func(*error), error) {
+	allowed, err := s.breaker.Allow()
+	if err != nil {
+		s.ops[op].rejected.Add(1)
+		return ctx, nil, ErrUnavailable
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	s.ops[op].calls.Add(1)
+	return ctx, func(errp *error) {
+		cancel()
+		err := *errp
+		allowed(err)
+		if err != nil && !answered(err) && !errors.Is(err, context.Canceled) {
+			s.ops[op].errors.Add(1)
+			if errors.Is(err, context.DeadlineExceeded) {
+				s.ops[op].timeouts.Add(1)
+			}
+		}
+	}, nil
+}
+
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.opts.Timeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	var st Stats
+	for i := range st.Ops {
+		c := &s.ops[i]
+		st.Ops[i] = OpStats{Calls: c.calls.Load(), Errors: c.errors.Load(), Timeouts: c.timeouts.Load(), Rejected: c.rejected.Load()}
+	}
+	st.BreakerState = s.breaker.State().String()
+	st.BreakerOpens = s.breakerOpens.Load()
+	return st
+}

@@ -1,0 +1,67 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func TestBreakerOpensOnTimeoutsAndRecoversWithAProbe(t *testing.T) {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	var changes []string
+	s := newStore(t, redistest.Client(t, srv), Options{
+		Timeout: 50 * time.Millisecond, BreakerThreshold: 3, BreakerCooldown: 200 * time.Millisecond,
+		OnBreakerChange: func(from, to string) { mu.Lock(); changes = append(changes, from+"→"+to); mu.Unlock() },
+	})
+	ctx := context.Background()
+	_, err := s.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrMiss, "a miss is an answer: the breaker stays closed")
+
+	require.NoError(t, srv.Pause())
+	for range 3 {
+		_, err := s.Get(ctx, "k")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	st := s.Stats()
+	assert.Equal(t, "open", st.BreakerState)
+	assert.Equal(t, uint64(3), st.Ops[OpGet].Timeouts)
+
+	t0 := time.Now()
+	_, err = s.Get(ctx, "k")
+	require.ErrorIs(t, err, ErrUnavailable, "open: not sent")
+	assert.Less(t, time.Since(t0), 20*time.Millisecond, "an open breaker answers at once")
+	assert.Equal(t, uint64(1), s.Stats().Ops[OpGet].Rejected)
+
+	require.NoError(t, srv.Resume())
+	require.Eventually(t, func() bool {
+		_, err := s.Get(ctx, "k")
+		return errors.Is(err, ErrMiss)
+	}, 5*time.Second, 20*time.Millisecond, "after the cooldown a probe goes through and closes the breaker")
+	assert.Equal(t, "closed", s.Stats().BreakerState)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"closed→open", "open→half-open", "half-open→closed"}, changes)
+}
+
+func TestBreakerIgnoresCallerCancellationAndErrorReplies(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{BreakerThreshold: 1})
+	ctx := context.Background()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := s.Get(cancelled, "k")
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, c.Do(ctx, c.B().Lpush().Key(s.ValueKey("k")).Element("x").Build()).Error())
+	_, err = s.Get(ctx, "k") // WRONGTYPE: Redis answered
+	require.Error(t, err)
+	assert.Equal(t, "closed", s.Stats().BreakerState)
+}
