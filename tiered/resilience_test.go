@@ -1,0 +1,245 @@
+package tiered
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// outageOptions: a short remote timeout, a quick breaker.
+func outageOptions(ns string) Options {
+	o := testOptions(ns)
+	o.RemoteTimeout = 100 * time.Millisecond
+	o.BreakerThreshold = 3
+	o.BreakerCooldown = 200 * time.Millisecond
+	return o
+}
+
+// failOpen exercises a cache while Redis is out: local hits keep being
+// served, GetOrLoad returns the loader's value, writes fail clearly and
+// still drop the local copy. It returns GetOrLoad's latencies.
+func failOpen(t *testing.T, c *Cache[string], warm []string) []time.Duration {
+	ctx := context.Background()
+	for _, k := range warm {
+		v, err := c.Get(ctx, k)
+		require.NoError(t, err, "a local hit is served while Redis is out")
+		assert.Equal(t, "v:"+k, v)
+	}
+	var lat []time.Duration
+	for i := range 30 {
+		t0 := time.Now()
+		v, err := c.GetOrLoad(ctx, fmt.Sprint("cold-", i), func(context.Context) (string, error) { return "from origin", nil })
+		lat = append(lat, time.Since(t0))
+		require.NoError(t, err)
+		assert.Equal(t, "from origin", v)
+	}
+	err := c.Set(ctx, warm[0], "new")
+	require.ErrorIs(t, err, ErrRemote)
+	_, ok := c.local.Get(warm[0])
+	assert.False(t, ok, "a failed Set still drops the local copy")
+	require.ErrorIs(t, c.Delete(ctx, warm[1]), ErrRemote)
+	_, ok = c.local.Get(warm[1])
+	assert.False(t, ok, "a failed Delete still drops the local copy")
+	slices.Sort(lat)
+	for _, d := range lat {
+		assert.Less(t, d, time.Second, "nothing blocks for seconds")
+	}
+	return lat
+}
+
+func warmUp(t *testing.T, c *Cache[string], n int) []string {
+	var keys []string
+	for i := range n {
+		k := fmt.Sprint("warm-", i)
+		require.NoError(t, c.Set(context.Background(), k, "v:"+k))
+		keys = append(keys, k)
+	}
+	c.local.Wait()
+	return keys
+}
+
+// recover waits until the cache uses Redis again and returns how long it
+// took from start.
+func recovered(t *testing.T, c *Cache[string], start time.Time) time.Duration {
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return c.Set(ctx, "probe", "ok") == nil }, 20*time.Second, 10*time.Millisecond,
+		"the cache recovers by itself when Redis returns")
+	took := time.Since(start)
+	assert.Equal(t, "closed", c.Stats().Remote.BreakerState)
+	return took
+}
+
+func TestFailOpenWhenRedisIsKilled(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, outageOptions("killed"))
+	keys := warmUp(t, c, 10)
+	srv.Kill()
+	lat := failOpen(t, c, keys)
+	t.Logf("Redis killed: GetOrLoad fail-open latency p50=%v max=%v; breaker %s", lat[len(lat)/2], lat[len(lat)-1], c.Stats().Remote.BreakerState)
+	assert.Positive(t, c.Stats().Remote.BreakerOpens)
+
+	flushesBefore := c.Stats().Flushes
+	restarted := time.Now()
+	require.NoError(t, srv.Restart(context.Background()))
+	took := recovered(t, c, restarted)
+	t.Logf("Redis restarted: cache recovered in %v", took)
+	require.Eventually(t, func() bool {
+		f := c.Stats().Flushes
+		return f["resubscribe"]+f["breaker"] > flushesBefore["resubscribe"]+flushesBefore["breaker"]
+	}, 10*time.Second, 10*time.Millisecond, "the local tier is flushed: invalidations were missed")
+	_, err := c.Get(context.Background(), keys[5])
+	assert.ErrorIs(t, err, ErrNotFound, "after the flush the restarted (empty) Redis is the truth")
+}
+
+func TestFailOpenWhenRedisIsPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, outageOptions("paused"))
+	keys := warmUp(t, c, 10)
+	require.NoError(t, srv.Pause())
+	lat := failOpen(t, c, keys)
+	t.Logf("Redis paused: GetOrLoad fail-open latency p50=%v p90=%v max=%v (remote timeout 100ms)", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1])
+	assert.Positive(t, c.Stats().Remote.Ops[0].Timeouts+c.Stats().Remote.Ops[1].Timeouts)
+
+	resumed := time.Now()
+	require.NoError(t, srv.Resume())
+	took := recovered(t, c, resumed)
+	t.Logf("Redis resumed: cache recovered in %v", took)
+	assert.Positive(t, c.Stats().Flushes["breaker"], "the local tier is flushed when the breaker closes")
+}
+
+func TestNewCloseCyclesLeaveNothingBehind(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redistest.Client(t, srv)
+	opts := testOptions("cycles")
+	opts.Client = rc
+	opts.LocalMaxCost = 1 << 20
+	clients := func() int {
+		info, err := rc.Do(context.Background(), rc.B().Info().Section("clients").Build()).ToString()
+		require.NoError(t, err)
+		var n int
+		for _, line := range strings.Split(info, "\r\n") {
+			if strings.HasPrefix(line, "connected_clients:") {
+				fmt.Sscanf(line, "connected_clients:%d", &n)
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	// rueidis opens a second connection to the server on first use and
+	// keeps it: warm the client up, then count.
+	for range 10 {
+		c, err := New[string](ctx, opts)
+		require.NoError(t, err)
+		c.Close()
+	}
+	before := clients()
+	for i := range 1000 {
+		c, err := New[string](ctx, opts)
+		require.NoError(t, err)
+		if i%100 == 0 {
+			require.NoError(t, c.Set(ctx, "k", "v"))
+		}
+		c.Close()
+	}
+	after := clients()
+	t.Logf("connected clients before %d, after 1000 New/Close cycles %d", before, after)
+	assert.Equal(t, before, after, "no connections left behind")
+	arr, err := rc.Do(ctx, rc.B().PubsubNumsub().Channel("cycles:inv").Build()).ToArray()
+	require.NoError(t, err)
+	n, _ := arr[1].AsInt64()
+	assert.Zero(t, n, "no subscriptions left behind")
+	// Goroutines are checked by goleak in TestMain.
+}
+
+func TestCloseWhileOperationsAreInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("inflight"))
+	ctx := context.Background()
+	started := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				k := fmt.Sprint(g, "-", i%20)
+				_, err := c.GetOrLoad(ctx, k, func(context.Context) (string, error) {
+					once.Do(func() { close(started) })
+					time.Sleep(time.Millisecond)
+					return "v", nil
+				})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err == nil {
+					_ = c.Set(ctx, k, "w")
+				}
+			}
+		})
+	}
+	<-started
+	time.Sleep(20 * time.Millisecond) // let operations pile up; not a correctness wait
+	c.Close()
+	wg.Wait() // every worker saw ErrClosed and returned: nothing hung
+}
+
+func TestAuthenticatedACLClient(t *testing.T) {
+	srv := redistest.Start(t, "--user", "default", "off", "--user", "svc", "on", ">s3cret", "~*", "&*", "+@all")
+	good := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "s3cret", DisableCache: true})
+	opts := testOptions("secure")
+	opts.Client = good
+	ctx := context.Background()
+	c, err := New[string](ctx, opts)
+	require.NoError(t, err, "the cache works through the caller's authenticated client")
+	defer c.Close()
+	require.NoError(t, c.Set(ctx, "k", "v"))
+	v, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", v)
+
+	_, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "wrong", DisableCache: true})
+	require.Error(t, err, "wrong credentials fail when the client is made")
+	assert.Contains(t, strings.ToUpper(err.Error()), "WRONGPASS")
+}
+
+func TestRepeatedErrorsAreLoggedRateLimited(t *testing.T) {
+	srv := redistest.Start(t)
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	opts := outageOptions("logs")
+	opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	opts.LogEvery = time.Hour
+	c := newCache[string](t, srv, opts)
+	srv.Kill()
+	for range 50 {
+		c.Set(context.Background(), "k", "v")
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	assert.Equal(t, 1, strings.Count(out, "op=set"), "one line for 50 failed Sets:\n%s", out)
+	assert.Contains(t, out, "cache=logs")
+	assert.NotContains(t, out, " k ", "raw keys are never logged")
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
