@@ -1,0 +1,162 @@
+package prommetrics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tiered"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newCache(t *testing.T, addrClient func() tiered.Options) *tiered.Cache[string] {
+	t.Helper()
+	c, err := tiered.New[string](context.Background(), addrClient())
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestCollectorExposition(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := func(ns string) func() tiered.Options {
+		return func() tiered.Options {
+			return tiered.Options{Client: redistest.Client(t, srv), Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Minute}
+		}
+	}
+	users := newCache(t, opts("svc:users"))
+	orders := newCache(t, opts("svc:orders"))
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, Register(reg, "users", users))
+	require.NoError(t, Register(reg, "orders", orders))
+	assert.Error(t, Register(reg, "users", users), "a second collector with the same name is refused")
+
+	ctx := context.Background()
+	_, err := users.GetOrLoad(ctx, "secret-key-42", func(context.Context) (string, error) { return "v", nil })
+	require.NoError(t, err)
+	_, err = users.GetOrLoad(ctx, "secret-key-43", func(context.Context) (string, error) { return "", errors.New("boom") })
+	require.Error(t, err)
+	require.NoError(t, users.Set(ctx, "secret-key-44", "v"))
+	_, err = users.Get(ctx, "absent-key")
+	require.ErrorIs(t, err, tiered.ErrNotFound)
+
+	expected := `
+# HELP tiercache_loads_total Loader calls (single and batch).
+# TYPE tiercache_loads_total counter
+tiercache_loads_total{cache="orders"} 0
+tiercache_loads_total{cache="users"} 2
+# HELP tiercache_load_errors_total Loader calls that failed or panicked (not-found excluded).
+# TYPE tiercache_load_errors_total counter
+tiercache_load_errors_total{cache="orders"} 0
+tiercache_load_errors_total{cache="users"} 1
+# HELP tiercache_invalidations_published_total Invalidation messages published with writes.
+# TYPE tiercache_invalidations_published_total counter
+tiercache_invalidations_published_total{cache="orders"} 0
+tiercache_invalidations_published_total{cache="users"} 1
+# HELP tiercache_breaker_state Redis circuit breaker: 0 closed, 1 half-open, 2 open.
+# TYPE tiercache_breaker_state gauge
+tiercache_breaker_state{cache="orders"} 0
+tiercache_breaker_state{cache="users"} 0
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
+		"tiercache_loads_total", "tiercache_load_errors_total", "tiercache_invalidations_published_total", "tiercache_breaker_state"))
+
+	// Requests by tier and result: 3 local misses (two loads, one Get), one
+	// remote miss per load plus the Get's.
+	assert.Equal(t, 3.0, testutil.ToFloat64(metric(t, reg, "tiercache_requests_total", map[string]string{"cache": "users", "tier": "local", "result": "miss"})))
+	assert.Equal(t, 3.0, testutil.ToFloat64(metric(t, reg, "tiercache_requests_total", map[string]string{"cache": "users", "tier": "remote", "result": "miss"})))
+
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+
+	// No label value holds a raw key.
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	series := 0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			series++
+			for _, l := range m.GetLabel() {
+				assert.NotContains(t, l.GetValue(), "key", "metric %s label %s", f.GetName(), l.GetName())
+			}
+		}
+	}
+	t.Logf("%d metric families, %d series for 2 caches", len(families), series)
+}
+
+// metric picks one series out of a registry as a collector testutil can read.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) prometheus.Collector {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "picked"})
+			g.Set(m.GetCounter().GetValue())
+			return g
+		}
+	}
+	t.Fatalf("no series %s %v", name, labels)
+	return nil
+}
+
+// TestDashboardUsesOnlyExportedMetrics parses docs/grafana-dashboard.json
+// and checks every metric its queries name is one the collector exports.
+func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/grafana-dashboard.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash), "the dashboard is valid JSON")
+	require.NotEmpty(t, dash.Panels)
+
+	exported := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	New("x", nil).Describe(ch)
+	close(ch)
+	for d := range ch {
+		name := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())[1]
+		exported[name] = true
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			exported[name+suffix] = true
+		}
+	}
+	used := regexp.MustCompile(`tiercache_[a-z_]+`)
+	for _, p := range dash.Panels {
+		require.NotEmpty(t, p.Targets, p.Title)
+		for _, tg := range p.Targets {
+			names := used.FindAllString(tg.Expr, -1)
+			require.NotEmpty(t, names, "panel %q queries no tiercache metric", p.Title)
+			for _, n := range names {
+				assert.True(t, exported[n], "panel %q uses %s, which the collector does not export", p.Title, n)
+			}
+		}
+	}
+}

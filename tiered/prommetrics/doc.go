@@ -1,0 +1,14 @@
+// Package prommetrics exposes a tiercache cache's statistics as Prometheus
+// metrics. The cache itself imports no Prometheus: it keeps counters, and a
+// Collector reads a snapshot of them at scrape time.
+//
+// Register a collector on a registry you own; nothing is registered on the
+// default registry and nothing happens at import:
+//
+//	reg := prometheus.NewRegistry()
+//	if err := prommetrics.Register(reg, "users", users); err != nil { … }
+//
+// Every metric has the constant label cache (the name you give, one per
+// cache: a cache is one key pattern). No label ever holds a raw key. The
+// metrics, and what to alert on, are listed in docs/metrics.md.
+package prommetrics
