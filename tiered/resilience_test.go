@@ -243,3 +243,29 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions("panics"))
+	release := make(chan struct{})
+	load := func(context.Context) (string, error) {
+		<-release
+		panic("corrupt row")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, err := c.GetOrLoad(context.Background(), "k", load)
+			errs <- err
+		})
+	}
+	require.Eventually(t, func() bool { return c.Stats().Loads == 1 }, 5*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.ErrorIs(t, err, ErrLoaderPanic)
+	}
+	assert.Equal(t, uint64(1), c.Stats().Loads, "one load, one panic, twenty callers told")
+}
