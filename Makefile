@@ -1,10 +1,14 @@
 # The one entry point: CI only calls `make test`.
-GO       ?= go
-FUZZTIME ?= 5s
-BENCHOUT ?= bench-results
+GO         ?= go
+FUZZTIME   ?= 5s
+BENCHOUT   ?= bench-results
+BENCHFLAGS ?=
+# The library, and the nested modules that keep the benchmark peers and the
+# CLI's dependencies out of the library's go.mod.
+MODULES    := . bench cmd/tiercache
 
 .DEFAULT_GOAL := help
-.PHONY: help redis test bench benchstat fuzz
+.PHONY: help redis test bench gobench benchstat fuzz cli
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,21 +23,27 @@ redis: ## install redis-server when it is missing (Debian, as root)
 		exit 1; \
 	fi
 
-test: redis ## vet, the whole suite with -race, allocation checks, and a brief fuzz of every wire decoder
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m ./...
+test: redis ## vet, the whole suite with -race (bench --quick smoke included), allocation checks, a brief fuzz of every wire decoder
+	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; done
 	@# Allocation counts are only meaningful without -race (see alloc_test.go).
 	$(GO) test -count=1 -run 'AllocatesNothing' ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./coherence
 
-bench: redis ## the Go benchmarks, each against throwaway redis-servers; writes bench-results/go-bench-<time>.txt
+cli: ## build the tiercache CLI into bin/tiercache
+	cd cmd/tiercache && $(GO) build -o ../../bin/tiercache .
+
+bench: redis cli ## the main job: every scenario for tiercache and its peers on a throwaway Redis; prints where the report is (BENCHFLAGS=--quick for a short run)
+	./bin/tiercache bench --out $(BENCHOUT)/$$(date -u +%Y%m%dT%H%M%SZ) $(BENCHFLAGS)
+
+gobench: redis ## the packages' Go micro-benchmarks; writes bench-results/go-bench-<time>.txt for benchstat
 	@mkdir -p $(BENCHOUT)
 	@out=$(BENCHOUT)/go-bench-$$(date -u +%Y%m%dT%H%M%SZ).txt; \
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./... | tee $$out; \
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee $$out; \
 	echo; echo "benchmark results written to $$out"
 
-benchstat: ## compare two benchmark files: make benchstat OLD=a.txt NEW=b.txt
+benchstat: ## compare two gobench files: make benchstat OLD=a.txt NEW=b.txt
 	@test -n "$(OLD)" -a -n "$(NEW)" || { echo "usage: make benchstat OLD=old.txt NEW=new.txt"; exit 2; }
 	$(GO) run golang.org/x/perf/cmd/benchstat@latest $(OLD) $(NEW)
 

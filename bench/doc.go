@@ -1,8 +1,14 @@
-// Package bench holds the benchmark scenarios that run tiercache side by
-// side with its peers against one Redis, and the reports they write. Peers'
-// libraries live in a nested module so the library's go.mod stays lean.
+// Package bench runs tiercache side by side with its peers on the same
+// workloads, against one Redis, and writes the report: a terminal table,
+// Markdown, JSON (raw figures, versions, machine) and an HTML page with
+// charts.
 //
-// Until the scenarios land, `make bench` runs the packages' Go benchmarks
-// (each starts its own throwaway redis-server). The room exists so the
-// layout is fixed.
+// Every candidate implements Replica; a scenario builds N replicas of a
+// candidate, each with its own Redis client (its own connections), as N
+// service replicas would have. Scenarios: localhit, zipf, coherence,
+// stampede, failover.
+//
+// This is a nested module (its own go.mod): the peers' libraries
+// (go-redis/cache) and the charting library never reach the go.mod of the
+// tiercache library.
 package bench

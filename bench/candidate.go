@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrMiss is what a Replica's Get returns for an absent key.
+var ErrMiss = errors.New("bench: miss")
+
+// Replica is one service replica's cache, as a candidate builds it. Values
+// are strings; scenarios encode versions in them.
+type Replica interface {
+	Get(ctx context.Context, key string) (string, error)
+	GetOrLoad(ctx context.Context, key string, load func(context.Context) (string, error)) (string, error)
+	Set(ctx context.Context, key, value string) error
+	Delete(ctx context.Context, key string) error
+	// LocalHits counts reads answered without Redis (0 without a local tier).
+	LocalHits() uint64
+	Close()
+}
+
+// Env is what a replica is built from.
+type Env struct {
+	Addr      string // Redis host:port
+	Namespace string // unique per scenario run
+	LocalTTL  time.Duration
+	RemoteTTL time.Duration
+}
+
+// Candidate is one library under test.
+type Candidate struct {
+	Name string
+	// Config says how the candidate is set up and where the comparison is
+	// not like for like; it goes into the report.
+	Config     string
+	NewReplica func(ctx context.Context, env Env) (Replica, error)
+}
+
+var registry = map[string]Candidate{}
+
+// Register adds a candidate. Registering a name twice panics.
+func Register(c Candidate) {
+	if _, dup := registry[c.Name]; dup {
+		panic("bench: candidate registered twice: " + c.Name)
+	}
+	registry[c.Name] = c
+}
+
+// Candidates returns the registered candidates, tiercache first.
+func Candidates() []Candidate {
+	out := make([]Candidate, 0, len(registry))
+	for _, c := range registry {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := strings.HasPrefix(out[i].Name, "tiercache"), strings.HasPrefix(out[j].Name, "tiercache")
+		if ti != tj {
+			return ti
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Select picks candidates by name (all when names is empty).
+func Select(names []string) ([]Candidate, error) {
+	if len(names) == 0 {
+		return Candidates(), nil
+	}
+	var out []Candidate
+	for _, n := range names {
+		c, ok := registry[n]
+		if !ok {
+			return nil, fmt.Errorf("bench: unknown candidate %q (have %s)", n, strings.Join(names2(Candidates()), ", "))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func names2(cs []Candidate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Name
+	}
+	return out
+}

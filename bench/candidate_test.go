@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// TestCandidatesConformance runs one suite against every candidate, so the
+// scenarios compare like with like.
+func TestCandidatesConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	run := &Run{Addr: srv.Addr()}
+	ctx := context.Background()
+	for _, c := range Candidates() {
+		t.Run(c.Name, func(t *testing.T) {
+			reps, closeAll, err := run.replicas(ctx, "conformance", c, 2)
+			require.NoError(t, err)
+			defer closeAll()
+			a, b := reps[0], reps[1]
+
+			_, err = a.Get(ctx, "k")
+			require.ErrorIs(t, err, ErrMiss)
+			require.NoError(t, a.Set(ctx, "k", "v1"))
+			// Eventually: rueidis client-side caching holds the nil it read
+			// before until Redis's invalidation of the key arrives, even on
+			// the writing replica.
+			require.Eventually(t, func() bool {
+				v, err := a.Get(ctx, "k")
+				return err == nil && v == "v1"
+			}, 2*time.Second, time.Millisecond, "read your own write")
+			v, err := b.Get(ctx, "k")
+			require.NoError(t, err, "another replica reads through Redis")
+			assert.Equal(t, "v1", v)
+
+			calls := 0
+			v, err = a.GetOrLoad(ctx, "loaded", func(context.Context) (string, error) { calls++; return "from origin", nil })
+			require.NoError(t, err)
+			assert.Equal(t, "from origin", v)
+			assert.Equal(t, 1, calls)
+			v, err = b.GetOrLoad(ctx, "loaded", func(context.Context) (string, error) { calls++; return "again", nil })
+			require.NoError(t, err)
+			assert.Equal(t, "from origin", v, "the load reached Redis")
+			assert.Equal(t, 1, calls)
+
+			require.NoError(t, a.Delete(ctx, "k"))
+			_, err = a.Get(ctx, "k")
+			assert.ErrorIs(t, err, ErrMiss)
+
+			boom := errors.New("origin down")
+			_, err = a.GetOrLoad(ctx, "failing", func(context.Context) (string, error) { return "", boom })
+			assert.ErrorIs(t, err, boom)
+
+			before := a.LocalHits()
+			for i := range 200 { // tiercache samples local hits 1 in 8
+				a.Get(ctx, "loaded")
+				if i < 3 {
+					time.Sleep(5 * time.Millisecond) // let local inserts apply
+				}
+			}
+			if c.Name != "rueidis" {
+				assert.Greater(t, a.LocalHits(), before, "a candidate with a local tier answers repeated reads locally")
+			} else {
+				assert.Zero(t, a.LocalHits())
+			}
+		})
+	}
+}
+
+func TestSelect(t *testing.T) {
+	cs, err := Select(nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, cs)
+	assert.Equal(t, "tiercache", cs[0].Name, "tiercache first")
+	_, err = Select([]string{"nope"})
+	assert.Error(t, err)
+	ss, err := SelectScenarios([]string{"zipf", "localhit"})
+	require.NoError(t, err)
+	assert.Equal(t, "zipf", ss[0].Name)
+	_, err = SelectScenarios([]string{"nope"})
+	assert.Error(t, err)
+}
