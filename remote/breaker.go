@@ -96,10 +96,23 @@ func answered(err error) bool {
 	return isReply
 }
 
+// ResetBreaker closes the breaker at once: the caller has seen Redis answer
+// (e.g. a resubscribe), so waiting out the cooldown would only delay
+// recovery. gobreaker has no reset, so a fresh breaker replaces it.
+func (s *Store) ResetBreaker() {
+	if s.breaker.Load().State() == gobreaker.StateClosed {
+		return
+	}
+	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
+	if s.opts.OnBreakerChange != nil {
+		s.opts.OnBreakerChange("open", "closed")
+	}
+}
+
 // begin starts a call of op: it asks the breaker, derives the deadline,
 // and returns done, which the caller defers with its result error.
 func (s *Store) begin(ctx context.Context, op Op) (context.Context, func(*error), error) {
-	allowed, err := s.breaker.Allow()
+	allowed, err := s.breaker.Load().Allow()
 	if err != nil {
 		s.ops[op].rejected.Add(1)
 		return ctx, nil, ErrUnavailable
@@ -133,7 +146,7 @@ func (s *Store) Stats() Stats {
 		c := &s.ops[i]
 		st.Ops[i] = OpStats{Calls: c.calls.Load(), Errors: c.errors.Load(), Timeouts: c.timeouts.Load(), Rejected: c.rejected.Load()}
 	}
-	st.BreakerState = s.breaker.State().String()
+	st.BreakerState = s.breaker.Load().State().String()
 	st.BreakerOpens = s.breakerOpens.Load()
 	return st
 }

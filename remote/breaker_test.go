@@ -65,3 +65,22 @@ func TestBreakerIgnoresCallerCancellationAndErrorReplies(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "closed", s.Stats().BreakerState)
 }
+
+func TestResetBreakerClosesAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	var changes []string
+	s := newStore(t, redistest.Client(t, srv), Options{Timeout: 50 * time.Millisecond, BreakerThreshold: 1, BreakerCooldown: time.Hour,
+		OnBreakerChange: func(from, to string) { changes = append(changes, from+"→"+to) }})
+	require.NoError(t, srv.Pause())
+	_, err := s.Get(context.Background(), "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, srv.Resume())
+	_, err = s.Get(context.Background(), "k")
+	require.ErrorIs(t, err, ErrUnavailable, "an hour's cooldown")
+	s.ResetBreaker()
+	_, err = s.Get(context.Background(), "k")
+	require.ErrorIs(t, err, ErrMiss, "reset: Redis is called again")
+	assert.Equal(t, []string{"closed→open", "open→closed"}, changes)
+	s.ResetBreaker() // closed already: nothing to do
+	assert.Len(t, changes, 2)
+}

@@ -97,7 +97,7 @@ func (o *Options) setDefaults() {
 // Store is the Redis tier of one namespace. Safe for concurrent use.
 type Store struct {
 	opts         Options
-	breaker      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breaker      atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 	breakerOpens atomic.Uint64
 	ops          [numOps]opCounters
 	genKey       string
@@ -113,7 +113,7 @@ func New(opts Options) (*Store, error) {
 	}
 	opts.setDefaults()
 	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen"}
-	s.breaker = newBreaker(&s.opts, &s.breakerOpens)
+	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
 	s.storePrefix(0)
 	return s, nil
 }

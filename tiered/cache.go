@@ -371,6 +371,11 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 // applyGap runs on the bus goroutine when invalidations may have been lost.
 // A namespace flush may have been among them, so the generation is re-read.
 func (c *Cache[V]) applyGap(reason coherence.GapReason) {
+	if reason == coherence.GapResubscribe {
+		// Redis answered our SUBSCRIBE: it is back, whatever the breaker
+		// last saw. (The flush below covers what was missed.)
+		c.remote.ResetBreaker()
+	}
 	c.flush(string(reason))
 	ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
 	defer cancel()
