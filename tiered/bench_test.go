@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -112,4 +113,34 @@ func BenchmarkStampede(b *testing.B) {
 	b.ReportMetric(float64(calls.Load())/float64(b.N), "loads/key")
 	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
 	b.ReportMetric(ms(all[len(all)*99/100]), "p99-ms")
+}
+
+// BenchmarkMiss is the cost of a local miss served from Redis: GetOrLoad of
+// a key Redis holds, after dropping the local copy, against a raw rueidis
+// GET in the same run.
+func BenchmarkMiss(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	b.Run("tiercache", func(b *testing.B) {
+		c := newCache[string](b, srv, Options{Namespace: "miss", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+		require.NoError(b, c.Set(ctx, "k", "value"))
+		load := func(context.Context) (string, error) { return "", errors.New("unused") }
+		b.ReportAllocs()
+		for b.Loop() {
+			c.local.Invalidate("k")
+			if _, err := c.GetOrLoad(ctx, "k", load); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("raw-rueidis-get", func(b *testing.B) {
+		rc := redistest.Client(b, srv)
+		require.NoError(b, rc.Do(ctx, rc.B().Set().Key("raw").Value("value").Build()).Error())
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := rc.Do(ctx, rc.B().Get().Key("raw").Build()).Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
