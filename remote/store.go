@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -125,6 +126,16 @@ func (s *Store) storePrefix(gen int64) {
 
 // ValueKey is the Redis key holding key's value.
 func (s *Store) ValueKey(key string) string { return *s.prefix.Load() + "{" + key + "}" }
+
+// KeyOf returns the key whose value Redis holds under redisKey, if
+// redisKey is a value key of the store's current generation.
+func (s *Store) KeyOf(redisKey string) (string, bool) {
+	rest, ok := strings.CutPrefix(redisKey, *s.prefix.Load()+"{")
+	if !ok || !strings.HasSuffix(rest, "}") {
+		return "", false
+	}
+	return rest[:len(rest)-1], true
+}
 
 // LeaseKey is the Redis key holding key's fill lease.
 func (s *Store) LeaseKey(key string) string { return *s.prefix.Load() + "{" + key + "}:lease" }

@@ -23,14 +23,16 @@ const entryOverhead = 96
 // Cache is a two-tier cache of values of type V for one namespace. Its
 // methods are safe for concurrent use.
 type Cache[V any] struct {
-	log     *logger
-	opts    Options
-	hooks   hooks[V]
-	origin  uint64
-	channel string
-	local   *local.Tier[V]
-	remote  *remote.Store
-	bus     *coherence.Bus
+	sampler    Sampler // nil: no sampling
+	sampleMask uint32
+	log        *logger
+	opts       Options
+	hooks      hooks[V]
+	origin     uint64
+	channel    string
+	local      *local.Tier[V]
+	remote     *remote.Store
+	bus        *coherence.Bus
 
 	gets, loads flights[V]
 	waiting     waiters
@@ -82,13 +84,15 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	c := &Cache[V]{
-		log:     newLogger(opts.Logger, opts.LogEvery, opts.Namespace),
-		opts:    opts,
-		hooks:   h,
-		origin:  rand.Uint64() | 1,
-		channel: opts.Namespace + ":inv",
-		local:   lt,
-		remote:  rs,
+		sampler:    opts.Sampler,
+		sampleMask: uint32(opts.SampleEvery - 1),
+		log:        newLogger(opts.Logger, opts.LogEvery, opts.Namespace),
+		opts:       opts,
+		hooks:      h,
+		origin:     rand.Uint64() | 1,
+		channel:    opts.Namespace + ":inv",
+		local:      lt,
+		remote:     rs,
 	}
 	onBreaker = c.breakerChanged
 	c.life, c.endLife = context.WithCancel(context.Background())
@@ -116,6 +120,22 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	}
 	return c, nil
 }
+
+// Namespace is the cache's namespace.
+func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
+
+// WaitLocal blocks until every local insert made so far is applied.
+// ristretto applies inserts through a bounded buffer and drops what does
+// not fit, so a bulk preload (package warmup) waits between batches.
+func (c *Cache[V]) WaitLocal() { c.local.Wait() }
+
+// ScanPattern is the Redis SCAN MATCH pattern of this namespace's values
+// whose keys match glob (Redis glob syntax); KeyOf maps what SCAN returns
+// back to cache keys.
+func (c *Cache[V]) ScanPattern(glob string) string { return c.remote.ValueKey(glob) }
+
+// KeyOf returns the cache key of a Redis key matched by ScanPattern.
+func (c *Cache[V]) KeyOf(redisKey string) (string, bool) { return c.remote.KeyOf(redisKey) }
 
 // Close stops the subscription and background refreshes and releases the
 // local tier. Calls after Close return ErrClosed. Close is idempotent; the
@@ -175,6 +195,9 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	var zero V
 	if err := c.checkKey(key); err != nil {
 		return zero, err
+	}
+	if c.sampler != nil && rand.Uint32()&c.sampleMask == 0 {
+		c.sampler.Sample(key)
 	}
 	if e, ok := c.local.Get(key); ok {
 		c.stats.localHits.inc()

@@ -123,6 +123,19 @@ type Options struct {
 	Logger *slog.Logger
 	// LogEvery rate-limits repeated log lines of one kind. Default 10s.
 	LogEvery time.Duration
+
+	// Sampler, when set, is shown a sample of the keys read (local hits
+	// included): package warmup's Tracker uses it to learn the fleet's hot
+	// keys. Sample must be fast and must not block.
+	Sampler Sampler
+	// SampleEvery shows the Sampler one read in SampleEvery, on average
+	// (rounded up to a power of two). Default 64.
+	SampleEvery int
+}
+
+// Sampler is told of sampled reads.
+type Sampler interface {
+	Sample(key string)
 }
 
 const (
@@ -157,6 +170,8 @@ func (o *Options) validate() error {
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0:
 		return bad("MaxTags %d < 0", o.MaxTags)
+	case o.SampleEvery < 0:
+		return bad("SampleEvery %d < 0", o.SampleEvery)
 	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0 || o.LogEvery < 0:
 		return bad("BreakerThreshold, BreakerCooldown and LogEvery must not be negative")
 	}
@@ -211,6 +226,14 @@ func (o *Options) setDefaults() {
 	if o.LogEvery == 0 {
 		o.LogEvery = 10 * time.Second
 	}
+	if o.SampleEvery == 0 {
+		o.SampleEvery = 64
+	}
+	n := 1
+	for n < o.SampleEvery {
+		n <<= 1
+	}
+	o.SampleEvery = n
 }
 
 // hooks are the typed forms of Options.Loader and Options.Writer.

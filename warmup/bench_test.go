@@ -1,0 +1,103 @@
+package warmup
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
+	"github.com/tiercache/tiercache/tiered"
+)
+
+// BenchmarkHitSampling compares a local hit with hot-key tracking on
+// (1 read in 64 sampled, the default) and off, in the same run.
+func BenchmarkHitSampling(b *testing.B) {
+	srv := redistest.Start(b)
+	for _, track := range []bool{false, true} {
+		name := map[bool]string{false: "tracking-off", true: "tracking-on"}[track]
+		b.Run(name, func(b *testing.B) {
+			rc := redistest.Client(b, srv)
+			opts := tiered.Options{Client: rc, Namespace: "sampling", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1}
+			if track {
+				tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: "sampling"})
+				require.NoError(b, err)
+				defer tr.Close()
+				opts.Sampler = tr
+			}
+			c, err := tiered.New[string](context.Background(), opts)
+			require.NoError(b, err)
+			defer c.Close()
+			ctx := context.Background()
+			keys := make([]string, 1024)
+			for i := range keys {
+				keys[i] = fmt.Sprint("k", i)
+				require.NoError(b, c.Set(ctx, keys[i], "v"))
+			}
+			c.WaitLocal()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					c.Get(ctx, keys[i&1023])
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPreload100k preloads 100,000 keys of 1 KiB from a local Redis
+// into a fresh replica's local tier (target: under a second).
+func BenchmarkPreload100k(b *testing.B) {
+	srv := redistest.Start(b)
+	rc := redistest.Client(b, srv)
+	ctx := context.Background()
+	const n = 100_000
+	st, err := remote.New(remote.Options{Client: rc, Namespace: "preload", TTL: time.Hour, CompressAbove: -1})
+	require.NoError(b, err)
+	payload := `"` + strings.Repeat("x", 1022) + `"` // a 1 KiB JSON string
+	keys := make([]string, n)
+	for start := 0; start < n; start += 5000 {
+		cmds := make(rueidis.Commands, 0, 5000)
+		for i := start; i < start+5000; i++ {
+			keys[i] = fmt.Sprint("item:", i)
+			now := time.Now()
+			b, err := st.Encode(&remote.Envelope{WrittenAt: now.UnixNano(), ExpiresAt: now.Add(time.Hour).UnixNano(), Payload: []byte(payload)})
+			if err != nil {
+				panic(err)
+			}
+			cmds = append(cmds, rc.B().Set().Key(st.ValueKey(keys[i])).Value(string(b)).Px(time.Hour).Build())
+		}
+		for _, r := range rc.DoMulti(ctx, cmds...) {
+			require.NoError(b, r.Error())
+		}
+	}
+	b.ResetTimer()
+	var last Report
+	for b.Loop() {
+		b.StopTimer()
+		c, err := tiered.New[string](ctx, tiered.Options{Client: rc, Namespace: "preload", LocalTTL: time.Hour, RemoteTTL: time.Hour, LocalMaxCost: 512 << 20, PingInterval: -1})
+		require.NoError(b, err)
+		b.StartTimer()
+		last, err = Preload(ctx, c, Options[string]{TopN: -1, Keys: keys, BatchSize: 1000, Concurrency: 4, Budget: time.Minute})
+		b.StopTimer()
+		require.NoError(b, err)
+		require.Equal(b, n, last.Found)
+		missesBefore := c.Stats().LocalMisses
+		for _, k := range keys {
+			c.Get(ctx, k)
+		}
+		b.ReportMetric(1-float64(c.Stats().LocalMisses-missesBefore)/n, "local-hit-after")
+		c.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(last.Elapsed.Milliseconds()), "ms/preload")
+	b.ReportMetric(float64(last.Bytes)/(1<<20), "MiB")
+}

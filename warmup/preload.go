@@ -1,0 +1,213 @@
+package warmup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/tiercache/tiercache/tiered"
+)
+
+// Options says what to preload and how. Zero values mean the defaults.
+type Options[V any] struct {
+	// Client reads the hot set and runs SCAN; required with TopN or
+	// ScanMatch (use the cache's client).
+	Client rueidis.Client
+	// TopN preloads the hot set's N hottest keys. Default 1000; negative
+	// reads no hot set.
+	TopN int
+	// Keys are preloaded as given.
+	Keys []string
+	// KeySource yields more keys, e.g. from a database query.
+	KeySource iter.Seq[string]
+	// ScanMatch, when set, SCANs Redis for this namespace's keys matching
+	// the glob (never KEYS).
+	ScanMatch string
+	// MaxKeys bounds the keys gathered from all sources. Default 100,000.
+	MaxKeys int
+	// BatchSize is the keys per MGET. Default 500.
+	BatchSize int
+	// Concurrency bounds the batches in flight. Default 4.
+	Concurrency int
+	// Budget bounds the whole preload; past it, it stops and reports what
+	// it did. Default 10s.
+	Budget time.Duration
+	// Load, when set, loads keys Redis lacks from the origin (through the
+	// fleet-wide single flight), at most LoadRate keys per second.
+	Load func(ctx context.Context, keys []string) (map[string]V, error)
+	// LoadRate bounds origin loads, in keys per second. Default 500.
+	LoadRate float64
+	// Progress, when set, is called after each batch.
+	Progress func(Report)
+}
+
+// Report says what a preload did.
+type Report struct {
+	Requested      int           // keys gathered
+	Found          int           // read from Redis into the local tier
+	Loaded         int           // loaded from the origin
+	Failed         int           // keys whose batch failed
+	Bytes          int64         // local tier growth, in bytes
+	Elapsed        time.Duration //
+	BudgetExceeded bool          // stopped by the budget
+}
+
+func (o *Options[V]) setDefaults() error {
+	if o.TopN == 0 {
+		o.TopN = 1000
+	}
+	if (o.TopN > 0 || o.ScanMatch != "") && o.Client == nil {
+		return fmt.Errorf("%w: Client is required to read the hot set or SCAN", ErrInvalidOptions)
+	}
+	if o.MaxKeys < 0 || o.BatchSize < 0 || o.Concurrency < 0 || o.Budget < 0 || o.LoadRate < 0 {
+		return fmt.Errorf("%w: negative value", ErrInvalidOptions)
+	}
+	if o.MaxKeys == 0 {
+		o.MaxKeys = 100_000
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 500
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 4
+	}
+	if o.Budget == 0 {
+		o.Budget = 10 * time.Second
+	}
+	if o.LoadRate == 0 {
+		o.LoadRate = 500
+	}
+	return nil
+}
+
+// Preload fills cache's local tier (and, with Load, Redis) from the
+// configured sources, within the budget. The error reports a source that
+// could not be read; the Report says what was done either way.
+func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]) (Report, error) {
+	start := time.Now()
+	if err := opts.setDefaults(); err != nil {
+		return Report{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Budget)
+	defer cancel()
+	costBefore := cache.Stats().LocalCost
+
+	keys, gatherErr := gather(ctx, cache, &opts)
+	rep := Report{Requested: len(keys)}
+	var limiter *rate.Limiter
+	if opts.Load != nil {
+		limiter = rate.NewLimiter(rate.Limit(opts.LoadRate), max(opts.BatchSize, int(opts.LoadRate)))
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency)
+	for i := 0; i < len(keys) && gctx.Err() == nil; i += opts.BatchSize {
+		batch := keys[i:min(i+opts.BatchSize, len(keys))]
+		g.Go(func() error {
+			found, loaded, err := preloadBatch(gctx, cache, batch, &opts, limiter)
+			cache.WaitLocal()
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Found += found
+			rep.Loaded += loaded
+			if err != nil {
+				rep.Failed += len(batch) - found - loaded
+			}
+			if opts.Progress != nil {
+				p := rep
+				p.Elapsed = time.Since(start)
+				opts.Progress(p)
+			}
+			return nil // one failed batch does not stop the others
+		})
+	}
+	g.Wait()
+	rep.Elapsed = time.Since(start)
+	rep.BudgetExceeded = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	rep.Bytes = max(cache.Stats().LocalCost-costBefore, 0)
+	return rep, gatherErr
+}
+
+func preloadBatch[V any](ctx context.Context, cache *tiered.Cache[V], batch []string, opts *Options[V], limiter *rate.Limiter) (found, loaded int, err error) {
+	got, err := cache.GetMany(ctx, batch)
+	found = len(got)
+	if err != nil || opts.Load == nil || found == len(batch) {
+		return found, 0, err
+	}
+	missing := make([]string, 0, len(batch)-found)
+	for _, k := range batch {
+		if _, ok := got[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if err := limiter.WaitN(ctx, len(missing)); err != nil {
+		return found, 0, err
+	}
+	more, err := cache.GetOrLoadMany(ctx, missing, opts.Load)
+	return found, len(more), err
+}
+
+// gather collects the keys of every source, deduplicated, up to MaxKeys.
+func gather[V any](ctx context.Context, cache *tiered.Cache[V], opts *Options[V]) ([]string, error) {
+	seen := make(map[string]struct{})
+	var keys []string
+	add := func(k string) bool {
+		if len(keys) >= opts.MaxKeys {
+			return false
+		}
+		if _, dup := seen[k]; !dup && k != "" {
+			seen[k] = struct{}{}
+			keys = append(keys, k)
+		}
+		return true
+	}
+	var errs []error
+	if opts.TopN > 0 {
+		top, err := Top(ctx, opts.Client, cache.Namespace(), opts.TopN)
+		errs = append(errs, err)
+		for _, s := range top {
+			add(s.Key)
+		}
+	}
+	for _, k := range opts.Keys {
+		add(k)
+	}
+	if opts.KeySource != nil {
+		for k := range opts.KeySource {
+			if !add(k) || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if opts.ScanMatch != "" {
+		errs = append(errs, scan(ctx, opts.Client, cache, opts.ScanMatch, add))
+	}
+	return keys, errors.Join(errs...)
+}
+
+// scan walks Redis with SCAN MATCH (never KEYS) until add refuses more.
+func scan[V any](ctx context.Context, c rueidis.Client, cache *tiered.Cache[V], glob string, add func(string) bool) error {
+	pattern := cache.ScanPattern(glob)
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return fmt.Errorf("warmup: scan: %w", err)
+		}
+		for _, rk := range e.Elements {
+			if k, ok := cache.KeyOf(rk); ok && !add(k) {
+				return nil
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 || ctx.Err() != nil {
+			return nil
+		}
+	}
+}

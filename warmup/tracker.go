@@ -1,0 +1,203 @@
+package warmup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// ErrInvalidOptions is returned for options that cannot work.
+var ErrInvalidOptions = errors.New("warmup: invalid options")
+
+// HotKey is the Redis sorted set holding a namespace's hot keys.
+func HotKey(namespace string) string { return namespace + ":v1:hot" }
+
+func decayKey(namespace string) string { return namespace + ":v1:hot:decay" }
+
+// TrackerOptions configures a Tracker. Zero values mean the defaults.
+type TrackerOptions struct {
+	// Client is the caller's rueidis client. Required.
+	Client rueidis.Client
+	// Namespace is the cache's namespace. Required.
+	Namespace string
+	// FlushInterval is how often counts are merged into Redis. Default 10s.
+	FlushInterval time.Duration
+	// MaxPending bounds the distinct keys counted between flushes; samples
+	// of further keys are dropped until the next flush. Default 10,000.
+	MaxPending int
+	// MaxKeys bounds the hot set in Redis. Default 10,000.
+	MaxKeys int
+	// HalfLife is how fast old counts fade: once per HalfLife, one replica
+	// of the fleet halves every score. Default 10m.
+	HalfLife time.Duration
+	// Timeout bounds each flush. Default 2s.
+	Timeout time.Duration
+}
+
+func (o *TrackerOptions) setDefaults() error {
+	if o.Client == nil || o.Namespace == "" {
+		return fmt.Errorf("%w: Client and Namespace are required", ErrInvalidOptions)
+	}
+	if o.FlushInterval < 0 || o.MaxPending < 0 || o.MaxKeys < 0 || o.HalfLife < 0 || o.Timeout < 0 {
+		return fmt.Errorf("%w: negative value", ErrInvalidOptions)
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = 10 * time.Second
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = 10_000
+	}
+	if o.MaxKeys == 0 {
+		o.MaxKeys = 10_000
+	}
+	if o.HalfLife == 0 {
+		o.HalfLife = 10 * time.Minute
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	return nil
+}
+
+// Tracker counts sampled reads and merges them into the fleet's hot set.
+// It implements tiered.Sampler. Close it when done.
+type Tracker struct {
+	opts    TrackerOptions
+	mu      sync.Mutex
+	counts  map[string]uint32
+	dropped atomic.Uint64
+	flushed atomic.Uint64
+	errs    atomic.Uint64
+	cancel  context.CancelFunc
+	done    chan struct{}
+	closed  sync.Once
+}
+
+// NewTracker starts a tracker; it flushes every FlushInterval.
+func NewTracker(opts TrackerOptions) (*Tracker, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Tracker{opts: opts, counts: map[string]uint32{}, cancel: cancel, done: make(chan struct{})}
+	go t.loop(ctx)
+	return t, nil
+}
+
+// Sample counts one sampled read of key. It does no I/O.
+func (t *Tracker) Sample(key string) {
+	t.mu.Lock()
+	if n, ok := t.counts[key]; ok || len(t.counts) < t.opts.MaxPending {
+		t.counts[key] = n + 1
+	} else {
+		t.dropped.Add(1)
+	}
+	t.mu.Unlock()
+}
+
+func (t *Tracker) loop(ctx context.Context) {
+	defer close(t.done)
+	tick := time.NewTicker(t.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.Flush(ctx)
+		}
+	}
+}
+
+var trimScript = rueidis.NewLuaScript(`
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('ZUNIONSTORE', KEYS[1], 1, KEYS[1], 'WEIGHTS', '0.5')
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '0.5')
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+return 1
+`)
+
+// Flush merges the counts gathered since the last flush into Redis now,
+// halving the fleet's scores when a half-life has passed (once for the
+// whole fleet) and trimming the set to MaxKeys.
+func (t *Tracker) Flush(ctx context.Context) error {
+	t.mu.Lock()
+	counts := t.counts
+	t.counts = make(map[string]uint32, len(counts))
+	t.mu.Unlock()
+	if len(counts) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
+	defer cancel()
+	c := t.opts.Client
+	hot := HotKey(t.opts.Namespace)
+	cmds := make(rueidis.Commands, 0, len(counts))
+	for k, n := range counts {
+		cmds = append(cmds, c.B().Zincrby().Key(hot).Increment(float64(n)).Member(k).Build())
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			t.errs.Add(1)
+			return fmt.Errorf("warmup: flush hot keys: %w", err)
+		}
+	}
+	err := trimScript.Exec(ctx, c, []string{hot, decayKey(t.opts.Namespace)},
+		[]string{strconv.FormatInt(t.opts.HalfLife.Milliseconds(), 10), strconv.Itoa(t.opts.MaxKeys)}).Error()
+	if err != nil {
+		t.errs.Add(1)
+		return fmt.Errorf("warmup: trim hot keys: %w", err)
+	}
+	t.flushed.Add(uint64(len(counts)))
+	return nil
+}
+
+// TrackerStats counts what a tracker did.
+type TrackerStats struct {
+	Flushed uint64 // key counts merged into Redis
+	Dropped uint64 // samples dropped: MaxPending distinct keys reached
+	Errors  uint64 // failed flushes
+}
+
+// Stats returns the counters.
+func (t *Tracker) Stats() TrackerStats {
+	return TrackerStats{Flushed: t.flushed.Load(), Dropped: t.dropped.Load(), Errors: t.errs.Load()}
+}
+
+// Close stops the tracker after a last flush (bounded by Timeout).
+func (t *Tracker) Close() {
+	t.closed.Do(func() {
+		t.cancel()
+		<-t.done
+		t.Flush(context.Background())
+	})
+}
+
+// Scored is a hot key and its score.
+type Scored struct {
+	Key   string
+	Score float64
+}
+
+// Top returns the namespace's n hottest keys, hottest first.
+func Top(ctx context.Context, c rueidis.Client, namespace string, n int) ([]Scored, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	zs, err := c.Do(ctx, c.B().Zrange().Key(HotKey(namespace)).Min("0").Max(strconv.Itoa(n-1)).Rev().Withscores().Build()).AsZScores()
+	if err != nil {
+		return nil, fmt.Errorf("warmup: read hot keys: %w", err)
+	}
+	out := make([]Scored, len(zs))
+	for i, z := range zs {
+		out[i] = Scored{Key: z.Member, Score: z.Score}
+	}
+	return out, nil
+}
