@@ -14,6 +14,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"bench", "run the benchmark scenarios for tiercache and its peers, and write the report", benchCmd},
+		{"hot", "show a namespace's hottest keys in the fleet, with their scores", hotCmd},
+		{"warmup", "warm a Redis before a deploy: copy the hot set's keys (or a file's) from a source Redis", warmupCmd},
 		{"help", "list the subcommands", func(_ []string, stdout, _ io.Writer) int { usage(stdout); return 0 }},
 	}
 }
