@@ -6,7 +6,7 @@
 // Every candidate implements Replica; a scenario builds N replicas of a
 // candidate, each with its own Redis client (its own connections), as N
 // service replicas would have. Scenarios: localhit, zipf, coherence,
-// stampede, failover.
+// stampede, warmup, failover.
 //
 // This is a nested module (its own go.mod): the peers' libraries
 // (go-redis/cache) and the charting library never reach the go.mod of the

@@ -75,7 +75,7 @@ type Scenario struct {
 // Scenarios lists every scenario in run order; failover is last because it
 // kills the server.
 func Scenarios() []Scenario {
-	return []Scenario{localHit, zipfScenario, coherenceScenario, stampedeScenario, failoverScenario}
+	return []Scenario{localHit, zipfScenario, coherenceScenario, stampedeScenario, warmupScenario, failoverScenario}
 }
 
 // SelectScenarios picks scenarios by name (all when names is empty).
