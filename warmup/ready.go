@@ -11,9 +11,10 @@ import (
 
 // Warmup is a preload running in the background, with its readiness.
 type Warmup struct {
-	ready  chan struct{}
-	report atomic.Pointer[Report]
-	err    atomic.Pointer[error]
+	ready    chan struct{}
+	report   atomic.Pointer[Report]
+	progress atomic.Pointer[Report]
+	err      atomic.Pointer[error]
 }
 
 // Start preloads cache in the background and returns at once: start-up is
@@ -21,15 +22,41 @@ type Warmup struct {
 // ran out.
 func Start[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]) *Warmup {
 	w := &Warmup{ready: make(chan struct{})}
+	callerProgress := opts.Progress
+	opts.Progress = func(r Report) {
+		w.progress.Store(&r)
+		if callerProgress != nil {
+			callerProgress(r)
+		}
+	}
 	go func() {
 		defer close(w.ready)
 		rep, err := Preload(ctx, cache, opts)
+		w.progress.Store(&rep)
 		w.report.Store(&rep)
 		if err != nil {
 			w.err.Store(&err)
 		}
 	}()
 	return w
+}
+
+// Progress is what the preload has done so far.
+func (w *Warmup) Progress() Report {
+	if r := w.progress.Load(); r != nil {
+		return *r
+	}
+	return Report{}
+}
+
+// IsReady reports whether the warm-up is over.
+func (w *Warmup) IsReady() bool {
+	select {
+	case <-w.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // Ready is closed when the warm-up is over.

@@ -115,7 +115,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 				}
 			}
 			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "picked"})
-			g.Set(m.GetCounter().GetValue())
+			g.Set(m.GetCounter().GetValue() + m.GetGauge().GetValue())
 			return g
 		}
 	}
@@ -159,4 +159,22 @@ func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestWarmupProgress(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	requested, done, ready := 100, 40, false
+	require.NoError(t, RegisterWarmup(reg, "users", func() (int, int, bool) { return requested, done, ready }))
+	expected := `
+# HELP tiercache_warmup_keys Warm-up keys requested and done so far.
+# TYPE tiercache_warmup_keys gauge
+tiercache_warmup_keys{cache="users",state="done"} 40
+tiercache_warmup_keys{cache="users",state="requested"} 100
+# HELP tiercache_warmup_ready 1 once the warm-up is over (finished or out of budget).
+# TYPE tiercache_warmup_ready gauge
+tiercache_warmup_ready{cache="users"} 0
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected)))
+	done, ready = 100, true
+	assert.Equal(t, 1.0, testutil.ToFloat64(metric(t, reg, "tiercache_warmup_keys", map[string]string{"state": "done"}))/100)
 }
