@@ -171,25 +171,39 @@ func (b *Bus) Stats() Stats {
 	}
 }
 
-// receive keeps a subscription open until ctx ends. rueidis resubscribes by
-// itself after a disconnect; when Receive gives up and returns, it is
-// called again after a back-off.
+// receive keeps a subscription open until ctx ends. rueidis resubscribes
+// by itself after a disconnect, but its retry delay grows with every retry
+// within one Receive call (2^n µs, up to 1 s): after a few dozen
+// disconnects over a long life, each resubscribe would wait a second, with
+// invalidations lost all the while. So after every resubscribe the Receive
+// call is restarted, which starts rueidis's count again.
 func (b *Bus) receive(ctx context.Context) {
 	defer b.wg.Done()
 	c := b.opts.Client
 	sub := c.B().Subscribe().Channel(b.opts.Channel, b.pingChan).Build().Pin()
-	hookCtx := rueidis.WithOnSubscriptionHook(ctx, b.onSubscription)
-	hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, conn rueidis.CommandClient) error {
-		if ctx.Err() != nil {
-			b.unsubscribe(conn)
-		}
-		return err
-	})
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
+		callCtx, restart := context.WithCancel(ctx)
+		var confirmed atomic.Int64
+		hookCtx := rueidis.WithOnSubscriptionHook(callCtx, func(s rueidis.PubSubSubscription) {
+			if b.onSubscription(s) && confirmed.Add(1) > 1 {
+				restart() // a retry within this call: start rueidis's count again
+			}
+		})
+		hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, conn rueidis.CommandClient) error {
+			if ctx.Err() != nil {
+				b.unsubscribe(conn)
+			}
+			return err
+		})
 		err := c.Receive(hookCtx, sub, b.onMessage)
+		restart()
 		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
 			return
+		}
+		if confirmed.Load() > 0 {
+			backoff = 10 * time.Millisecond // it worked: resubscribe at once
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -211,16 +225,18 @@ func (b *Bus) unsubscribe(conn rueidis.CommandClient) {
 }
 
 // onSubscription runs on the connection's reader goroutine: no blocking.
-func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
+// It reports whether s confirmed the invalidation channel's subscription.
+func (b *Bus) onSubscription(s rueidis.PubSubSubscription) bool {
 	if s.Kind != "subscribe" || s.Channel != b.opts.Channel {
-		return
+		return false
 	}
 	if b.subscriptions.Add(1) == 1 {
 		close(b.ready)
-		return
+		return true
 	}
 	b.resubscribes.Add(1)
 	b.enqueue(event{gap: GapResubscribe})
+	return true
 }
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {

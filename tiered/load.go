@@ -235,6 +235,15 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error)) {
 		if leased, err := c.remote.Lease(ctx, key, token); err != nil || !leased {
 			return // another replica refreshes; its fill invalidates our copy
 		}
+		// Another replica's refresh may have landed just before we took the
+		// lease (its invalidation not yet here): then use it, don't reload.
+		if env, err := c.remote.Get(ctx, key); err == nil && !env.Negative && env.FreshUntil > time.Now().UnixNano() {
+			c.remote.Release(ctx, key, token, 0, remote.Publication{})
+			if v, err := c.decodeEnvelope(&env); err == nil {
+				c.fillLocal(fence, key, v, &env, cost(env.Payload), false)
+			}
+			return
+		}
 		v, took, err := c.callLoader(ctx, load)
 		if err != nil {
 			// Keep serving the stale value; let the fleet retry after the
