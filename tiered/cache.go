@@ -349,12 +349,12 @@ func (c *Cache[V]) considerRefresh(key string, e *local.Entry[V], load func(cont
 	}
 	if e.FreshUntil != 0 && now >= e.FreshUntil {
 		c.stats.staleHits.Add(1)
-		c.refresh(key, load)
+		c.refresh(key, load, e.ExpiresAt)
 		return
 	}
 	if c.xfetch(refreshTarget(e), e.LoadMicros, now) {
 		c.stats.earlyRefreshes.Add(1)
-		c.refresh(key, load)
+		c.refresh(key, load, e.ExpiresAt)
 	}
 }
 

@@ -213,8 +213,9 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 
 // refresh reloads key in the background, once per replica at a time and,
 // through the lease, once per fleet. Its fill publishes an invalidation, so
-// every replica drops its stale copy and reads the fresh one.
-func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error)) {
+// every replica drops its stale copy and reads the fresh one. seen is the
+// ExpiresAt of the copy being refreshed: every write stamps its own.
+func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), seen int64) {
 	if load == nil && c.hooks.loader != nil {
 		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
 	}
@@ -235,9 +236,10 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error)) {
 		if leased, err := c.remote.Lease(ctx, key, token); err != nil || !leased {
 			return // another replica refreshes; its fill invalidates our copy
 		}
-		// Another replica's refresh may have landed just before we took the
-		// lease (its invalidation not yet here): then use it, don't reload.
-		if env, err := c.remote.Get(ctx, key); err == nil && !env.Negative && env.FreshUntil > time.Now().UnixNano() {
+		// Another replica's refresh (or a write) may have landed just before
+		// we took the lease, its invalidation not yet here: then Redis holds
+		// another write than the one we are refreshing. Use it; don't reload.
+		if env, err := c.remote.Get(ctx, key); err == nil && !env.Negative && env.ExpiresAt != seen {
 			c.remote.Release(ctx, key, token, 0, remote.Publication{})
 			if v, err := c.decodeEnvelope(&env); err == nil {
 				c.fillLocal(fence, key, v, &env, cost(env.Payload), false)
