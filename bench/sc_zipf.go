@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/ledger"
 )
 
 var zipfScenario = Scenario{
@@ -23,7 +25,7 @@ var zipfScenario = Scenario{
 			return res
 		}
 		defer closeAll()
-		src := newLedger()
+		src := ledger.New()
 		const keys = 1000
 		var reads, writes, stale, loads, errs atomic.Int64
 		var mu sync.Mutex
@@ -40,13 +42,13 @@ var zipfScenario = Scenario{
 						k := fmt.Sprint("z", z.Uint64())
 						octx, cancel := context.WithTimeout(ctx, time.Second)
 						if rng.IntN(100) < 5 {
-							m := src.lock(k)
+							m := src.Lock(k)
 							m.Lock()
-							v := src.bump(k)
+							v := src.Bump(k)
 							if err := r.Set(octx, k, value(k, v)); err != nil {
 								errs.Add(1)
 							} else {
-								src.completed(k, v)
+								src.Completed(k, v)
 								writes.Add(1)
 							}
 							m.Unlock()
@@ -54,10 +56,10 @@ var zipfScenario = Scenario{
 							continue
 						}
 						start := time.Now()
-						floor := src.floor(k, start.Add(-staleGrace))
+						floor := src.Floor(k, start.Add(-staleGrace))
 						got, err := r.GetOrLoad(octx, k, func(context.Context) (string, error) {
 							loads.Add(1)
-							v := src.read(k)
+							v := src.Read(k)
 							time.Sleep(2 * time.Millisecond)
 							return value(k, v), nil
 						})

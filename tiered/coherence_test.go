@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/ledger"
 	"github.com/tiercache/tiercache/internal/redisserver"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
@@ -104,7 +105,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
 	opts.FreshFor = run.freshFor
 	rs := replicas[int64](t, srv, run.replicas, opts)
-	src := newLedger()
+	src := ledger.New()
 	keyName := func(i int) string { return fmt.Sprint("item:", i) }
 	var writeLocks = make([]sync.Mutex, run.keys)
 	var res ledgerResult
@@ -128,7 +129,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 				k := keyName(ki)
 				r := rs[(w+i)%len(rs)]
 				writeLocks[ki].Lock()
-				v := src.bump(k)
+				v := src.Bump(k)
 				for {
 					var err error
 					if i%2 == 0 {
@@ -140,7 +141,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 						break
 					}
 				}
-				src.completed(k, v)
+				src.Completed(k, v)
 				writeLocks[ki].Unlock()
 				atomic.AddInt64(&res.writes, 1)
 			}
@@ -166,10 +167,10 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 					}
 					k := keyName(int(zipf.Uint64()))
 					start := time.Now()
-					floor := src.floor(k, start.Add(-grace))
+					floor := src.Floor(k, start.Add(-grace))
 					v, err := r.GetOrLoad(ctx, k, func(context.Context) (int64, error) {
 						atomic.AddInt64(&res.loads, 1)
-						v := src.read(k)
+						v := src.Read(k)
 						time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
 						return v, nil
 					})
@@ -213,9 +214,9 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 	for i, r := range rs {
 		for ki := range run.keys {
 			k := keyName(ki)
-			want := src.read(k)
+			want := src.Read(k)
 			assert.Eventually(t, func() bool {
-				v, err := r.GetOrLoad(ctx, k, func(context.Context) (int64, error) { return src.read(k), nil })
+				v, err := r.GetOrLoad(ctx, k, func(context.Context) (int64, error) { return src.Read(k), nil })
 				return err == nil && v == want
 			}, 5*time.Second, time.Millisecond, "replica %d key %s never agreed with the source (%d)", i, k, want)
 		}
@@ -232,17 +233,17 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 }
 
 // batchRead is one GetOrLoadMany of the ledger, judged key by key.
-func batchRead(t *testing.T, r *Cache[int64], src *ledger, res *ledgerResult, keys []string) {
+func batchRead(t *testing.T, r *Cache[int64], src *ledger.Ledger, res *ledgerResult, keys []string) {
 	start := time.Now()
 	floors := make(map[string]int64, len(keys))
 	for _, k := range keys {
-		floors[k] = src.floor(k, start.Add(-grace))
+		floors[k] = src.Floor(k, start.Add(-grace))
 	}
 	got, err := r.GetOrLoadMany(context.Background(), keys, func(ctx context.Context, ks []string) (map[string]int64, error) {
 		atomic.AddInt64(&res.loads, 1)
 		out := make(map[string]int64, len(ks))
 		for _, k := range ks {
-			out[k] = src.read(k)
+			out[k] = src.Read(k)
 		}
 		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
 		return out, nil

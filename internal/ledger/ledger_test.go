@@ -1,0 +1,21 @@
+package ledger
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestFloor(t *testing.T) {
+	l := New()
+	assert.Equal(t, int64(0), l.Floor("k", time.Now()))
+	l.Completed("k", l.Bump("k"))
+	mid := time.Now()
+	time.Sleep(time.Millisecond)
+	l.Completed("k", l.Bump("k"))
+	assert.Equal(t, int64(1), l.Floor("k", mid))
+	assert.Equal(t, int64(2), l.Floor("k", time.Now().Add(time.Second)))
+	assert.Equal(t, int64(2), l.Read("k"))
+	assert.Same(t, l.Lock("k"), l.Lock("k"))
+}
