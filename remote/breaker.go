@@ -30,11 +30,10 @@ const (
 	OpMGet
 	OpTags
 	OpGeneration
-	OpPublish
 	numOps
 )
 
-var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation", "publish"}
+var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation"}
 
 func (o Op) String() string { return opNames[o] }
 

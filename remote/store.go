@@ -140,10 +140,6 @@ func (s *Store) KeyOf(redisKey string) (string, bool) {
 // LeaseKey is the Redis key holding key's fill lease.
 func (s *Store) LeaseKey(key string) string { return *s.prefix.Load() + "{" + key + "}:lease" }
 
-// WaitKey marks that replicas wait for key's fill: the filler then
-// publishes, so they are woken at once.
-func (s *Store) WaitKey(key string) string { return *s.prefix.Load() + "{" + key + "}:wait" }
-
 // TagKey is the Redis set of the keys carrying tag.
 func (s *Store) TagKey(tag string) string { return *s.prefix.Load() + "tag:{" + tag + "}" }
 
@@ -249,17 +245,6 @@ func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err e
 	}
 	defer done(&err)
 	return deleteScript.Exec(ctx, s.opts.Client, rk, []string{p.Channel, string(p.Message)}).Error()
-}
-
-// Publish sends a message on channel.
-func (s *Store) Publish(ctx context.Context, p Publication) (err error) {
-	ctx, done, err := s.begin(ctx, OpPublish)
-	if err != nil {
-		return err
-	}
-	defer done(&err)
-	c := s.opts.Client
-	return c.Do(ctx, c.B().Publish().Channel(p.Channel).Message(rueidis.BinaryString(p.Message)).Build()).Error()
 }
 
 // Found is one result of GetMany.
