@@ -340,21 +340,30 @@ func refreshTarget[V any](e *local.Entry[V]) int64 {
 	return e.ExpiresAt
 }
 
-// considerRefresh runs on a hit past e.RefreshFrom: a stale value starts a
-// refresh; a fresh one does with XFetch's probability.
+// considerRefresh runs on a hit past e.RefreshFrom.
 func (c *Cache[V]) considerRefresh(key string, e *local.Entry[V], load func(context.Context) (V, error)) {
 	now := time.Now().UnixNano()
 	if now < e.RefreshFrom {
 		return
 	}
-	if e.FreshUntil != 0 && now >= e.FreshUntil {
+	c.refreshIfDue(key, e.FreshUntil, e.ExpiresAt, e.LoadMicros, now, load)
+}
+
+// refreshIfDue starts a refresh of a value that is stale, or that XFetch
+// picks for an early one.
+func (c *Cache[V]) refreshIfDue(key string, freshUntil, expiresAt int64, loadMicros uint32, now int64, load func(context.Context) (V, error)) {
+	if freshUntil != 0 && now >= freshUntil {
 		c.stats.staleHits.Add(1)
-		c.refresh(key, load, e.ExpiresAt)
+		c.refresh(key, load, expiresAt)
 		return
 	}
-	if c.xfetch(refreshTarget(e), e.LoadMicros, now) {
+	target := freshUntil
+	if target == 0 {
+		target = expiresAt
+	}
+	if c.xfetch(target, loadMicros, now) {
 		c.stats.earlyRefreshes.Add(1)
-		c.refresh(key, load, e.ExpiresAt)
+		c.refresh(key, load, expiresAt)
 	}
 }
 

@@ -85,8 +85,7 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 		var zero V
 		return zero, ErrNotFound
 	}
-	e := local.Entry[V]{FreshUntil: env.FreshUntil, ExpiresAt: env.ExpiresAt, LoadMicros: env.LoadMicros, RefreshFrom: 1}
-	c.considerRefresh(key, &e, load)
+	c.refreshIfDue(key, env.FreshUntil, env.ExpiresAt, env.LoadMicros, time.Now().UnixNano(), load)
 	return v, nil
 }
 
