@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -64,4 +66,19 @@ func TestValueVersions(t *testing.T) {
 	assert.Equal(t, int64(42), got)
 	_, err = versionOf("garbage")
 	assert.Error(t, err)
+}
+
+func TestRunOneRecordsErrorsAndPanics(t *testing.T) {
+	c := Candidate{Name: "x"}
+	failing := Scenario{Run: func(context.Context, *Run, Candidate) (Result, error) {
+		r := Result{}
+		r.add("partial", "n", 1, "")
+		return r, errors.New("redis went away")
+	}}
+	r := runOne(context.Background(), &Run{}, failing, c)
+	assert.Equal(t, "redis went away", r.Error)
+	assert.Len(t, r.Metrics, 1, "what was measured before the error is kept")
+
+	panicking := Scenario{Run: func(context.Context, *Run, Candidate) (Result, error) { panic("boom") }}
+	assert.Equal(t, "panic: boom", runOne(context.Background(), &Run{}, panicking, c).Error)
 }

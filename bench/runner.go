@@ -88,7 +88,7 @@ func Execute(ctx context.Context, run *Run, scenarios []Scenario, cands []Candid
 	return rep
 }
 
-// runOne turns a scenario's panic into an error result: one broken
+// runOne records a scenario's error, or panic, in its result: one broken
 // candidate must not end the run.
 func runOne(ctx context.Context, run *Run, s Scenario, c Candidate) (r Result) {
 	defer func() {
@@ -96,7 +96,11 @@ func runOne(ctx context.Context, run *Run, s Scenario, c Candidate) (r Result) {
 			r = Result{Error: fmt.Sprintf("panic: %v", p)}
 		}
 	}()
-	return s.Run(ctx, run, c)
+	r, err := s.Run(ctx, run, c)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
 }
 
 func machine(ctx context.Context, addr string) Machine {

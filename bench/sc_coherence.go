@@ -11,12 +11,11 @@ import (
 var coherenceScenario = Scenario{
 	Name:        "coherence",
 	Description: "Every replica holds a key; Set on one; time until every other replica reads the new value (p50/p99/max) and how many never did within 500 ms.",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		reps, closeAll, err := run.replicas(ctx, "coherence", c, run.Replicas)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		rounds := run.scale(50, 10)
@@ -31,8 +30,7 @@ var coherenceScenario = Scenario{
 			}
 			want := fmt.Sprint("v", round)
 			if err := reps[0].Set(ctx, "k", want); err != nil {
-				res.Error = err.Error()
-				return res
+				return res, err
 			}
 			written := time.Now()
 			var mu sync.Mutex
@@ -62,6 +60,6 @@ var coherenceScenario = Scenario{
 		res.add("never-converged", "reads", float64(never), "lower")
 		res.add("converged", "%", 100*float64(len(delays))/float64(len(delays)+never), "higher")
 		res.Samples = map[string][]float64{"convergence delay (ms)": delays}
-		return res
+		return res, nil
 	},
 }

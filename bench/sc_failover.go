@@ -14,16 +14,15 @@ var failoverScenario = Scenario{
 	Name: "failover",
 	Description: "Readers (GetOrLoad, 1 ms loader) and writers on N replicas; Redis is killed a third of the way in and restarted two thirds in: " +
 		"errors callers saw during the outage, GetOrLoad latency during it, and time from the restart until a write succeeds again.",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		if run.Server == nil {
 			res.Skipped = "needs the throwaway redis-server (run without --redis)"
-			return res
+			return res, nil
 		}
 		reps, closeAll, err := run.replicas(ctx, "failover", c, run.Replicas)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		total := max(run.Duration, 3*time.Second)
@@ -93,8 +92,7 @@ var failoverScenario = Scenario{
 		close(stop)
 		wg.Wait()
 		if rerr != nil {
-			res.Error = "restart: " + rerr.Error()
-			return res
+			return res, fmt.Errorf("restart: %w", rerr)
 		}
 		slices.Sort(outageLat)
 		res.add("outage-errors", "%", 100*float64(outageErrs.Load())/float64(max(outageOps.Load(), 1)), "lower")
@@ -102,6 +100,6 @@ var failoverScenario = Scenario{
 		res.add("outage-p99", "ms", quantile(outageLat, 0.99), "lower")
 		res.add("recovery", "ms", ms(recovery), "lower")
 		res.Samples = map[string][]float64{"latency during the outage (ms)": thin(outageLat, 2000)}
-		return res
+		return res, nil
 	},
 }

@@ -12,12 +12,11 @@ import (
 var localHit = Scenario{
 	Name:        "localhit",
 	Description: "Get on 1,000 pre-warmed keys from one replica: ns/op serial, ops/s parallel, allocs/op, share of reads answered locally.",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		reps, closeAll, err := run.replicas(ctx, "localhit", c, 1)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		r := reps[0]
@@ -25,8 +24,7 @@ var localHit = Scenario{
 		for i := range keys {
 			keys[i] = fmt.Sprint("k", i)
 			if err := r.Set(ctx, keys[i], value(keys[i], 1)); err != nil {
-				res.Error = err.Error()
-				return res
+				return res, err
 			}
 		}
 		for range 3 { // fill the local tier; ristretto applies inserts through a buffer
@@ -44,8 +42,7 @@ var localHit = Scenario{
 		n := 0
 		for ; n < 2_000_000; n++ {
 			if _, err := r.Get(ctx, keys[n%len(keys)]); err != nil {
-				res.Error = err.Error()
-				return res
+				return res, err
 			}
 			if n%1024 == 0 && time.Since(start) > budget {
 				break
@@ -76,6 +73,6 @@ var localHit = Scenario{
 		wg.Wait()
 		res.add("parallel", "ops/s", float64(ops.Load())/time.Since(pstart).Seconds(), "higher")
 		res.add("local-hit", "ratio", float64(local)/float64(n), "higher")
-		return res
+		return res, nil
 	},
 }

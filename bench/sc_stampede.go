@@ -12,12 +12,11 @@ import (
 var stampedeScenario = Scenario{
 	Name:        "stampede",
 	Description: "N replicas × 100 callers ask for one missing key at once; the loader takes 50 ms: loader calls per key, caller p50/p99.",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		reps, closeAll, err := run.replicas(ctx, "stampede", c, run.Replicas)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		rounds := run.scale(5, 2)
@@ -61,6 +60,6 @@ var stampedeScenario = Scenario{
 		res.add("p99", "ms", quantile(lat, 0.99), "lower")
 		res.add("errors", "calls", float64(errs.Load()), "lower")
 		res.Samples = map[string][]float64{"caller latency (ms)": thin(lat, 2000)}
-		return res
+		return res, nil
 	},
 }

@@ -18,20 +18,18 @@ var warmupScenario = Scenario{
 	Name: "warmup",
 	Description: "A new replica's first reads of 2,000 keys that Redis holds: with no preload, and (for candidates that have one) " +
 		"after preloading them: share of first reads answered locally, first-read p99, preload time.",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		reps, closeAll, err := run.replicas(ctx, "warmup", c, 3)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		keys := make([]string, run.scale(2000, 500))
 		for i := range keys {
 			keys[i] = fmt.Sprint("w", i)
 			if err := reps[0].Set(ctx, keys[i], value(keys[i], 1)); err != nil {
-				res.Error = err.Error()
-				return res
+				return res, err
 			}
 		}
 		firstReads := func(r Replica) (local float64, p99 float64) {
@@ -53,18 +51,17 @@ var warmupScenario = Scenario{
 			res.add("warm-local", "ratio", math.NaN(), "higher")
 			res.add("warm-p99", "µs", math.NaN(), "lower")
 			res.Note = "no preload"
-			return res
+			return res, nil
 		}
 		t0 := time.Now()
 		if err := p.Preload(ctx, keys); err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		took := time.Since(t0)
 		warm, warmP99 := firstReads(reps[2])
 		res.add("warm-local", "ratio", warm, "higher")
 		res.add("warm-p99", "µs", warmP99, "lower")
 		res.add("preload", "ms", ms(took), "")
-		return res
+		return res, nil
 	},
 }

@@ -17,12 +17,11 @@ var zipfScenario = Scenario{
 	Description: "Zipf-popular keys (s=1.1, 1,000 keys), 95 % reads (GetOrLoad) / 5 % writes (update the source, then Set), " +
 		"N replicas, a 2 ms loader: ops/s, read p50/p99, local-hit ratio, loader calls, and stale reads by ledger " +
 		"(a read is stale if it returns a version older than one whose write completed more than 100 ms before the read began).",
-	Run: func(ctx context.Context, run *Run, c Candidate) Result {
-		res := Result{}
+	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+		var res Result
 		reps, closeAll, err := run.replicas(ctx, "zipf", c, run.Replicas)
 		if err != nil {
-			res.Error = err.Error()
-			return res
+			return res, err
 		}
 		defer closeAll()
 		src := ledger.New()
@@ -98,7 +97,7 @@ var zipfScenario = Scenario{
 		res.add("stale-share", "%", 100*float64(stale.Load())/float64(max(reads.Load(), 1)), "lower")
 		res.add("errors", "ops", float64(errs.Load()), "lower")
 		res.Samples = map[string][]float64{"read latency (µs)": thin(lat, 2000)}
-		return res
+		return res, nil
 	},
 }
 

@@ -69,7 +69,8 @@ type Run struct {
 type Scenario struct {
 	Name        string
 	Description string
-	Run         func(ctx context.Context, run *Run, c Candidate) Result
+	// Run measures one candidate; an error is recorded in the result.
+	Run func(ctx context.Context, run *Run, c Candidate) (Result, error)
 }
 
 // Scenarios lists every scenario in run order; failover is last because it

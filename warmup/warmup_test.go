@@ -173,9 +173,13 @@ func TestReadinessHandlerFlips(t *testing.T) {
 		return rec.Code
 	}
 	assert.Equal(t, http.StatusServiceUnavailable, probe())
+	assert.False(t, w.IsReady())
+	assert.Equal(t, Report{}, w.Progress(), "nothing done yet")
 	close(release)
 	<-w.Ready()
 	assert.Equal(t, http.StatusOK, probe())
+	assert.True(t, w.IsReady())
+	assert.Equal(t, 1, w.Progress().Requested, "progress ends with the final report")
 }
 
 func TestTrackerTrimsDecaysAndBounds(t *testing.T) {
