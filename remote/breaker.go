@@ -30,10 +30,11 @@ const (
 	OpMGet
 	OpTags
 	OpGeneration
+	OpQueue // the write-behind queue and its flusher
 	numOps
 )
 
-var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation"}
+var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation", "queue"}
 
 func (o Op) String() string { return opNames[o] }
 

@@ -26,4 +26,7 @@ var (
 	ErrWriter = errors.New("tiered: source write failed")
 	// ErrInvalidTag: a tag is empty, too long, or there are too many.
 	ErrInvalidTag = errors.New("tiered: invalid tag")
+	// ErrQueueFull: SetBehind found Options.WriteBehindLimit writes
+	// waiting to be flushed; nothing was changed.
+	ErrQueueFull = errors.New("tiered: write-behind queue full")
 )

@@ -108,6 +108,10 @@ type Options struct {
 	DoubleDeleteDelay time.Duration
 	// MaxTags bounds the tags of one Set. Default 32.
 	MaxTags int
+	// WriteBehindLimit bounds the write-behind queue: SetBehind fails with
+	// ErrQueueFull, changing nothing, while this many writes wait to be
+	// flushed. Default 100,000.
+	WriteBehindLimit int
 
 	// BreakerThreshold is how many consecutive Redis failures (timeouts,
 	// connection errors) open the circuit breaker; while it is open Redis
@@ -170,6 +174,8 @@ func (o *Options) validate() error {
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0:
 		return bad("MaxTags %d < 0", o.MaxTags)
+	case o.WriteBehindLimit < 0:
+		return bad("WriteBehindLimit %d < 0", o.WriteBehindLimit)
 	case o.SampleEvery < 0:
 		return bad("SampleEvery %d < 0", o.SampleEvery)
 	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0 || o.LogEvery < 0:
@@ -222,6 +228,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxTags == 0 {
 		o.MaxTags = 32
+	}
+	if o.WriteBehindLimit == 0 {
+		o.WriteBehindLimit = 100_000
 	}
 	if o.LogEvery == 0 {
 		o.LogEvery = 10 * time.Second

@@ -18,6 +18,24 @@ import (
 // still drops the local copy. WithTags records the key under tags;
 // WithFreshFor overrides Options.FreshFor.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption) error {
+	return c.write(ctx, key, v, opts, false)
+}
+
+// SetBehind writes v behind: both tiers are updated and peers invalidated
+// exactly as Set does, and in the same atomic step the write is appended
+// to the namespace's durable queue in Redis, which a Flusher persists to
+// the source of truth later, in batches, at least once. Options.Writer is
+// not called. When Options.WriteBehindLimit writes already wait, SetBehind
+// fails with ErrQueueFull and changes nothing.
+//
+// Until it is flushed the write lives only in Redis: keep RemoteTTL well
+// above the flush delay, and run Redis with persistence (AOF) if a Redis
+// restart must not lose queued writes.
+func (c *Cache[V]) SetBehind(ctx context.Context, key string, v V, opts ...CallOption) error {
+	return c.write(ctx, key, v, opts, true)
+}
+
+func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption, behind bool) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
@@ -38,7 +56,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 	if len(payload) > c.remote.MaxValueBytes() {
 		return fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
 	}
-	if c.hooks.writer != nil {
+	if c.hooks.writer != nil && !behind {
 		if err := c.hooks.writer(ctx, key, v); err != nil {
 			return fmt.Errorf("%w: %w", ErrWriter, err)
 		}
@@ -52,12 +70,19 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 	}
 	fence := c.local.Fence(key)
 	env := c.envelope(payload, 0, co.freshFor, 0)
-	err = c.remote.Set(ctx, key, &env, c.keysPublication(key))
+	if behind {
+		_, err = c.remote.SetQueued(ctx, key, &env, c.keysPublication(key), c.opts.WriteBehindLimit)
+	} else {
+		err = c.remote.Set(ctx, key, &env, c.keysPublication(key))
+	}
 	c.waiting.wake(key)
 	if err != nil {
 		c.local.Invalidate(key)
-		if errors.Is(err, remote.ErrTooLarge) {
+		switch {
+		case errors.Is(err, remote.ErrTooLarge):
 			return fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+		case errors.Is(err, remote.ErrQueueFull):
+			return fmt.Errorf("%w: %w", ErrQueueFull, err)
 		}
 		c.remoteFailed("set", err)
 		return fmt.Errorf("%w: set: %w", ErrRemote, err)

@@ -1,0 +1,357 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// fakeSource is a source of truth in memory that records every delivery.
+type fakeSource struct {
+	mu        sync.Mutex
+	state     map[string]int
+	delivered map[string]map[int]int // key → value → deliveries
+	calls     int
+	// refuse, when set, decides a batch's fate before it is applied.
+	refuse func(writes []Write[int]) error
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{state: map[string]int{}, delivered: map[string]map[int]int{}}
+}
+
+func (s *fakeSource) write(_ context.Context, writes []Write[int]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	var refused WriteErrors
+	if s.refuse != nil {
+		if err := s.refuse(writes); err != nil && !errors.As(err, &refused) {
+			return err
+		}
+	}
+	for i, w := range writes {
+		if _, no := refused[i]; no {
+			continue
+		}
+		s.state[w.Key] = w.Value
+		if s.delivered[w.Key] == nil {
+			s.delivered[w.Key] = map[int]int{}
+		}
+		s.delivered[w.Key][w.Value]++
+	}
+	if refused != nil {
+		return refused
+	}
+	return nil
+}
+
+func (s *fakeSource) get(key string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.state[key]
+	return v, ok
+}
+
+func (s *fakeSource) setRefuse(f func([]Write[int]) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = f
+}
+
+// runFlusher runs f until the test ends and checks Run returned nil.
+func runFlusher[V any](t *testing.T, f *Flusher[V]) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			assert.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func fastFlusher(src *fakeSource) FlusherOptions[int] {
+	return FlusherOptions[int]{
+		Writer:       src.write,
+		Interval:     20 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond,
+		RetryBackoff: 10 * time.Millisecond,
+		MaxBackoff:   40 * time.Millisecond,
+		LeaseTTL:     time.Second,
+	}
+}
+
+// waitDrained waits until the queue is empty and nothing is pending.
+func waitDrained(t *testing.T, c *Cache[int]) {
+	t.Helper()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		q, _, err := c.remote.QueueDepth(context.Background())
+		assert.NoError(ct, err)
+		assert.Zero(ct, q, "queued writes")
+	}, 20*time.Second, 5*time.Millisecond)
+}
+
+func TestSetBehindWritesBothTiersAndFlushesInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 2, testOptions("behind"))
+	ctx := context.Background()
+	require.Equal(t, 1, mustGetOrLoad(t, rs[1], "a", 1)) // B caches a=1
+
+	for i := 1; i <= 5; i++ {
+		require.NoError(t, rs[0].SetBehind(ctx, "a", 100+i))
+	}
+	require.NoError(t, rs[0].SetBehind(ctx, "b", 7))
+	// Both tiers and the peer see the write before any flusher ran.
+	require.Eventually(t, func() bool { v, err := rs[1].Get(ctx, "a"); return err == nil && v == 105 },
+		5*time.Second, time.Millisecond)
+	q, _, err := rs[0].remote.QueueDepth(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 6, q)
+
+	src := newFakeSource()
+	f, err := NewFlusher(rs[1], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	waitDrained(t, rs[0])
+	v, _ := src.get("a")
+	assert.Equal(t, 105, v, "the last write wins")
+	v, _ = src.get("b")
+	assert.Equal(t, 7, v)
+	st := f.Stats()
+	assert.EqualValues(t, 2, st.Written)
+	assert.EqualValues(t, 4, st.Coalesced, "five writes of a, one delivered")
+	assert.Zero(t, st.DeadLetters)
+	assert.True(t, st.Leader)
+}
+
+func mustGetOrLoad(t *testing.T, c *Cache[int], key string, v int) int {
+	t.Helper()
+	got, err := c.GetOrLoad(context.Background(), key, func(context.Context) (int, error) { return v, nil })
+	require.NoError(t, err)
+	c.WaitLocal()
+	return got
+}
+
+func TestSetBehindFullQueueIsAClearErrorAndChangesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions("full")
+	opts.WriteBehindLimit = 3
+	c := newCache[int](t, srv, opts)
+	ctx := context.Background()
+	for i := range 3 {
+		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i), i))
+	}
+	err := c.SetBehind(ctx, "k0", 99)
+	require.ErrorIs(t, err, ErrQueueFull)
+	v, err := c.Get(ctx, "k0")
+	require.NoError(t, err)
+	assert.Equal(t, 0, v, "a refused write leaves the value as it was")
+	q, _, err := c.remote.QueueDepth(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, q)
+
+	// Once flushed, the queue takes writes again.
+	src := newFakeSource()
+	f, err := NewFlusher(c, fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	waitDrained(t, c)
+	require.NoError(t, c.SetBehind(ctx, "k0", 99))
+}
+
+func TestFlusherRetriesAnUnavailableSourceAndLosesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, testOptions("outage"))
+	ctx := context.Background()
+	src := newFakeSource()
+	down := make(chan struct{})
+	src.setRefuse(func([]Write[int]) error {
+		select {
+		case <-down:
+			return nil
+		default:
+			return errors.New("database unavailable")
+		}
+	})
+	f, err := NewFlusher(c, fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	for i := range 200 {
+		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i%50), i))
+	}
+	// Fail long enough for many more rounds than MaxAttempts.
+	require.Eventually(t, func() bool { return f.Stats().Retries >= 3*50 }, 10*time.Second, time.Millisecond)
+	close(down)
+	waitDrained(t, c)
+	for k := range 50 {
+		v, ok := src.get(fmt.Sprint("k", k))
+		require.True(t, ok)
+		assert.Equal(t, 150+k, v, "key k%d holds its last write", k)
+	}
+	st := f.Stats()
+	assert.Zero(t, st.DeadLetters, "an unavailable source is not a poison write")
+	_, dead, err := c.remote.QueueDepth(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, dead)
+}
+
+func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, testOptions("poison"))
+	ctx := context.Background()
+	src := newFakeSource()
+	src.setRefuse(func(ws []Write[int]) error {
+		refused := WriteErrors{}
+		for i, w := range ws {
+			if w.Key == "poison" {
+				refused[i] = errors.New("constraint violated")
+			}
+		}
+		if len(refused) == 0 {
+			return nil
+		}
+		return refused
+	})
+	opts := fastFlusher(src)
+	opts.MaxAttempts = 3
+	f, err := NewFlusher(c, opts)
+	require.NoError(t, err)
+	runFlusher(t, f)
+	require.NoError(t, c.SetBehind(ctx, "poison", -1))
+	for i := range 20 {
+		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i), i))
+	}
+	waitDrained(t, c)
+	for i := range 20 {
+		v, ok := src.get(fmt.Sprint("k", i))
+		require.True(t, ok)
+		require.Equal(t, i, v)
+	}
+	_, seen := src.get("poison")
+	assert.False(t, seen)
+	assert.EqualValues(t, 1, f.Stats().DeadLetters)
+
+	dead, err := c.opts.Client.Do(ctx, c.opts.Client.B().Xrange().Key(c.remote.DeadLetterKey()).Start("-").End("+").Build()).AsXRange()
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "poison", dead[0].FieldValues["k"])
+	assert.Equal(t, "3", dead[0].FieldValues["attempts"])
+	assert.Contains(t, dead[0].FieldValues["err"], "constraint violated")
+	assert.NotEmpty(t, dead[0].FieldValues["e"], "the value is kept for replay")
+}
+
+func TestWriterPanicIsIsolatedToItsWrite(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, testOptions("panic"))
+	ctx := context.Background()
+	src := newFakeSource()
+	src.setRefuse(func(ws []Write[int]) error {
+		for _, w := range ws {
+			if w.Key == "boom" {
+				panic("writer bug")
+			}
+		}
+		return nil
+	})
+	opts := fastFlusher(src)
+	opts.MaxAttempts = 2
+	// Queue first, so that boom shares a batch with the others.
+	for i := range 10 {
+		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i), i))
+	}
+	require.NoError(t, c.SetBehind(ctx, "boom", 1))
+	f, err := NewFlusher(c, opts)
+	require.NoError(t, err)
+	runFlusher(t, f)
+	waitDrained(t, c)
+	for i := range 10 {
+		_, ok := src.get(fmt.Sprint("k", i))
+		require.True(t, ok, "k%d was delivered despite the panic", i)
+	}
+	assert.EqualValues(t, 1, f.Stats().DeadLetters)
+}
+
+func TestUndecodableQueueEntryIsDeadLettered(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, testOptions("garbage"))
+	ctx := context.Background()
+	_, err := srv.Command("XADD", c.remote.QueueKey(), "*", "k", "x", "e", "not an envelope")
+	require.NoError(t, err)
+	_, err = srv.Command("XADD", c.remote.QueueKey(), "*", "nofields", "1")
+	require.NoError(t, err)
+	require.NoError(t, c.SetBehind(ctx, "ok", 1))
+	src := newFakeSource()
+	f, err := NewFlusher(c, fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	waitDrained(t, c)
+	v, ok := src.get("ok")
+	require.True(t, ok)
+	assert.Equal(t, 1, v)
+	assert.EqualValues(t, 2, f.Stats().DeadLetters)
+}
+
+func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 2, testOptions("lease"))
+	src := newFakeSource()
+	var fs []*Flusher[int]
+	for _, c := range rs {
+		f, err := NewFlusher(c, fastFlusher(src))
+		require.NoError(t, err)
+		fs = append(fs, f)
+	}
+	stop0 := runFlusher(t, fs[0])
+	require.Eventually(t, func() bool { return fs[0].Stats().Leader }, 5*time.Second, time.Millisecond)
+	runFlusher(t, fs[1])
+	require.NoError(t, rs[0].SetBehind(context.Background(), "a", 1))
+	waitDrained(t, rs[0])
+	assert.False(t, fs[1].Stats().Leader)
+	// A flusher that stops gives the lease up: the standby takes over
+	// without waiting for it to expire.
+	stop0()
+	require.Eventually(t, func() bool { return fs[1].Stats().Leader }, 5*time.Second, time.Millisecond)
+	require.NoError(t, rs[0].SetBehind(context.Background(), "a", 2))
+	waitDrained(t, rs[0])
+	v, _ := src.get("a")
+	assert.Equal(t, 2, v)
+}
+
+func TestFlusherOptionsAreValidated(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, testOptions("fopts"))
+	ok := func(context.Context, []Write[int]) error { return nil }
+	for _, o := range []FlusherOptions[int]{
+		{},
+		{Writer: ok, BatchSize: -1},
+		{Writer: ok, BatchSize: 20_000},
+		{Writer: ok, Interval: time.Hour},
+		{Writer: ok, MaxAttempts: -1},
+		{Writer: ok, WriteTimeout: time.Second, LeaseTTL: time.Second},
+	} {
+		_, err := NewFlusher(c, o)
+		assert.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
+	}
+}
+
+func TestSeqLess(t *testing.T) {
+	assert.True(t, SeqLess("1-0", "1-1"))
+	assert.True(t, SeqLess("9-5", "10-0"))
+	assert.False(t, SeqLess("10-0", "9-5"))
+	assert.False(t, SeqLess("3-3", "3-3"))
+}
+
