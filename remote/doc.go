@@ -5,8 +5,17 @@
 //
 // # Key layout (schema v1)
 //
-//	<namespace>:v1:{<key>}        the value, an Envelope
-//	<namespace>:v1:{<key>}:lease  a fill lease: a random token, PX LeaseTTL
+//	<ns>:v1:gen                   the namespace's generation (InvalidateAll bumps it)
+//	<ns>:v1:g<gen>:{<key>}        the value, an Envelope
+//	<ns>:v1:g<gen>:{<key>}:lease  a fill lease: a random token, PX LeaseTTL
+//	<ns>:v1:g<gen>:{<key>}:wait   a marker: another replica waits for this fill
+//	<ns>:v1:g<gen>:tag:{<tag>}    the set of keys carrying tag
+//	<ns>:v1:wb                    the write-behind queue (a stream; see queue.go)
+//	<ns>:v1:wb:dead               its dead letters (a stream)
+//	<ns>:v1:wb:leader             the flusher lease
+//
+// Package warmup adds <ns>:v1:hot (a sorted set), and the invalidation
+// channel is <ns>:inv.
 //
 // The schema version is part of every key, so a format change moves to new
 // keys and old ones expire by themselves: no flush. The braces are a Redis

@@ -53,6 +53,16 @@
 // (Options.DoubleDeleteDelay) complete the set. Batch calls cost two round
 // trips where single calls cost one (rueidis loads the script first).
 //
+// # Write-behind
+//
+// SetBehind is Set plus, in the same script, an entry in the namespace's
+// durable write queue (a Redis stream, bounded by Options.WriteBehindLimit).
+// A Flusher, run on any replicas (one holds a lease and flushes, the others
+// stand by), delivers the queue to a BatchWriter in batches, coalescing
+// writes to one key, at least once, acknowledging only what the writer
+// accepted, and dead-lettering writes it refuses MaxAttempts times. See
+// docs/write-behind.md.
+//
 // Errors wrap the sentinel errors of this package (ErrNotFound, ErrClosed,
 // ErrInvalidKey, …); test them with errors.Is.
 //

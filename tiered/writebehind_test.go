@@ -354,4 +354,3 @@ func TestSeqLess(t *testing.T) {
 	assert.False(t, SeqLess("10-0", "9-5"))
 	assert.False(t, SeqLess("3-3", "3-3"))
 }
-

@@ -178,3 +178,34 @@ tiercache_warmup_ready{cache="users"} 0
 	done, ready = 100, true
 	assert.Equal(t, 1.0, testutil.ToFloat64(metric(t, reg, "tiercache_warmup_keys", map[string]string{"state": "done"}))/100)
 }
+
+func TestFlusherMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	st := tiered.FlusherStats{Leader: true, Batches: 3, Written: 10, Retries: 2, DeadLetters: 1, QueueDepth: 42, DeadLetterDepth: 1}
+	st.FlushDuration.Buckets[10] = 3
+	st.FlushDuration.Count, st.FlushDuration.SumNs = 3, 3e6
+	require.NoError(t, RegisterFlusher(reg, "users", func() tiered.FlusherStats { return st }))
+	expected := `
+# HELP tiercache_writebehind_queue_depth Writes queued and not yet flushed, as last read by the lease holder.
+# TYPE tiercache_writebehind_queue_depth gauge
+tiercache_writebehind_queue_depth{cache="users"} 42
+# HELP tiercache_writebehind_leader 1 while this flusher holds the flusher lease.
+# TYPE tiercache_writebehind_leader gauge
+tiercache_writebehind_leader{cache="users"} 1
+# HELP tiercache_writebehind_dead_letters_total Queue entries moved to the dead-letter stream.
+# TYPE tiercache_writebehind_dead_letters_total counter
+tiercache_writebehind_dead_letters_total{cache="users"} 1
+# HELP tiercache_writebehind_writes_total Coalesced writes the writer accepted.
+# TYPE tiercache_writebehind_writes_total counter
+tiercache_writebehind_writes_total{cache="users"} 10
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected),
+		"tiercache_writebehind_queue_depth", "tiercache_writebehind_leader",
+		"tiercache_writebehind_dead_letters_total", "tiercache_writebehind_writes_total"))
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	assert.Equal(t, 11, n, "every flusher metric is exported")
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
