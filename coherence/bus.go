@@ -49,8 +49,17 @@ type Options struct {
 	// Default 1s; negative disables.
 	PingInterval time.Duration
 	// PingTimeout is how long an accepted ping may take to come back.
-	// Default 2s.
+	// Default 2s. It also bounds a replay of the invalidation log.
 	PingTimeout time.Duration
+	// LogKey, when set, makes the bus resumable: publishers log every
+	// message in this capped stream (remote.Options.InvalidationLog), and
+	// after a gap the bus replays what it missed instead of reporting it;
+	// OnGap is called only when the log no longer reaches back far enough
+	// or cannot be read. See resume.go.
+	LogKey string
+	// OnRepair, optional, is told of each gap the log repaired and how many
+	// messages the replay applied.
+	OnRepair func(reason GapReason, replayed int)
 }
 
 func (o *Options) validate() error {
@@ -91,6 +100,9 @@ type Stats struct {
 	Resubscribes  uint64
 	PingTimeouts  uint64
 	Subscriptions uint64 // subscription confirmations, the first included
+	Repairs       uint64 // gaps repaired from the invalidation log
+	Replayed      uint64 // messages applied by those repairs
+	Unrepaired    uint64 // gaps the log could not repair (reported to OnGap)
 }
 
 type event struct {
@@ -115,6 +127,11 @@ type Bus struct {
 	pingTo atomic.Pointer[string]
 
 	received, echoes, foreign, undecodable, overflows, resubscribes, pingTimeouts, subscriptions atomic.Uint64
+	repairs, replayed, unrepaired                                                                atomic.Uint64
+
+	// logPos is the log id of the newest message seen (resumable mode);
+	// only the apply goroutine touches it once Subscribe has returned.
+	logPos string
 }
 
 // Subscribe starts a Bus and returns once the subscription is confirmed, or
@@ -133,15 +150,26 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 		ready:    make(chan struct{}),
 	}
 	b.pingTo.Store(&b.pingChan)
-	b.wg.Add(2)
+	b.wg.Add(1)
 	go b.receive(runCtx)
-	go b.apply(runCtx)
 	select {
 	case <-b.ready:
 	case <-ctx.Done():
 		b.Close()
 		return nil, fmt.Errorf("coherence: subscribe to %q: %w", opts.Channel, ctx.Err())
 	}
+	if opts.LogKey != "" {
+		// The position is taken once subscribed, and before messages are
+		// applied (they wait in the queue): what was published before it
+		// predates this bus, what after it is delivered or in the log.
+		var err error
+		if b.logPos, err = b.logTail(ctx); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("coherence: invalidation log %q: %w", opts.LogKey, err)
+		}
+	}
+	b.wg.Add(1)
+	go b.apply(runCtx)
 	if opts.PingInterval > 0 {
 		b.wg.Add(1)
 		go b.ping(runCtx)
@@ -168,6 +196,9 @@ func (b *Bus) Stats() Stats {
 		Resubscribes:  b.resubscribes.Load(),
 		PingTimeouts:  b.pingTimeouts.Load(),
 		Subscriptions: b.subscriptions.Load(),
+		Repairs:       b.repairs.Load(),
+		Replayed:      b.replayed.Load(),
+		Unrepaired:    b.unrepaired.Load(),
 	}
 }
 
@@ -269,7 +300,7 @@ func (b *Bus) apply(ctx context.Context) {
 			// A dropped event is a lost invalidation: the queue was full, so
 			// this loop sees the flag before it next goes idle.
 			if b.overflow.Swap(false) {
-				b.opts.OnGap(GapOverflow)
+				b.gap(GapOverflow)
 			}
 		}
 	}
@@ -277,15 +308,22 @@ func (b *Bus) apply(ctx context.Context) {
 
 func (b *Bus) handle(e event) {
 	if e.gap != "" {
-		b.opts.OnGap(e.gap)
+		b.gap(e.gap)
 		return
 	}
 	m, err := Decode([]byte(e.payload))
 	if err != nil {
 		b.undecodable.Add(1)
-		b.opts.OnGap(GapUndecodable)
+		b.gap(GapUndecodable)
 		return
 	}
+	b.seen(m.LogID)
+	b.deliver(m)
+}
+
+// deliver applies m unless it is this instance's own or another
+// namespace's, and reports whether it did.
+func (b *Bus) deliver(m Message) bool {
 	switch {
 	case m.Origin == b.opts.Origin:
 		b.echoes.Add(1)
@@ -294,8 +332,15 @@ func (b *Bus) handle(e event) {
 	default:
 		b.received.Add(1)
 		b.opts.OnMessage(m)
+		return true
 	}
+	return false
 }
+
+// Resync asks the bus to treat the time since the last message as a gap:
+// a replay in resumable mode, else OnGap(reason). It does not block; the
+// gap is handled in order with the messages.
+func (b *Bus) Resync(reason GapReason) { b.enqueue(event{gap: reason}) }
 
 // ping publishes a probe to the bus's own ping channel every interval and
 // reports a gap when one that Redis accepted did not come back in time.

@@ -41,11 +41,16 @@ type Message struct {
 	Kind        Kind
 	Keys        []string // keys or tags, by Kind
 	PublishedAt int64    // unix nanoseconds
+	// LogID is the message's id in the namespace's invalidation log, when
+	// the publisher keeps one (resumable mode); empty otherwise.
+	LogID string
 }
 
 const (
 	msgMagic   = 'i'
 	msgV1      = 1
+	msgV2      = 2 // v1 followed by the log id: a length byte, then the id
+	maxLogID   = 64
 	msgHeader  = 19
 	maxMsgKeys = 1 << 16
 )
@@ -54,7 +59,9 @@ const (
 //
 // Wire format v1: magic 'i', version 1, kind, origin (8 bytes big-endian),
 // published-at (8 bytes, unix ns), then uvarint-prefixed namespace, a
-// uvarint key count, and each key uvarint-prefixed.
+// uvarint key count, and each key uvarint-prefixed. Version 2, used when
+// LogID is set, appends the log id after a length byte (at most 64): the
+// form a publishing script gives a v1 message it has logged.
 func (m *Message) Encode() []byte {
 	n := msgHeader + binary.MaxVarintLen64*(2+len(m.Keys)) + len(m.Namespace)
 	for _, k := range m.Keys {
@@ -71,6 +78,11 @@ func (m *Message) Encode() []byte {
 		b = binary.AppendUvarint(b, uint64(len(k)))
 		b = append(b, k...)
 	}
+	if m.LogID != "" && len(m.LogID) <= maxLogID {
+		b[1] = msgV2
+		b = append(b, byte(len(m.LogID)))
+		b = append(b, m.LogID...)
+	}
 	return b
 }
 
@@ -80,7 +92,7 @@ func Decode(b []byte) (Message, error) {
 	if len(b) < msgHeader || b[0] != msgMagic {
 		return Message{}, fmt.Errorf("%w: bad header", ErrMalformed)
 	}
-	if b[1] != msgV1 {
+	if b[1] != msgV1 && b[1] != msgV2 {
 		return Message{}, fmt.Errorf("%w: version %d", ErrMalformed, b[1])
 	}
 	m := Message{
@@ -111,6 +123,12 @@ func Decode(b []byte) (Message, error) {
 			return Message{}, err
 		}
 		m.Keys = append(m.Keys, string(k))
+	}
+	if b[1] == msgV2 {
+		if len(rest) == 0 || int(rest[0]) == 0 || int(rest[0]) > maxLogID || int(rest[0]) != len(rest)-1 {
+			return Message{}, fmt.Errorf("%w: log id", ErrMalformed)
+		}
+		m.LogID, rest = string(rest[1:]), nil
 	}
 	if len(rest) != 0 {
 		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))

@@ -12,6 +12,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{Origin: 1, Namespace: "svc:users", Kind: KindKeys, Keys: []string{"42", "", "ключ"}, PublishedAt: 123},
 		{Origin: ^uint64(0), Namespace: "", Kind: KindFlush, PublishedAt: -1},
 		{Origin: 7, Namespace: "n", Kind: KindTags, Keys: []string{"tag"}},
+		{Origin: 8, Namespace: "n", Kind: KindKeys, Keys: []string{"a"}, LogID: "1700000000000-12"},
 	} {
 		got, err := Decode(m.Encode())
 		require.NoError(t, err)
@@ -25,7 +26,9 @@ func TestDecodeRejects(t *testing.T) {
 		"empty":      nil,
 		"short":      good[:5],
 		"magic":      append([]byte{'x'}, good[1:]...),
-		"version":    append([]byte{'i', 2}, good[2:]...),
+		"version":    append([]byte{'i', 3}, good[2:]...),
+		"v2 no id":   append([]byte{'i', 2}, good[2:]...),
+		"v2 bad len": append(append([]byte{'i', 2}, good[2:]...), 5, '1', '-', '0'),
 		"kind":       append([]byte{'i', 1, 99}, good[3:]...),
 		"truncated":  good[:len(good)-1],
 		"trailing":   append(append([]byte{}, good...), 0),
@@ -40,6 +43,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add((&Message{Origin: 1, Namespace: "n", Kind: KindKeys, Keys: []string{"a", "b"}}).Encode())
 	f.Add((&Message{Kind: KindFlush}).Encode())
 	f.Add([]byte("i\x01\x01"))
+	f.Add((&Message{Origin: 2, Namespace: "n", Kind: KindKeys, Keys: []string{"a"}, LogID: "1-1"}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {
@@ -49,8 +53,20 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
-		if again.Origin != m.Origin || again.Kind != m.Kind || again.Namespace != m.Namespace || len(again.Keys) != len(m.Keys) {
+		if again.Origin != m.Origin || again.Kind != m.Kind || again.Namespace != m.Namespace || len(again.Keys) != len(m.Keys) || again.LogID != m.LogID {
 			t.Fatalf("round trip changed the message")
 		}
 	})
+}
+
+// TestScriptStampMatchesEncode checks that what a publishing script makes
+// of a logged v1 message (version byte 2, then a length byte and the id)
+// is what Encode makes of the message with its LogID.
+func TestScriptStampMatchesEncode(t *testing.T) {
+	m := Message{Origin: 3, Namespace: "svc", Kind: KindKeys, Keys: []string{"k"}, PublishedAt: 9}
+	v1 := m.Encode()
+	id := "1700000000000-0"
+	stamped := append(append(append([]byte{v1[0], 2}, v1[2:]...), byte(len(id))), id...)
+	m.LogID = id
+	assert.Equal(t, m.Encode(), stamped)
 }

@@ -48,11 +48,11 @@ func (s *Store) LoadGeneration(ctx context.Context) (_ int64, err error) {
 	return s.Generation(), nil
 }
 
-var bumpScript = rueidis.NewLuaScript(`
+var bumpScript = publishingScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur + 1 ~= tonumber(ARGV[1]) then return cur end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+publish(ARGV[2], ARGV[3])
 return -1
 `)
 
@@ -68,8 +68,8 @@ func (s *Store) BumpGeneration(ctx context.Context, publish func(next int64) Pub
 	next := s.Generation() + 1
 	for {
 		p := publish(next)
-		cur, err := bumpScript.Exec(ctx, s.opts.Client, []string{s.genKey},
-			[]string{strconv.FormatInt(next, 10), p.Channel, string(p.Message)}).AsInt64()
+		keys, args := s.withLog([]string{s.genKey}, []string{strconv.FormatInt(next, 10), p.Channel, string(p.Message)})
+		cur, err := bumpScript.Exec(ctx, s.opts.Client, keys, args).AsInt64()
 		if err != nil {
 			return 0, err
 		}

@@ -118,11 +118,11 @@ func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error
 	return err == nil, err
 }
 
-var fillScript = rueidis.NewLuaScript(`
+var fillScript = publishingScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
-if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then publish(ARGV[4], ARGV[5]) end
 return 1
 `)
 
@@ -213,14 +213,15 @@ func (s *Store) fillExec(key, token string, e *Envelope, o FillOptions) (rueidis
 	if o.Always {
 		always = "1"
 	}
-	return rueidis.LuaExec{Keys: s.keys(key),
-		Args: []string{token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always}}, nil
+	keys, args := s.withLog(s.keys(key),
+		[]string{token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always})
+	return rueidis.LuaExec{Keys: keys, Args: args}, nil
 }
 
-var releaseScript = rueidis.NewLuaScript(`
+var releaseScript = publishingScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
-if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[3], ARGV[4]) end
 return 1
 `)
 
@@ -235,6 +236,6 @@ func (s *Store) Release(ctx context.Context, key, token string, hold time.Durati
 		return
 	}
 	defer done(&err)
-	err = releaseScript.Exec(ctx, s.opts.Client, s.keys(key),
-		[]string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)}).Error()
+	keys, args := s.withLog(s.keys(key), []string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)})
+	err = releaseScript.Exec(ctx, s.opts.Client, keys, args).Error()
 }

@@ -35,13 +35,13 @@ func (s *Store) leaderKey() string { return s.opts.Namespace + ":v1:wb:leader" }
 // A full queue is refused before anything is written, so a refused write
 // leaves no trace; an accepted one changes the value, voids the lease,
 // publishes and queues in one step.
-var setQueuedScript = rueidis.NewLuaScript(`
+var setQueuedScript = publishingScript(`
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
   return redis.error_reply('TCFULL write-behind queue holds ' .. ARGV[5] .. ' writes')
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+publish(ARGV[3], ARGV[4])
 return redis.call('XADD', KEYS[3], '*', 'k', ARGV[6], 'e', ARGV[1])
 `)
 
@@ -59,9 +59,9 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 	}
 	defer done(&err)
 	keys := s.keys(key)
-	id, err := setQueuedScript.Exec(ctx, s.opts.Client,
-		[]string{keys[0], keys[1], s.QueueKey()},
-		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key}).ToString()
+	skeys, args := s.withLog([]string{keys[0], keys[1], s.QueueKey()},
+		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key})
+	id, err := setQueuedScript.Exec(ctx, s.opts.Client, skeys, args).ToString()
 	if err != nil && strings.HasPrefix(err.Error(), "TCFULL") {
 		return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	// OnBreakerChange is told of every breaker state change ("closed",
 	// "half-open", "open"). It must not block.
 	OnBreakerChange func(from, to string)
+	// InvalidationLog, when positive, appends every published message to
+	// the namespace's invalidation log, capped at about this many entries
+	// (see invlog.go). Default 0: off.
+	InvalidationLog int
 }
 
 func (o *Options) validate() error {
@@ -204,10 +208,10 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	return s.decode(b)
 }
 
-var setScript = rueidis.NewLuaScript(`
+var setScript = publishingScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+publish(ARGV[3], ARGV[4])
 return 1
 `)
 
@@ -222,14 +226,13 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 		return err
 	}
 	defer done(&err)
-	return setScript.Exec(ctx, s.opts.Client,
-		s.keys(key)[:2],
-		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)}).Error()
+	keys, args := s.withLog(s.keys(key)[:2], []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)})
+	return setScript.Exec(ctx, s.opts.Client, keys, args).Error()
 }
 
-var deleteScript = rueidis.NewLuaScript(`
-for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+var deleteScript = publishingScript(`
+for i = 1, nkeys do redis.call('DEL', KEYS[i]) end
+publish(ARGV[1], ARGV[2])
 return 1
 `)
 
@@ -244,7 +247,8 @@ func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err e
 		return err
 	}
 	defer done(&err)
-	return deleteScript.Exec(ctx, s.opts.Client, rk, []string{p.Channel, string(p.Message)}).Error()
+	keys, args := s.withLog(rk, []string{p.Channel, string(p.Message)})
+	return deleteScript.Exec(ctx, s.opts.Client, keys, args).Error()
 }
 
 // Found is one result of GetMany.

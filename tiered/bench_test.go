@@ -76,18 +76,25 @@ func BenchmarkLocalHit(b *testing.B) {
 }
 
 // BenchmarkSet is the cost of a write-through Set (one Redis round trip).
+// BenchmarkSet measures a write per transport, in the same run: the
+// resumable transport's invalidation log adds an XADD to each write's script.
 func BenchmarkSet(b *testing.B) {
 	srv := redistest.Start(b)
-	c := newCache[user](b, srv, Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := rand.IntN(1 << 20)
-		for pb.Next() {
-			c.Set(ctx, fmt.Sprint("k", i&1023), user{ID: i})
-			i++
-		}
-	})
+	for _, tr := range []Transport{TransportPubSub, TransportResumable} {
+		b.Run(string(tr), func(b *testing.B) {
+			c := newCache[user](b, srv, Options{Namespace: "bench-" + string(tr), LocalTTL: time.Hour, RemoteTTL: time.Hour,
+				PingInterval: -1, Transport: tr})
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := rand.IntN(1 << 20)
+				for pb.Next() {
+					c.Set(ctx, fmt.Sprint("k", i&1023), user{ID: i})
+					i++
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkStampede: each iteration, 4 replicas × 100 callers ask for one

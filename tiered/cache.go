@@ -78,6 +78,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		BreakerThreshold: opts.BreakerThreshold,
 		BreakerCooldown:  opts.BreakerCooldown,
 		OnBreakerChange:  func(from, to string) { onBreaker(from, to) },
+		InvalidationLog:  logSize(&opts),
 	})
 	if err != nil {
 		lt.Close()
@@ -105,6 +106,8 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		OnGap:        c.applyGap,
 		QueueSize:    opts.InvalidationQueue,
 		PingInterval: opts.PingInterval,
+		LogKey:       logKey(&opts, rs),
+		OnRepair:     c.applyRepair,
 	})
 	if err == nil {
 		// Subscribed first, so a generation bump from now on is heard.
@@ -441,7 +444,35 @@ func (c *Cache[V]) remoteFailed(op string, err error) {
 // probe closes it again the local tier is flushed.
 func (c *Cache[V]) breakerChanged(from, to string) {
 	c.log.warn("breaker", "redis circuit breaker "+to, "from", from, "to", to)
-	if to == "closed" {
-		c.flush(flushReasonBreaker)
+	if to != "closed" {
+		return
 	}
+	if c.opts.Transport == TransportResumable && c.bus != nil {
+		c.bus.Resync(flushReasonBreaker) // a replay, or a flush if it cannot
+		return
+	}
+	c.flush(flushReasonBreaker)
+}
+
+// applyRepair is told of a gap the invalidation log repaired: nothing to
+// flush.
+func (c *Cache[V]) applyRepair(reason coherence.GapReason, replayed int) {
+	if reason == coherence.GapResubscribe {
+		c.remote.ResetBreaker() // Redis answered our SUBSCRIBE: it is back
+	}
+	c.log.warn("repair:"+string(reason), "invalidations missed and replayed from the log", "reason", reason, "replayed", replayed)
+}
+
+func logSize(o *Options) int {
+	if o.Transport == TransportResumable {
+		return o.InvalidationLogSize
+	}
+	return 0
+}
+
+func logKey(o *Options, rs *remote.Store) string {
+	if o.Transport == TransportResumable {
+		return rs.InvalidationLogKey()
+	}
+	return ""
 }

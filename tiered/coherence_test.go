@@ -89,11 +89,13 @@ type ledgerRun struct {
 	chaos          func(stop <-chan struct{}) // runs alongside the workload
 	freshFor       time.Duration              // stale-while-revalidate, when set
 	batchEvery     int                        // every n-th read is a GetOrLoadMany of 3 keys, when set
+	transport      Transport
 }
 
 type ledgerResult struct {
 	reads, stale, localHits, writes, loads   int64
 	resubscribeFlushes, staleHits, refreshes uint64
+	repairs, replayed                        uint64
 	worstLag                                 time.Duration
 }
 
@@ -104,6 +106,7 @@ const grace = 100 * time.Millisecond
 func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResult {
 	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
 	opts.FreshFor = run.freshFor
+	opts.Transport = run.transport
 	rs := replicas[int64](t, srv, run.replicas, opts)
 	src := ledger.New()
 	keyName := func(i int) string { return fmt.Sprint("item:", i) }
@@ -223,6 +226,8 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 		st := r.Stats()
 		res.localHits += int64(st.LocalHits)
 		res.resubscribeFlushes += st.Flushes["resubscribe"]
+		res.repairs += st.Bus.Repairs
+		res.replayed += st.Bus.Replayed
 		res.staleHits += st.StaleHits
 		res.refreshes += st.Refreshes
 		if q := st.Lag.Quantile(1); q > res.worstLag {
@@ -280,8 +285,37 @@ func TestStalenessLedger(t *testing.T) {
 // what it missed.
 func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
 	srv := redistest.Start(t)
+	kills, chaos := subscriberKills(srv)
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second, chaos: chaos})
+	t.Logf("ledger with kills: reads=%d stale=%d local-hits=%d writes=%d loads=%d connections-killed=%d resubscribe-flushes=%d", res.reads, res.stale, res.localHits, res.writes, res.loads, kills.Load(), res.resubscribeFlushes)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
+	assert.Positive(t, res.resubscribeFlushes, "every resubscribe flushes the local tier")
+}
+
+// TestStalenessLedgerResumableWithSubscriberKills is the same chaos with
+// TransportResumable: resubscribes are repaired from the invalidation log,
+// not flushed, and still no read is stale.
+func TestStalenessLedgerResumableWithSubscriberKills(t *testing.T) {
+	srv := redistest.Start(t)
+	kills, chaos := subscriberKills(srv)
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second,
+		chaos: chaos, transport: TransportResumable})
+	t.Logf("resumable ledger with kills: reads=%d stale=%d local-hits=%d writes=%d connections-killed=%d repairs=%d replayed=%d resubscribe-flushes=%d",
+		res.reads, res.stale, res.localHits, res.writes, kills.Load(), res.repairs, res.replayed, res.resubscribeFlushes)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
+	assert.Positive(t, res.repairs, "resubscribes are repaired from the log")
+	assert.Zero(t, res.resubscribeFlushes, "the log reaches back: no flush")
+}
+
+// subscriberKills is chaos that kills every subscriber connection every
+// 200–400 ms (CLIENT KILL TYPE pubsub), counting the kills.
+func subscriberKills(srv *redisserver.Server) (*atomic.Int64, func(stop <-chan struct{})) {
 	var kills atomic.Int64
-	chaos := func(stop <-chan struct{}) {
+	return &kills, func(stop <-chan struct{}) {
 		for {
 			select {
 			case <-stop:
@@ -293,12 +327,6 @@ func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
 			}
 		}
 	}
-	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second, chaos: chaos})
-	t.Logf("ledger with kills: reads=%d stale=%d local-hits=%d writes=%d loads=%d connections-killed=%d resubscribe-flushes=%d", res.reads, res.stale, res.localHits, res.writes, res.loads, kills.Load(), res.resubscribeFlushes)
-	assert.GreaterOrEqual(t, res.reads, int64(100_000))
-	assert.Zero(t, res.stale)
-	assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
-	assert.Positive(t, res.resubscribeFlushes, "every resubscribe flushes the local tier")
 }
 
 // TestStalenessLedgerWithSWRAndBatches is the ledger with

@@ -73,6 +73,15 @@ type Options struct {
 	// PingInterval is how often the cache checks that its invalidation
 	// subscription still delivers. Default 1s; negative disables.
 	PingInterval time.Duration
+	// Transport is how invalidations reach the other replicas:
+	// TransportPubSub (the default) or TransportResumable. Every replica
+	// of a namespace must use the same one.
+	Transport Transport
+	// InvalidationLogSize caps TransportResumable's invalidation log (Redis
+	// trims it approximately). A replica cut off for longer than the fleet
+	// takes to publish this many invalidations flushes its local tier, as
+	// with TransportPubSub. Default 10,000.
+	InvalidationLogSize int
 
 	// FreshFor turns on stale-while-revalidate: a value is fresh for
 	// FreshFor after it is written; after that, until it expires, it is
@@ -170,6 +179,10 @@ func (o *Options) validate() error {
 		return bad("RemoteTimeout, LeaseTTL and LoadTimeout must not be negative")
 	case o.InvalidationQueue < 0:
 		return bad("InvalidationQueue %d < 0", o.InvalidationQueue)
+	case o.Transport != TransportPubSub && o.Transport != TransportResumable && o.Transport != "":
+		return bad("Transport %q unknown", o.Transport)
+	case o.InvalidationLogSize < 0:
+		return bad("InvalidationLogSize %d < 0", o.InvalidationLogSize)
 	case o.FreshFor < 0 || o.LoadBackoff < 0 || o.DoubleDeleteDelay < 0:
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0:
@@ -228,6 +241,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxTags == 0 {
 		o.MaxTags = 32
+	}
+	if o.Transport == "" {
+		o.Transport = TransportPubSub
+	}
+	if o.InvalidationLogSize == 0 {
+		o.InvalidationLogSize = 10_000
 	}
 	if o.WriteBehindLimit == 0 {
 		o.WriteBehindLimit = 100_000
@@ -298,3 +317,21 @@ func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
 	}
 	return co
 }
+
+// Transport names a way invalidations travel between replicas.
+type Transport string
+
+const (
+	// TransportPubSub publishes each invalidation on the namespace's
+	// channel, <namespace>:inv, in the script that makes the write. A
+	// replica that may have missed messages (a resubscribe, an overflow, a
+	// ping that did not come back) flushes its local tier.
+	TransportPubSub Transport = "pubsub"
+	// TransportResumable is TransportPubSub plus an invalidation log: each
+	// message is also appended to a capped Redis stream, <namespace>:v1:invlog,
+	// in the same script, and a replica that may have missed messages
+	// replays the log from the last one it saw instead of flushing. It
+	// flushes only when the log was trimmed past that point. The price is
+	// one XADD per write and the stream's memory.
+	TransportResumable Transport = "resumable"
+)

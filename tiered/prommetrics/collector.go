@@ -26,7 +26,8 @@ type descs struct {
 	remoteCalls, remoteErrors, remoteTimeouts, remoteRejected,
 	breakerState, breakerOpens,
 	evictions, rejections, droppedSets, fenced, cost,
-	corrupt, fillsVoided, refreshes, earlyRefreshes, secondDeletes *prometheus.Desc
+	corrupt, fillsVoided, refreshes, earlyRefreshes, secondDeletes,
+	repairs, replayed *prometheus.Desc
 }
 
 // New makes a collector for src with the constant label cache=name.
@@ -61,6 +62,8 @@ func New(name string, src Source) *Collector {
 		refreshes:      d("refreshes_total", "Background refreshes that landed (stale-while-revalidate, early refresh)."),
 		earlyRefreshes: d("early_refreshes_total", "Early refreshes started by XFetch."),
 		secondDeletes:  d("second_deletes_total", "Delayed second deletes done."),
+		repairs:        d("invalidation_repairs_total", "Invalidation gaps handled by the resumable transport: repaired from the log, or flushed.", "outcome"),
+		replayed:       d("invalidations_replayed_total", "Invalidations applied by replays of the invalidation log."),
 	}}
 }
 
@@ -75,7 +78,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{d.requests, d.loads, d.loadErrors, d.loadDuration, d.leaseWaits,
 		d.published, d.received, d.lag, d.flushes, d.remoteCalls, d.remoteErrors, d.remoteTimeouts, d.remoteRejected,
 		d.breakerState, d.breakerOpens, d.evictions, d.rejections, d.droppedSets, d.fenced, d.cost,
-		d.corrupt, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes} {
+		d.corrupt, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes, d.repairs, d.replayed} {
 		ch <- x
 	}
 }
@@ -122,6 +125,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.refreshes, s.Refreshes)
 	counter(d.earlyRefreshes, s.EarlyRefresh)
 	counter(d.secondDeletes, s.SecondDeletes)
+	counter(d.repairs, s.Bus.Repairs, "repaired")
+	counter(d.repairs, s.Bus.Unrepaired, "flushed")
+	counter(d.replayed, s.Bus.Replayed)
 }
 
 func breakerValue(state string) float64 {
