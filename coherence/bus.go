@@ -12,6 +12,9 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// maxResubscribeBackoff caps the pause between failed subscription attempts.
+const maxResubscribeBackoff = 100 * time.Millisecond
+
 // ErrInvalidOptions is returned by Subscribe for options that cannot work.
 var ErrInvalidOptions = errors.New("coherence: invalid options")
 
@@ -241,7 +244,10 @@ func (b *Bus) receive(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
+		// At most 100 ms: a subscription that is down is a window of
+		// possibly stale local reads (after a Sentinel failover, until this
+		// loop finds the new master), and a retry is only a dial.
+		backoff = min(2*backoff, maxResubscribeBackoff)
 	}
 }
 

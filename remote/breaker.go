@@ -89,7 +89,7 @@ func newBreaker(o *Options, opens *atomic.Uint64) *gobreaker.TwoStepCircuitBreak
 // answered reports whether Redis was reachable: no error, a nil reply, or
 // an error reply are all answers.
 func answered(err error) bool {
-	if err == nil || errors.Is(err, ErrMiss) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) || rueidis.IsRedisNil(err) {
+	if err == nil || errors.Is(err, ErrMiss) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrNotReplicated) || rueidis.IsRedisNil(err) {
 		return true
 	}
 	_, isReply := rueidis.IsRedisErr(err)

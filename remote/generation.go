@@ -48,7 +48,7 @@ func (s *Store) LoadGeneration(ctx context.Context) (_ int64, err error) {
 	return s.Generation(), nil
 }
 
-var bumpScript = publishingScript(`
+var bumpScript = newWriteScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur + 1 ~= tonumber(ARGV[1]) then return cur end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -69,7 +69,7 @@ func (s *Store) BumpGeneration(ctx context.Context, publish func(next int64) Pub
 	for {
 		p := publish(next)
 		keys, args := s.withLog([]string{s.genKey}, []string{strconv.FormatInt(next, 10), p.Channel, string(p.Message)})
-		cur, err := bumpScript.Exec(ctx, s.opts.Client, keys, args).AsInt64()
+		cur, err := s.run(ctx, bumpScript, keys, args).AsInt64()
 		if err != nil {
 			return 0, err
 		}

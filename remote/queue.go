@@ -35,7 +35,7 @@ func (s *Store) leaderKey() string { return s.opts.Namespace + ":v1:wb:leader" }
 // A full queue is refused before anything is written, so a refused write
 // leaves no trace; an accepted one changes the value, voids the lease,
 // publishes and queues in one step.
-var setQueuedScript = publishingScript(`
+var setQueuedScript = newWriteScript(`
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
   return redis.error_reply('TCFULL write-behind queue holds ' .. ARGV[5] .. ' writes')
 end
@@ -61,7 +61,7 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 	keys := s.keys(key)
 	skeys, args := s.withLog([]string{keys[0], keys[1], s.QueueKey()},
 		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key})
-	id, err := setQueuedScript.Exec(ctx, s.opts.Client, skeys, args).ToString()
+	id, err := s.run(ctx, setQueuedScript, skeys, args).ToString()
 	if err != nil && strings.HasPrefix(err.Error(), "TCFULL") {
 		return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 	}

@@ -50,6 +50,12 @@ type Options struct {
 	// OnBreakerChange is told of every breaker state change ("closed",
 	// "half-open", "open"). It must not block.
 	OnBreakerChange func(from, to string)
+	// WaitReplicas, when positive, makes Set, Delete, SetQueued and
+	// BumpGeneration wait (WAIT) until that many replicas have the write,
+	// or fail with ErrNotReplicated after WaitTimeout. Default 0: off.
+	WaitReplicas int
+	// WaitTimeout bounds that wait. Default half of Timeout.
+	WaitTimeout time.Duration
 	// InvalidationLog, when positive, appends every published message to
 	// the namespace's invalidation log, capped at about this many entries
 	// (see invlog.go). Default 0: off.
@@ -72,6 +78,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: MaxValueBytes %d < 0", ErrInvalidOptions, o.MaxValueBytes)
 	case o.Timeout < 0:
 		return fmt.Errorf("%w: Timeout %v < 0", ErrInvalidOptions, o.Timeout)
+	case o.WaitReplicas < 0 || o.WaitTimeout < 0:
+		return fmt.Errorf("%w: WaitReplicas and WaitTimeout must not be negative", ErrInvalidOptions)
 	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0:
 		return fmt.Errorf("%w: BreakerThreshold and BreakerCooldown must not be negative", ErrInvalidOptions)
 	}
@@ -90,6 +98,10 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = time.Second
+	}
+	if o.WaitTimeout == 0 || o.WaitTimeout >= o.Timeout {
+		// WAIT must end before the call's deadline does.
+		o.WaitTimeout = o.Timeout / 2
 	}
 	if o.BreakerThreshold == 0 {
 		o.BreakerThreshold = 5
@@ -208,7 +220,7 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	return s.decode(b)
 }
 
-var setScript = publishingScript(`
+var setScript = newWriteScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 publish(ARGV[3], ARGV[4])
@@ -227,10 +239,10 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 	}
 	defer done(&err)
 	keys, args := s.withLog(s.keys(key)[:2], []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)})
-	return setScript.Exec(ctx, s.opts.Client, keys, args).Error()
+	return s.run(ctx, setScript, keys, args).Error()
 }
 
-var deleteScript = publishingScript(`
+var deleteScript = newWriteScript(`
 for i = 1, nkeys do redis.call('DEL', KEYS[i]) end
 publish(ARGV[1], ARGV[2])
 return 1
@@ -248,7 +260,7 @@ func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err e
 	}
 	defer done(&err)
 	keys, args := s.withLog(rk, []string{p.Channel, string(p.Message)})
-	return deleteScript.Exec(ctx, s.opts.Client, keys, args).Error()
+	return s.run(ctx, deleteScript, keys, args).Error()
 }
 
 // Found is one result of GetMany.

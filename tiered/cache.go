@@ -79,6 +79,8 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		BreakerCooldown:  opts.BreakerCooldown,
 		OnBreakerChange:  func(from, to string) { onBreaker(from, to) },
 		InvalidationLog:  logSize(&opts),
+		WaitReplicas:     opts.WaitReplicas,
+		WaitTimeout:      opts.WaitTimeout,
 	})
 	if err != nil {
 		lt.Close()

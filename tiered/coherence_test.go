@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -90,12 +91,31 @@ type ledgerRun struct {
 	freshFor       time.Duration              // stale-while-revalidate, when set
 	batchEvery     int                        // every n-th read is a GetOrLoadMany of 3 keys, when set
 	transport      Transport
+	waitReplicas   int
+	// observe, when set, runs alongside the workload with the replicas.
+	observe func(rs []*Cache[int64], stop <-chan struct{})
+	// client, when set, opens each replica's client (a Sentinel client,
+	// say) instead of a direct one to the server.
+	client func(testing.TB) rueidis.Client
+	// windowEnd, when set, is asked at the end of the run when the chaos's
+	// window closed: stale reads that began before it are counted apart
+	// (staleInWindow) rather than failing the run.
+	windowEnd func() time.Time
+}
+
+type staleRead struct {
+	start      time.Time
+	key        string
+	got, floor int64
+	replica    int
 }
 
 type ledgerResult struct {
 	reads, stale, localHits, writes, loads   int64
 	resubscribeFlushes, staleHits, refreshes uint64
 	repairs, replayed                        uint64
+	staleInWindow                            int64
+	lastWrite                                int64 // unix ns of the last completed write (atomic)
 	worstLag                                 time.Duration
 }
 
@@ -107,8 +127,23 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
 	opts.FreshFor = run.freshFor
 	opts.Transport = run.transport
-	rs := replicas[int64](t, srv, run.replicas, opts)
+	opts.WaitReplicas = run.waitReplicas
+	var rs []*Cache[int64]
+	if run.client == nil {
+		rs = replicas[int64](t, srv, run.replicas, opts)
+	} else {
+		for range run.replicas {
+			o := opts
+			o.Client = run.client(t)
+			c, err := New[int64](context.Background(), o)
+			require.NoError(t, err)
+			t.Cleanup(c.Close)
+			rs = append(rs, c)
+		}
+	}
 	src := ledger.New()
+	var staleMu sync.Mutex
+	var staleReads []staleRead // with windowEnd: judged at the end
 	keyName := func(i int) string { return fmt.Sprint("item:", i) }
 	var writeLocks = make([]sync.Mutex, run.keys)
 	var res ledgerResult
@@ -133,18 +168,25 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 				r := rs[(w+i)%len(rs)]
 				writeLocks[ki].Lock()
 				v := src.Bump(k)
-				for {
+				for done := false; !done; {
+					select {
+					case <-stop:
+						writeLocks[ki].Unlock() // never completed
+						return
+					default:
+					}
 					var err error
 					if i%2 == 0 {
 						err = r.Set(ctx, k, v)
 					} else {
 						err = r.Delete(ctx, k)
 					}
-					if err == nil {
-						break
+					if done = err == nil; !done {
+						time.Sleep(time.Millisecond) // Redis is failing: retry, without spinning
 					}
 				}
 				src.Completed(k, v)
+				atomic.StoreInt64(&res.lastWrite, time.Now().UnixNano())
 				writeLocks[ki].Unlock()
 				atomic.AddInt64(&res.writes, 1)
 			}
@@ -182,7 +224,11 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 						t.Errorf("GetOrLoad(%s): %v", k, err)
 						return
 					}
-					if v < floor {
+					if v < floor && run.windowEnd != nil {
+						staleMu.Lock()
+						staleReads = append(staleReads, staleRead{start: start, key: k, got: v, floor: floor, replica: ri})
+						staleMu.Unlock()
+					} else if v < floor {
 						atomic.AddInt64(&res.stale, 1)
 						staleSeen.Do(func() {
 							t.Errorf("stale read of %s: got version %d, but version %d completed more than %v before the read began", k, v, floor, grace)
@@ -199,6 +245,9 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 			run.chaos(stop)
 		}
 	}()
+	if run.observe != nil {
+		wg.Go(func() { run.observe(rs, stop) })
+	}
 	begin := time.Now()
 	for {
 		el := time.Since(begin)
@@ -210,6 +259,20 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 	close(stop)
 	wg.Wait()
 	<-chaosDone
+	if run.windowEnd != nil {
+		end := run.windowEnd()
+		for _, s := range staleReads {
+			if s.start.Before(end) {
+				res.staleInWindow++
+				continue
+			}
+			res.stale++
+			staleSeen.Do(func() {
+				t.Errorf("stale read of %s on replica %d, %v after the window: got version %d, but version %d completed more than %v before the read began",
+					s.key, s.replica, s.start.Sub(end), s.got, s.floor, grace)
+			})
+		}
+	}
 
 	// Quiescence: every replica agrees with the source once the last
 	// invalidations are delivered.

@@ -73,6 +73,17 @@ type Options struct {
 	// PingInterval is how often the cache checks that its invalidation
 	// subscription still delivers. Default 1s; negative disables.
 	PingInterval time.Duration
+	// WaitReplicas, when positive, makes Set, Delete, SetBehind and
+	// InvalidateAll wait until that many Redis replicas have the write
+	// (WAIT, in the same round trip), failing with ErrRemote after
+	// WaitTimeout if they do not. Redis replicates asynchronously: without
+	// this, a write acknowledged by a master that dies before replicating
+	// it is lost in a Sentinel failover, and the new master serves the older
+	// value until RemoteTTL. Default 0: off.
+	WaitReplicas int
+	// WaitTimeout bounds that wait. Default half of RemoteTimeout (and no
+	// more).
+	WaitTimeout time.Duration
 	// Transport is how invalidations reach the other replicas:
 	// TransportPubSub (the default) or TransportResumable. Every replica
 	// of a namespace must use the same one.
@@ -181,6 +192,8 @@ func (o *Options) validate() error {
 		return bad("InvalidationQueue %d < 0", o.InvalidationQueue)
 	case o.Transport != TransportPubSub && o.Transport != TransportResumable && o.Transport != "":
 		return bad("Transport %q unknown", o.Transport)
+	case o.WaitReplicas < 0 || o.WaitTimeout < 0:
+		return bad("WaitReplicas and WaitTimeout must not be negative")
 	case o.InvalidationLogSize < 0:
 		return bad("InvalidationLogSize %d < 0", o.InvalidationLogSize)
 	case o.FreshFor < 0 || o.LoadBackoff < 0 || o.DoubleDeleteDelay < 0:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,11 @@ type Options struct {
 	// StartTimeout bounds how long Start waits for the server to answer
 	// PING. Zero means 10s.
 	StartTimeout time.Duration
+	// Config, when set, is written to a config file in the server's
+	// directory and given first (Sentinel needs a file it can rewrite).
+	Config string
+	// Sentinel runs the process as a Redis Sentinel (--sentinel).
+	Sentinel bool
 }
 
 // Server is one redis-server process. Its methods are safe for concurrent use.
@@ -86,14 +92,27 @@ func freePort() (int, error) {
 }
 
 func (s *Server) launch(ctx context.Context, bin string) error {
-	args := []string{
+	var args []string
+	if s.opts.Config != "" || s.opts.Sentinel {
+		conf := filepath.Join(s.dir, "redis.conf")
+		if _, err := os.Stat(conf); err != nil { // a restart keeps what Sentinel wrote
+			if err := os.WriteFile(conf, []byte(s.opts.Config), 0o600); err != nil {
+				return fmt.Errorf("redisserver: config: %w", err)
+			}
+		}
+		args = append(args, conf)
+	}
+	if s.opts.Sentinel {
+		args = append(args, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--protected-mode", "no",
-	}
+	)
 	args = append(args, s.opts.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.dir
