@@ -80,3 +80,6 @@ func (s *Store) BumpGeneration(ctx context.Context, publish func(next int64) Pub
 		next = cur + 1
 	}
 }
+
+// GenerationKey is the Redis key holding the namespace's generation.
+func (s *Store) GenerationKey() string { return s.genKey }

@@ -32,7 +32,7 @@ type Cache[V any] struct {
 	channel    string
 	local      *local.Tier[V]
 	remote     *remote.Store
-	bus        *coherence.Bus
+	bus        transport
 
 	gets, loads flights[V]
 	waiting     waiters
@@ -99,18 +99,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	}
 	onBreaker = c.breakerChanged
 	c.life, c.endLife = context.WithCancel(context.Background())
-	c.bus, err = coherence.Subscribe(ctx, coherence.Options{
-		Client:       opts.Client,
-		Channel:      c.channel,
-		Namespace:    opts.Namespace,
-		Origin:       c.origin,
-		OnMessage:    c.applyInvalidation,
-		OnGap:        c.applyGap,
-		QueueSize:    opts.InvalidationQueue,
-		PingInterval: opts.PingInterval,
-		LogKey:       logKey(&opts, rs),
-		OnRepair:     c.applyRepair,
-	})
+	c.bus, err = c.startTransport(ctx)
 	if err == nil {
 		// Subscribed first, so a generation bump from now on is heard.
 		_, err = rs.LoadGeneration(ctx)
@@ -449,11 +438,80 @@ func (c *Cache[V]) breakerChanged(from, to string) {
 	if to != "closed" {
 		return
 	}
-	if c.opts.Transport == TransportResumable && c.bus != nil {
+	if c.opts.Transport != TransportPubSub && c.bus != nil {
 		c.bus.Resync(flushReasonBreaker) // a replay, or a flush if it cannot
 		return
 	}
 	c.flush(flushReasonBreaker)
+}
+
+// transport is what carries invalidations to this replica: a pub/sub Bus
+// (TransportPubSub, TransportResumable) or a Tracker (TransportTracking).
+type transport interface {
+	Close()
+	Stats() coherence.Stats
+	Resync(coherence.GapReason)
+}
+
+// startTransport returns a nil interface (not a nil pointer in one) on error.
+func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
+	if c.opts.Transport == TransportTracking {
+		// "<ns>:v1:g" covers the generation key and every generation's
+		// values (and their leases, wait markers and tags, which KeyOf
+		// ignores), and leaves out the write-behind queue, the
+		// invalidation log and the hot-key set.
+		t, err := coherence.Track(ctx, coherence.TrackingOptions{
+			Client:       c.opts.Client,
+			Prefix:       c.opts.Namespace + ":v1:g",
+			OnKeys:       c.applyTracked,
+			OnGap:        c.applyGap,
+			QueueSize:    c.opts.InvalidationQueue,
+			PingInterval: c.opts.PingInterval,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	b, err := coherence.Subscribe(ctx, coherence.Options{
+		Client:       c.opts.Client,
+		Channel:      c.channel,
+		Namespace:    c.opts.Namespace,
+		Origin:       c.origin,
+		OnMessage:    c.applyInvalidation,
+		OnGap:        c.applyGap,
+		QueueSize:    c.opts.InvalidationQueue,
+		PingInterval: c.opts.PingInterval,
+		LogKey:       logKey(&c.opts, c.remote),
+		OnRepair:     c.applyRepair,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// applyTracked applies a tracking push: the Redis keys that changed.
+func (c *Cache[V]) applyTracked(redisKeys []string) {
+	c.stats.received.Add(1)
+	keys := redisKeys[:0:0]
+	for _, rk := range redisKeys {
+		if rk == c.remote.GenerationKey() {
+			// InvalidateAll (or anyone) moved the generation.
+			ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
+			c.remote.LoadGeneration(ctx)
+			cancel()
+			c.flush(flushReasonMessage)
+			continue
+		}
+		if k, ok := c.remote.KeyOf(rk); ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		c.local.Invalidate(keys...)
+		c.waiting.wake(keys...)
+	}
 }
 
 // applyRepair is told of a gap the invalidation log repaired: nothing to

@@ -25,7 +25,15 @@ import (
 // return to each replica's first read of the new state is reported.
 func TestConvergence(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[int](t, srv, 4, testOptions("conv"))
+	for _, tr := range []Transport{TransportPubSub, TransportResumable, TransportTracking} {
+		t.Run(string(tr), func(t *testing.T) { testConvergence(t, srv, tr) })
+	}
+}
+
+func testConvergence(t *testing.T, srv *redisserver.Server, tr Transport) {
+	opts := testOptions("conv-" + string(tr))
+	opts.Transport = tr
+	rs := replicas[int](t, srv, 4, opts)
 	ctx := context.Background()
 	const rounds = 200
 	var delays []time.Duration
@@ -71,7 +79,7 @@ func TestConvergence(t *testing.T) {
 	}
 	slices.Sort(delays)
 	q := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))] }
-	t.Logf("convergence over %d reads: p50=%v p99=%v max=%v", len(delays), q(0.5), q(0.99), delays[len(delays)-1])
+	t.Logf("%s convergence over %d reads: p50=%v p99=%v max=%v", tr, len(delays), q(0.5), q(0.99), delays[len(delays)-1])
 	for i, r := range rs[1:] {
 		lag := r.Stats().Lag
 		t.Logf("replica %d invalidation lag (publish → applied): p50≤%v p99≤%v", i+1, lag.Quantile(0.5), lag.Quantile(0.99))

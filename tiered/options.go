@@ -85,8 +85,10 @@ type Options struct {
 	// more).
 	WaitTimeout time.Duration
 	// Transport is how invalidations reach the other replicas:
-	// TransportPubSub (the default) or TransportResumable. Every replica
-	// of a namespace must use the same one.
+	// TransportPubSub (the default), TransportResumable or
+	// TransportTracking. Every replica of a namespace must use the same
+	// one, except that tracking replicas can share a namespace with
+	// pub/sub ones (writes publish either way).
 	Transport Transport
 	// InvalidationLogSize caps TransportResumable's invalidation log (Redis
 	// trims it approximately). A replica cut off for longer than the fleet
@@ -190,7 +192,7 @@ func (o *Options) validate() error {
 		return bad("RemoteTimeout, LeaseTTL and LoadTimeout must not be negative")
 	case o.InvalidationQueue < 0:
 		return bad("InvalidationQueue %d < 0", o.InvalidationQueue)
-	case o.Transport != TransportPubSub && o.Transport != TransportResumable && o.Transport != "":
+	case o.Transport != TransportPubSub && o.Transport != TransportResumable && o.Transport != TransportTracking && o.Transport != "":
 		return bad("Transport %q unknown", o.Transport)
 	case o.WaitReplicas < 0 || o.WaitTimeout < 0:
 		return bad("WaitReplicas and WaitTimeout must not be negative")
@@ -347,4 +349,14 @@ const (
 	// flushes only when the log was trimmed past that point. The price is
 	// one XADD per write and the stream's memory.
 	TransportResumable Transport = "resumable"
+	// TransportTracking uses Redis server-assisted invalidation instead of
+	// the channel: one dedicated RESP3 connection per replica runs CLIENT
+	// TRACKING ON BCAST PREFIX <namespace>:v1:g, and Redis pushes the name
+	// of every value key that is written, deleted, expired or evicted — by
+	// this library or by any other program. A lost connection flushes, as
+	// with TransportPubSub. Two differences: a replica's own writes are
+	// pushed back to it, so it drops its own fresh copy (the next read goes
+	// to Redis); and waiters of a fleet load are woken by the fill's key
+	// change. Needs Redis 6+ and a RESP3 client (rueidis's default).
+	TransportTracking Transport = "tracking"
 )

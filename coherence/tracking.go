@@ -1,0 +1,246 @@
+package coherence
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// GapTrackingFlush: Redis told a tracking connection that every key may
+// have changed (FLUSHALL, FLUSHDB, or the connection was lost).
+const GapTrackingFlush GapReason = "tracking-flush"
+
+// TrackingOptions configures a Tracker. Zero values mean the defaults.
+type TrackingOptions struct {
+	// Client is the caller's rueidis client (RESP3, Redis 6+). Required.
+	Client rueidis.Client
+	// Prefix is the key prefix tracked (CLIENT TRACKING … BCAST PREFIX).
+	// Required.
+	Prefix string
+	// OnKeys is told of Redis keys under Prefix that changed, expired or
+	// were evicted, by anyone. Required. It runs on the Tracker's
+	// goroutine, in order with OnGap.
+	OnKeys func(redisKeys []string)
+	// OnGap is told that changes may have been missed. Required.
+	OnGap func(GapReason)
+	// QueueSize bounds the pushes received but not yet applied. Default 4096.
+	QueueSize int
+	// PingInterval is how often the tracking connection is checked with a
+	// PING; one not answered within PingTimeout is closed and replaced.
+	// Defaults 1s and 2s; a negative PingInterval disables the check.
+	PingInterval, PingTimeout time.Duration
+}
+
+func (o *TrackingOptions) validate() error {
+	switch {
+	case o.Client == nil:
+		return fmt.Errorf("%w: Client is nil", ErrInvalidOptions)
+	case o.Prefix == "":
+		return fmt.Errorf("%w: Prefix is empty", ErrInvalidOptions)
+	case o.OnKeys == nil || o.OnGap == nil:
+		return fmt.Errorf("%w: OnKeys and OnGap are required", ErrInvalidOptions)
+	case o.QueueSize < 0 || o.PingTimeout < 0:
+		return fmt.Errorf("%w: QueueSize and PingTimeout must not be negative", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// Tracker is the tracking transport: Redis server-assisted invalidation in
+// broadcast mode on one dedicated connection. Redis pushes the name of
+// every key under the prefix that is written, deleted, expired or evicted,
+// whoever changed it, so writes by programs that do not use tiercache
+// invalidate too. Losing the connection loses pushes: it is reported to
+// OnGap (the cache flushes) and a new connection is set up.
+type Tracker struct {
+	opts   TrackingOptions
+	queue  chan trackingEvent
+	over   atomic.Bool
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan error
+	closed sync.Once
+
+	received, overflows, resubscribes, subscriptions, pingTimeouts atomic.Uint64
+}
+
+type trackingEvent struct {
+	keys []string
+	gap  GapReason
+}
+
+// Track sets tracking up and returns once Redis has accepted it, or with
+// ctx's error (or Redis's) if it has not.
+func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = 4096
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = time.Second
+	}
+	if opts.PingTimeout == 0 {
+		opts.PingTimeout = 2 * time.Second
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	t := &Tracker{opts: opts, queue: make(chan trackingEvent, opts.QueueSize), cancel: cancel, ready: make(chan error, 1)}
+	t.wg.Add(2)
+	go t.run(runCtx)
+	go t.apply(runCtx)
+	select {
+	case err := <-t.ready:
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+	case <-ctx.Done():
+		t.Close()
+		return nil, fmt.Errorf("coherence: tracking %q: %w", opts.Prefix, ctx.Err())
+	}
+	return t, nil
+}
+
+// Close turns tracking off and waits for the Tracker's goroutines.
+func (t *Tracker) Close() {
+	t.closed.Do(func() {
+		t.cancel()
+		t.wg.Wait()
+	})
+}
+
+// Resync reports a gap to OnGap, in order with the pushes: the tracking
+// transport has no log to replay.
+func (t *Tracker) Resync(reason GapReason) { t.enqueue(trackingEvent{gap: reason}) }
+
+// Stats returns the counters, in the Bus's terms: Received counts pushes,
+// Subscriptions and Resubscribes the times tracking was set up.
+func (t *Tracker) Stats() Stats {
+	return Stats{
+		Received:      t.received.Load(),
+		Overflows:     t.overflows.Load(),
+		Resubscribes:  t.resubscribes.Load(),
+		Subscriptions: t.subscriptions.Load(),
+		PingTimeouts:  t.pingTimeouts.Load(),
+	}
+}
+
+// run keeps one tracking connection alive until ctx ends.
+func (t *Tracker) run(ctx context.Context) {
+	defer t.wg.Done()
+	backoff := 10 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		lost, err := t.session(ctx, first)
+		if first && err != nil && ctx.Err() == nil {
+			// The first attempt failing is New's error, not a retry.
+			t.ready <- err
+			return
+		}
+		if lost {
+			first = false
+			backoff = 10 * time.Millisecond
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxResubscribeBackoff)
+	}
+}
+
+// session sets tracking up on a dedicated connection and waits until the
+// connection is lost (lost true) or ctx ends.
+func (t *Tracker) session(ctx context.Context, first bool) (lost bool, err error) {
+	d, release := t.opts.Client.Dedicate()
+	defer release()
+	gone := d.SetOnInvalidations(func(keys []rueidis.RedisMessage) {
+		if keys == nil {
+			t.enqueue(trackingEvent{gap: GapTrackingFlush})
+			return
+		}
+		names := make([]string, 0, len(keys))
+		for _, k := range keys {
+			if s, err := k.ToString(); err == nil {
+				names = append(names, s)
+			}
+		}
+		t.enqueue(trackingEvent{keys: names})
+	})
+	setup, cancel := context.WithTimeout(ctx, t.opts.PingTimeout)
+	err = d.Do(setup, d.B().ClientTracking().On().Prefix().Prefix(t.opts.Prefix).Bcast().Build()).Error()
+	cancel()
+	if err != nil {
+		d.Close()
+		return false, fmt.Errorf("coherence: CLIENT TRACKING: %w", err)
+	}
+	t.subscriptions.Add(1)
+	if first {
+		t.ready <- nil
+	} else {
+		// Pushes were lost between the old connection and this one.
+		t.resubscribes.Add(1)
+		t.enqueue(trackingEvent{gap: GapResubscribe})
+	}
+	var tick <-chan time.Time
+	if t.opts.PingInterval > 0 {
+		ticker := time.NewTicker(t.opts.PingInterval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			off, cancel := context.WithTimeout(context.Background(), time.Second)
+			d.Do(off, d.B().ClientTracking().Off().Build())
+			cancel()
+			return false, nil
+		case <-gone:
+			return true, nil
+		case <-tick:
+			pctx, cancel := context.WithTimeout(ctx, t.opts.PingTimeout)
+			err := d.Do(pctx, d.B().Ping().Build()).Error()
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				// A connection that does not answer may not push either.
+				t.pingTimeouts.Add(1)
+				d.Close()
+			}
+		}
+	}
+}
+
+func (t *Tracker) enqueue(e trackingEvent) {
+	select {
+	case t.queue <- e:
+	default:
+		t.overflows.Add(1)
+		t.over.Store(true)
+	}
+}
+
+func (t *Tracker) apply(ctx context.Context) {
+	defer t.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-t.queue:
+			if e.gap != "" {
+				t.opts.OnGap(e.gap)
+			} else {
+				t.received.Add(1)
+				t.opts.OnKeys(e.keys)
+			}
+			if t.over.Swap(false) {
+				t.opts.OnGap(GapOverflow)
+			}
+		}
+	}
+}

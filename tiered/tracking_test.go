@@ -1,0 +1,110 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func trackingOptions(ns string) Options {
+	o := testOptions(ns)
+	o.Transport = TransportTracking
+	return o
+}
+
+// TestTrackingSeesWritesByOtherPrograms: a value changed with a plain
+// redis-cli SET, never through tiercache, still invalidates every replica.
+func TestTrackingSeesWritesByOtherPrograms(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, trackingOptions("track"))
+	ctx := context.Background()
+	before := rs[1].Stats().Bus.Received
+	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
+	// The write's own push reaches replica 1 first, or it would drop the
+	// copy it is about to read.
+	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
+	v, err := rs[1].Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v1", v)
+	rs[1].WaitLocal()
+	_, ok := rs[1].local.Get("k")
+	require.True(t, ok, "replica 1 holds k locally")
+
+	// Another program overwrites the value key with garbage: the replica
+	// must drop its copy (and then treat the garbage as a miss).
+	_, err = srv.Command("SET", rs[1].remote.ValueKey("k"), "written by someone else")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := rs[1].local.Get("k"); return !ok }, 5*time.Second, time.Millisecond)
+	_, err = rs[1].Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.Positive(t, rs[1].Stats().Corrupt)
+}
+
+// TestTrackingSeesExpiry: a value that expires in Redis is dropped from
+// the local tiers, though its local TTL is far off.
+func TestTrackingSeesExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, trackingOptions("expiry"))
+	ctx := context.Background()
+	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
+	// The expiry is set behind tiercache's back. That change is pushed
+	// too: wait for it before the replica reads the key.
+	before := rs[1].Stats().Bus.Received
+	_, err := srv.Command("PEXPIRE", rs[0].remote.ValueKey("k"), "300")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		v, err := rs[1].Get(ctx, "k")
+		rs[1].WaitLocal()
+		_, ok := rs[1].local.Get("k")
+		return err == nil && v == "v1" && ok
+	}, 5*time.Second, time.Millisecond, "replica 1 holds k locally")
+	// Now only Redis's expiry can make a read miss: the local TTL is a
+	// minute, and each read refills the local tier while Redis has k.
+	require.Eventually(t, func() bool { _, err := rs[1].Get(ctx, "k"); return errors.Is(err, ErrNotFound) }, 5*time.Second, time.Millisecond)
+}
+
+// TestTrackingFlushesOnDisconnect: the tracking connection is killed; the
+// replica flushes (pushes were lost) and tracks again on a new connection.
+func TestTrackingFlushesOnDisconnect(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, trackingOptions("trackcut"))
+	ctx := context.Background()
+	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
+	_, err := rs[1].Get(ctx, "k")
+	require.NoError(t, err)
+	before := rs[1].Stats()
+	_, err = srv.KillClients("normal")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		s := rs[1].Stats()
+		return s.Bus.Resubscribes > before.Bus.Resubscribes && s.Flushes["resubscribe"] > before.Flushes["resubscribe"]
+	}, 10*time.Second, time.Millisecond)
+	_, ok := rs[1].local.Get("k")
+	assert.False(t, ok, "the local tier was flushed")
+	// Tracking works on the new connection.
+	_, err = rs[1].Get(ctx, "k")
+	require.NoError(t, err)
+	// rs[0]'s connections were killed too: its first call may fail.
+	require.Eventually(t, func() bool { return rs[0].Set(ctx, "k", "v2") == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { v, err := rs[1].Get(ctx, "k"); return err == nil && v == "v2" }, 5*time.Second, time.Millisecond)
+}
+
+// TestStalenessLedgerTracking is the staleness ledger over the tracking
+// transport: the invalidation arrives on another connection than the read,
+// and the fill fence must still hold.
+func TestStalenessLedgerTracking(t *testing.T) {
+	srv := redistest.Start(t)
+	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 2 * time.Second, maxDuration: 60 * time.Second,
+		transport: TransportTracking})
+	t.Logf("tracking ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d", res.reads, res.stale, res.localHits, res.writes, res.loads)
+	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assert.Zero(t, res.stale)
+	assert.Positive(t, res.localHits)
+}
