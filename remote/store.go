@@ -118,6 +118,7 @@ type Store struct {
 	breakerOpens atomic.Uint64
 	ops          [numOps]opCounters
 	genKey       string
+	cluster      bool // a Redis Cluster client: multi-key scripts stay within a slot
 	gen          atomic.Int64
 	prefix       atomic.Pointer[string] // "<namespace>:v1:g<gen>:"
 }
@@ -129,7 +130,7 @@ func New(opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen"}
+	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: opts.Client.Mode() == rueidis.ClientModeCluster}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
 	s.storePrefix(0)
 	return s, nil
@@ -244,24 +245,41 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 
 var deleteScript = newWriteScript(`
 for i = 1, nkeys do redis.call('DEL', KEYS[i]) end
-publish(ARGV[1], ARGV[2])
+if ARGV[1] ~= '' then publish(ARGV[1], ARGV[2]) end
 return 1
 `)
 
 // Delete removes keys and their fill leases and publishes p, atomically.
+//
+// On a Cluster client the keys are deleted one hash slot at a time (a
+// script may only touch one slot), and p is published with the last
+// group: when a replica hears it, every key is already gone.
 func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err error) {
-	rk := make([]string, 0, 2*len(keys))
-	for _, k := range keys {
-		rk = append(rk, s.keys(k)[:2]...)
-	}
 	ctx, done, err := s.begin(ctx, OpDelete)
 	if err != nil {
 		return err
 	}
 	defer done(&err)
-	keys, args := s.withLog(rk, []string{p.Channel, string(p.Message)})
-	return s.run(ctx, deleteScript, keys, args).Error()
+	groups := s.bySlot(keys, func(k string) string { return "{" + k + "}" })
+	for i, g := range groups {
+		rk := make([]string, 0, 2*len(g))
+		for _, k := range g {
+			rk = append(rk, s.keys(k)[:2]...)
+		}
+		pub := Publication{}
+		if i == len(groups)-1 {
+			pub = p
+		}
+		keys, args := s.withLog(rk, []string{pub.Channel, string(pub.Message)})
+		if err := s.run(ctx, deleteScript, keys, args).Error(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// Cluster reports whether the store talks to a Redis Cluster.
+func (s *Store) Cluster() bool { return s.cluster }
 
 // Found is one result of GetMany.
 type Found struct {

@@ -86,6 +86,13 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	if rs.Cluster() && opts.Transport != TransportPubSub {
+		// The invalidation log is one stream, which no write script can
+		// reach from another slot; tracking on one connection sees one
+		// node's keys.
+		lt.Close()
+		return nil, fmt.Errorf("%w: transport %q: %w", ErrInvalidOptions, opts.Transport, ErrUnsupported)
+	}
 	c := &Cache[V]{
 		sampler:    opts.Sampler,
 		sampleMask: uint32(opts.SampleEvery - 1),

@@ -32,6 +32,11 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 // above the flush delay, and run Redis with persistence (AOF) if a Redis
 // restart must not lose queued writes.
 func (c *Cache[V]) SetBehind(ctx context.Context, key string, v V, opts ...CallOption) error {
+	if c.remote.Cluster() {
+		// The queue is one stream, which the write's script could only
+		// reach if it shared the key's slot.
+		return fmt.Errorf("write-behind: %w", ErrUnsupported)
+	}
 	return c.write(ctx, key, v, opts, true)
 }
 

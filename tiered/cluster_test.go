@@ -1,0 +1,136 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func clusterReplicas[V any](t *testing.T, cl *redistest.Cluster, n int, opts Options) []*Cache[V] {
+	t.Helper()
+	var rs []*Cache[V]
+	for range n {
+		o := opts
+		o.Client = cl.Client(t)
+		c, err := New[V](context.Background(), o)
+		require.NoError(t, err)
+		t.Cleanup(c.Close)
+		rs = append(rs, c)
+	}
+	return rs
+}
+
+// TestCluster runs the foundation's convergence and staleness tests, and
+// every feature, against a real three-master Redis Cluster.
+func TestCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	client := func(tb testing.TB) rueidis.Client { return cl.Client(tb) }
+
+	t.Run("convergence", func(t *testing.T) {
+		testConvergence(t, clusterReplicas[int](t, cl, 4, testOptions("cconv")), TransportPubSub)
+	})
+	t.Run("staleness-ledger", func(t *testing.T) {
+		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 2 * time.Second,
+			maxDuration: 60 * time.Second, client: client})
+		t.Logf("cluster ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d", res.reads, res.stale, res.localHits, res.writes, res.loads)
+		assert.Zero(t, res.stale)
+		assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	})
+	t.Run("slot-migration-during-a-write-storm", func(t *testing.T) {
+		var moves atomic.Int64
+		chaos := func(stop <-chan struct{}) {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Move 300 slots around the ring, keys and all.
+				cl.Reshard(t, i%3, (i+1)%3, 300)
+				moves.Add(1)
+			}
+		}
+		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
+			maxDuration: 90 * time.Second, client: client, chaos: chaos})
+		t.Logf("cluster ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each)", res.reads, res.stale, res.writes, moves.Load())
+		assert.Zero(t, res.stale)
+		assert.Positive(t, moves.Load())
+	})
+	t.Run("features", func(t *testing.T) {
+		testClusterFeatures(t, clusterReplicas[string](t, cl, 3, testOptions("cfeat")))
+	})
+	t.Run("unsupported", func(t *testing.T) {
+		for _, tr := range []Transport{TransportResumable, TransportTracking} {
+			o := testOptions("cun")
+			o.Transport, o.Client = tr, cl.Client(t)
+			_, err := New[string](context.Background(), o)
+			assert.ErrorIs(t, err, ErrUnsupported, tr)
+		}
+		c := clusterReplicas[string](t, cl, 1, testOptions("cun"))[0]
+		assert.ErrorIs(t, c.SetBehind(context.Background(), "k", "v"), ErrUnsupported)
+	})
+}
+
+// testClusterFeatures: keys spread over every slot owner are deleted in
+// one call, tags and InvalidateAll reach every replica, batches load each
+// key once, and a stampede loads once.
+func testClusterFeatures(t *testing.T, rs []*Cache[string]) {
+	ctx := context.Background()
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key-", i)
+		require.NoError(t, rs[0].Set(ctx, keys[i], "v", WithTags("all")))
+	}
+	for _, k := range keys {
+		v, err := rs[1].Get(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, "v", v)
+	}
+	require.NoError(t, rs[0].Delete(ctx, keys[:50]...), "a delete spanning many slots")
+	for _, k := range keys[:50] {
+		require.Eventually(t, func() bool { _, err := rs[1].Get(ctx, k); return err != nil }, 5*time.Second, time.Millisecond)
+	}
+	require.NoError(t, rs[0].InvalidateTags(ctx, "all"))
+	for _, k := range keys[50:] {
+		require.Eventually(t, func() bool { _, err := rs[1].Get(ctx, k); return err != nil }, 5*time.Second, time.Millisecond)
+	}
+	require.NoError(t, rs[0].Set(ctx, "x", "1"))
+	_, err := rs[2].Get(ctx, "x")
+	require.NoError(t, err)
+	require.NoError(t, rs[0].InvalidateAll(ctx))
+	require.Eventually(t, func() bool { _, err := rs[2].Get(ctx, "x"); return err != nil }, 5*time.Second, time.Millisecond)
+
+	var loads atomic.Int64
+	got, err := rs[1].GetOrLoadMany(ctx, keys, func(_ context.Context, ks []string) (map[string]string, error) {
+		loads.Add(int64(len(ks)))
+		out := map[string]string{}
+		for _, k := range ks {
+			out[k] = "loaded-" + k
+		}
+		return out, nil
+	})
+	require.NoError(t, err)
+	assert.Len(t, got, len(keys))
+	assert.EqualValues(t, len(keys), loads.Load(), "each key loaded once")
+	many, err := rs[2].GetMany(ctx, keys)
+	require.NoError(t, err)
+	assert.Len(t, many, len(keys), "the batch fill reached Redis on every node")
+
+	loads.Store(0)
+	delays := stampede(t, rs, 50, fmt.Sprint("hot-", rand.IntN(1e6)), func(context.Context) (string, error) {
+		loads.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return "value", nil
+	})
+	assert.Len(t, delays, 150)
+	assert.EqualValues(t, 1, loads.Load(), "one load for the fleet")
+}
