@@ -181,7 +181,9 @@ func TestKilledFlusherIsTakenOver(t *testing.T) {
 		}
 	}
 	assert.Zero(t, lost)
-	assert.Positive(t, duplicates, "writes delivered before the kill and not acknowledged come again")
+	// Duplicates are likely (the dead flusher's unacknowledged deliveries
+	// come again) but not certain: a claimed write coalesces with a later
+	// one to its key. They are counted, not required.
 	t.Logf("written %d; delivered %d (%d distinct, %d coalesced away); duplicates %d; lost %d; %d unacknowledged at the kill, %d claimed",
 		written.Load(), len(log), len(seen), written.Load()-int64(len(seen)), duplicates, lost, inFlight, st.Claimed)
 }
