@@ -50,19 +50,24 @@ func (o *TrackingOptions) validate() error {
 }
 
 // Tracker is the tracking transport: Redis server-assisted invalidation in
-// broadcast mode on one dedicated connection. Redis pushes the name of
-// every key under the prefix that is written, deleted, expired or evicted,
-// whoever changed it, so writes by programs that do not use tiercache
-// invalidate too. Losing the connection loses pushes: it is reported to
-// OnGap (the cache flushes) and a new connection is set up.
+// broadcast mode on one dedicated connection per Redis node (one on a
+// single Redis or Sentinel; one per node of a Cluster, whose nodes each push
+// only the changes of their own keys). Redis pushes the name of every key
+// under the prefix that is written, deleted, expired or evicted, whoever
+// changed it, so writes by programs that do not use tiercache invalidate
+// too. Losing a connection loses pushes: it is reported to OnGap (the cache
+// flushes) and a new connection is set up. On a Cluster the node list is
+// checked every PingInterval; a node that appears (slots moved to it) is
+// tracked, and reported as a gap, since it took writes untracked.
 type Tracker struct {
 	opts   TrackingOptions
 	queue  chan trackingEvent
 	over   atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ready  chan error
 	closed sync.Once
+	// nodes cancels each node's tracking; only Track and watchNodes use it.
+	nodes map[string]context.CancelFunc
 
 	received, overflows, resubscribes, subscriptions, pingTimeouts atomic.Uint64
 }
@@ -88,21 +93,74 @@ func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 		opts.PingTimeout = 2 * time.Second
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	t := &Tracker{opts: opts, queue: make(chan trackingEvent, opts.QueueSize), cancel: cancel, ready: make(chan error, 1)}
-	t.wg.Add(2)
-	go t.run(runCtx)
+	t := &Tracker{opts: opts, queue: make(chan trackingEvent, opts.QueueSize), cancel: cancel, nodes: map[string]context.CancelFunc{}}
+	t.wg.Add(1)
 	go t.apply(runCtx)
-	select {
-	case err := <-t.ready:
-		if err != nil {
+	nodes := t.nodeClients()
+	ready := make(chan error, len(nodes))
+	for addr, c := range nodes {
+		t.startNode(runCtx, addr, c, ready, false)
+	}
+	for range nodes {
+		select {
+		case err := <-ready:
+			if err != nil {
+				t.Close()
+				return nil, err
+			}
+		case <-ctx.Done():
 			t.Close()
-			return nil, err
+			return nil, fmt.Errorf("coherence: tracking %q: %w", opts.Prefix, ctx.Err())
 		}
-	case <-ctx.Done():
-		t.Close()
-		return nil, fmt.Errorf("coherence: tracking %q: %w", opts.Prefix, ctx.Err())
+	}
+	if opts.Client.Mode() == rueidis.ClientModeCluster && opts.PingInterval > 0 {
+		t.wg.Add(1)
+		go t.watchNodes(runCtx)
 	}
 	return t, nil
+}
+
+// nodeClients are the clients to track through: the caller's, or on a
+// Cluster one per node.
+func (t *Tracker) nodeClients() map[string]rueidis.Client {
+	if t.opts.Client.Mode() != rueidis.ClientModeCluster {
+		return map[string]rueidis.Client{"": t.opts.Client}
+	}
+	return t.opts.Client.Nodes()
+}
+
+// startNode tracks through c until ctx ends or the node is dropped.
+func (t *Tracker) startNode(ctx context.Context, addr string, c rueidis.Client, ready chan<- error, gapFirst bool) {
+	nctx, stop := context.WithCancel(ctx)
+	t.nodes[addr] = stop
+	t.wg.Add(1)
+	go t.run(nctx, c, ready, gapFirst)
+}
+
+// watchNodes follows a Cluster's node list.
+func (t *Tracker) watchNodes(ctx context.Context) {
+	defer t.wg.Done()
+	tick := time.NewTicker(t.opts.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := t.nodeClients()
+		for addr, stop := range t.nodes {
+			if _, ok := now[addr]; !ok {
+				stop()
+				delete(t.nodes, addr)
+			}
+		}
+		for addr, c := range now {
+			if _, ok := t.nodes[addr]; !ok {
+				t.startNode(ctx, addr, c, nil, true)
+			}
+		}
+	}
 }
 
 // Close turns tracking off and waits for the Tracker's goroutines.
@@ -129,16 +187,18 @@ func (t *Tracker) Stats() Stats {
 	}
 }
 
-// run keeps one tracking connection alive until ctx ends.
-func (t *Tracker) run(ctx context.Context) {
+// run keeps one tracking connection through c alive until ctx ends. The
+// first setup's result goes to ready when it is not nil; gapFirst reports
+// a gap once that first setup is done.
+func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error, gapFirst bool) {
 	defer t.wg.Done()
 	backoff := 10 * time.Millisecond
 	first := true
 	for ctx.Err() == nil {
-		lost, err := t.session(ctx, first)
-		if first && err != nil && ctx.Err() == nil {
-			// The first attempt failing is New's error, not a retry.
-			t.ready <- err
+		lost, err := t.session(ctx, c, first, ready, gapFirst)
+		if first && ready != nil && err != nil && ctx.Err() == nil {
+			// The first attempt failing is Track's error, not a retry.
+			ready <- err
 			return
 		}
 		if lost {
@@ -157,8 +217,8 @@ func (t *Tracker) run(ctx context.Context) {
 
 // session sets tracking up on a dedicated connection and waits until the
 // connection is lost (lost true) or ctx ends.
-func (t *Tracker) session(ctx context.Context, first bool) (lost bool, err error) {
-	d, release := t.opts.Client.Dedicate()
+func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, ready chan<- error, gapFirst bool) (lost bool, err error) {
+	d, release := c.Dedicate()
 	defer release()
 	gone := d.SetOnInvalidations(func(keys []rueidis.RedisMessage) {
 		if keys == nil {
@@ -181,9 +241,10 @@ func (t *Tracker) session(ctx context.Context, first bool) (lost bool, err error
 		return false, fmt.Errorf("coherence: CLIENT TRACKING: %w", err)
 	}
 	t.subscriptions.Add(1)
-	if first {
-		t.ready <- nil
-	} else {
+	if first && ready != nil {
+		ready <- nil
+	}
+	if !first || gapFirst {
 		// Pushes were lost between the old connection and this one.
 		t.resubscribes.Add(1)
 		t.enqueue(trackingEvent{gap: GapResubscribe})

@@ -86,10 +86,9 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	if rs.Cluster() && opts.Transport != TransportPubSub {
+	if rs.Cluster() && opts.Transport == TransportResumable {
 		// The invalidation log is one stream, which no write script can
-		// reach from another slot; tracking on one connection sees one
-		// node's keys.
+		// reach from another slot.
 		lt.Close()
 		return nil, fmt.Errorf("%w: transport %q: %w", ErrInvalidOptions, opts.Transport, ErrUnsupported)
 	}

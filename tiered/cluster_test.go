@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -45,36 +46,55 @@ func TestCluster(t *testing.T) {
 		assert.Zero(t, res.stale)
 		assert.GreaterOrEqual(t, res.reads, int64(100_000))
 	})
-	t.Run("slot-migration-during-a-write-storm", func(t *testing.T) {
-		var moves atomic.Int64
-		chaos := func(stop <-chan struct{}) {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
+	for _, tr := range []Transport{TransportPubSub, TransportTracking} {
+		t.Run("slot-migration-during-a-write-storm/"+string(tr), func(t *testing.T) {
+			var moves atomic.Int64
+			chaos := func(stop <-chan struct{}) {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					// Move 300 slots around the ring, keys and all.
+					cl.Reshard(t, i%3, (i+1)%3, 300)
+					moves.Add(1)
 				}
-				// Move 300 slots around the ring, keys and all.
-				cl.Reshard(t, i%3, (i+1)%3, 300)
-				moves.Add(1)
 			}
+			res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
+				maxDuration: 90 * time.Second, client: client, chaos: chaos, transport: tr})
+			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each)", tr, res.reads, res.stale, res.writes, moves.Load())
+			assert.Zero(t, res.stale)
+			assert.Positive(t, moves.Load())
+		})
+	}
+	t.Run("tracking", func(t *testing.T) {
+		// One tracking connection per node: every key's change is seen,
+		// whichever node holds it.
+		o := testOptions("ctrack")
+		o.Transport = TransportTracking
+		rs := clusterReplicas[int](t, cl, 4, o)
+		testConvergence(t, rs, TransportTracking)
+		// A write by another program, on whichever node owns the key.
+		other := cl.Client(t)
+		ctx := context.Background()
+		for i := range 20 {
+			k := fmt.Sprint("foreign-", i)
+			require.NoError(t, rs[0].Set(ctx, k, i))
+			require.Eventually(t, func() bool { v, err := rs[1].Get(ctx, k); return err == nil && v == i }, 5*time.Second, time.Millisecond)
+			require.NoError(t, other.Do(ctx, other.B().Del().Key(rs[1].remote.ValueKey(k)).Build()).Error())
+			require.Eventually(t, func() bool { _, err := rs[1].Get(ctx, k); return errors.Is(err, ErrNotFound) }, 5*time.Second, time.Millisecond,
+				"a DEL by another program reached replica 1's local tier")
 		}
-		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
-			maxDuration: 90 * time.Second, client: client, chaos: chaos})
-		t.Logf("cluster ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each)", res.reads, res.stale, res.writes, moves.Load())
-		assert.Zero(t, res.stale)
-		assert.Positive(t, moves.Load())
 	})
 	t.Run("features", func(t *testing.T) {
 		testClusterFeatures(t, clusterReplicas[string](t, cl, 3, testOptions("cfeat")))
 	})
 	t.Run("unsupported", func(t *testing.T) {
-		for _, tr := range []Transport{TransportResumable, TransportTracking} {
-			o := testOptions("cun")
-			o.Transport, o.Client = tr, cl.Client(t)
-			_, err := New[string](context.Background(), o)
-			assert.ErrorIs(t, err, ErrUnsupported, tr)
-		}
+		o := testOptions("cun")
+		o.Transport, o.Client = TransportResumable, cl.Client(t)
+		_, err := New[string](context.Background(), o)
+		assert.ErrorIs(t, err, ErrUnsupported)
 		c := clusterReplicas[string](t, cl, 1, testOptions("cun"))[0]
 		assert.ErrorIs(t, c.SetBehind(context.Background(), "k", "v"), ErrUnsupported)
 	})

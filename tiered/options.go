@@ -357,6 +357,7 @@ const (
 	// with TransportPubSub. Two differences: a replica's own writes are
 	// pushed back to it, so it drops its own fresh copy (the next read goes
 	// to Redis); and waiters of a fleet load are woken by the fill's key
-	// change. Needs Redis 6+ and a RESP3 client (rueidis's default).
+	// change. Needs Redis 6+ and a RESP3 client (rueidis's default). On a
+	// Cluster there is one tracking connection per node.
 	TransportTracking Transport = "tracking"
 )
