@@ -35,14 +35,19 @@ func clusterReplicas[V any](t *testing.T, cl *redistest.Cluster, n int, opts Opt
 func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	client := func(tb testing.TB) rueidis.Client { return cl.Client(tb) }
+	// An invalidation crosses the cluster bus to reach subscribers of other
+	// nodes. With three Redis nodes, four caches and other test packages
+	// sharing two cores under -race, delivery was measured up to ~131 ms,
+	// over the single-server grace of 100 ms.
+	const clusterGrace = 300 * time.Millisecond
 
 	t.Run("convergence", func(t *testing.T) {
 		testConvergence(t, clusterReplicas[int](t, cl, 4, testOptions("cconv")), TransportPubSub)
 	})
 	t.Run("staleness-ledger", func(t *testing.T) {
 		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 2 * time.Second,
-			maxDuration: 60 * time.Second, client: client})
-		t.Logf("cluster ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d", res.reads, res.stale, res.localHits, res.writes, res.loads)
+			maxDuration: 60 * time.Second, client: client, grace: clusterGrace})
+		t.Logf("cluster ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d lag-max≤%v", res.reads, res.stale, res.localHits, res.writes, res.loads, res.worstLag)
 		assert.Zero(t, res.stale)
 		assert.GreaterOrEqual(t, res.reads, int64(100_000))
 	})
@@ -62,8 +67,8 @@ func TestCluster(t *testing.T) {
 				}
 			}
 			res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
-				maxDuration: 90 * time.Second, client: client, chaos: chaos, transport: tr})
-			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each)", tr, res.reads, res.stale, res.writes, moves.Load())
+				maxDuration: 90 * time.Second, client: client, chaos: chaos, transport: tr, grace: clusterGrace})
+			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each) lag-max≤%v", tr, res.reads, res.stale, res.writes, moves.Load(), res.worstLag)
 			assert.Zero(t, res.stale)
 			assert.Positive(t, moves.Load())
 		})

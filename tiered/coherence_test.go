@@ -101,6 +101,9 @@ type ledgerRun struct {
 	batchEvery     int                        // every n-th read is a GetOrLoadMany of 3 keys, when set
 	transport      Transport
 	waitReplicas   int
+	// grace overrides the default grace (100 ms): on a Cluster an
+	// invalidation crosses the cluster bus, one more hop on a loaded box.
+	grace time.Duration
 	// observe, when set, runs alongside the workload with the replicas.
 	observe func(rs []*Cache[int64], stop <-chan struct{})
 	// client, when set, opens each replica's client (a Sentinel client,
@@ -133,6 +136,10 @@ type ledgerResult struct {
 const grace = 100 * time.Millisecond
 
 func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResult {
+	grace := grace
+	if run.grace > 0 {
+		grace = run.grace
+	}
 	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
 	opts.FreshFor = run.freshFor
 	opts.Transport = run.transport
@@ -213,7 +220,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 					default:
 					}
 					if run.batchEvery > 0 && n%run.batchEvery == 0 {
-						batchRead(t, r, src, &res, []string{keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64()))})
+						batchRead(t, r, src, &res, grace, []string{keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64())), keyName(int(zipf.Uint64()))})
 						continue
 					}
 					k := keyName(int(zipf.Uint64()))
@@ -312,7 +319,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 }
 
 // batchRead is one GetOrLoadMany of the ledger, judged key by key.
-func batchRead(t *testing.T, r *Cache[int64], src *ledger.Ledger, res *ledgerResult, keys []string) {
+func batchRead(t *testing.T, r *Cache[int64], src *ledger.Ledger, res *ledgerResult, grace time.Duration, keys []string) {
 	start := time.Now()
 	floors := make(map[string]int64, len(keys))
 	for _, k := range keys {
