@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -31,18 +30,7 @@ type Write[V any] struct {
 }
 
 // SeqLess reports whether queue id a comes before b.
-func SeqLess(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	if am != bm {
-		x, _ := strconv.ParseUint(am, 10, 64)
-		y, _ := strconv.ParseUint(bm, 10, 64)
-		return x < y
-	}
-	x, _ := strconv.ParseUint(as, 10, 64)
-	y, _ := strconv.ParseUint(bs, 10, 64)
-	return x < y
-}
+func SeqLess(a, b string) bool { return coherence.StreamIDLess(a, b) }
 
 // BatchWriter persists writes to the source of truth, within ctx's
 // deadline. It returns nil when every write was accepted; WriteErrors to
