@@ -17,18 +17,20 @@ var ErrQueueFull = errors.New("remote: write-behind queue full")
 
 // The write-behind queue of a namespace is a Redis stream read by one
 // consumer group. Its keys are outside the generations, so InvalidateAll
-// never drops a queued write:
+// never drops a queued write. The queue and its dead letters share a hash
+// tag, so that a script may move an entry from one to the other on a
+// Cluster:
 //
-//	<namespace>:v1:wb         the queue: fields k (key) and e (the envelope)
-//	<namespace>:v1:wb:dead    dead letters: k, e, id, attempts, err
-//	<namespace>:v1:wb:leader  the flusher lease: a random token, PX
+//	<ns>:v1:wb:{<ns>}         the queue: fields k (key) and e (the envelope)
+//	<ns>:v1:wb:{<ns>}:dead    dead letters: k, e, id, attempts, err
+//	<ns>:v1:wb:leader         the flusher lease: a random token, PX
 const queueGroup = "tiercache"
 
 // QueueKey is the Redis stream of the namespace's write-behind queue.
-func (s *Store) QueueKey() string { return s.opts.Namespace + ":v1:wb" }
+func (s *Store) QueueKey() string { return s.opts.Namespace + ":v1:wb:{" + s.opts.Namespace + "}" }
 
 // DeadLetterKey is the Redis stream of the queue's dead letters.
-func (s *Store) DeadLetterKey() string { return s.opts.Namespace + ":v1:wb:dead" }
+func (s *Store) DeadLetterKey() string { return s.QueueKey() + ":dead" }
 
 func (s *Store) leaderKey() string { return s.opts.Namespace + ":v1:wb:leader" }
 
@@ -48,10 +50,17 @@ return redis.call('XADD', KEYS[3], '*', 'k', ARGV[6], 'e', ARGV[1])
 // SetQueued is Set that also appends the write to the write-behind queue,
 // atomically, unless the queue holds limit writes already (ErrQueueFull).
 // It returns the write's queue id.
+//
+// On a Cluster the queue is in another slot than the key, so it takes two
+// steps, the queue first: a write is never in the cache without being in
+// the queue. If the second step fails, the error wraps ErrQueuedOnly.
 func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Publication, limit int) (_ string, err error) {
 	b, err := s.Encode(e)
 	if err != nil {
 		return "", err
+	}
+	if s.cluster {
+		return s.setQueuedInSteps(ctx, key, b, e, p, limit)
 	}
 	ctx, done, err := s.begin(ctx, OpQueue)
 	if err != nil {
@@ -66,6 +75,39 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 		return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 	}
 	return id, err
+}
+
+// ErrQueuedOnly reports a write-behind write on a Cluster that reached the
+// queue (so the source will get it) but not the cache, which may still hold
+// the previous value. Writing again repairs it.
+var ErrQueuedOnly = errors.New("remote: write queued, but the cache was not updated")
+
+var enqueueScript = rueidis.NewLuaScript(`
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return redis.error_reply('TCFULL write-behind queue holds ' .. ARGV[1] .. ' writes')
+end
+return redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 'e', ARGV[3])
+`)
+
+func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *Envelope, p Publication, limit int) (string, error) {
+	id, err := func() (_ string, err error) {
+		ctx, done, err := s.begin(ctx, OpQueue)
+		if err != nil {
+			return "", err
+		}
+		defer done(&err)
+		return enqueueScript.Exec(ctx, s.opts.Client, []string{s.QueueKey()}, []string{strconv.Itoa(limit), key, string(b)}).ToString()
+	}()
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "TCFULL") {
+			return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
+		}
+		return "", err
+	}
+	if err := s.Set(ctx, key, e, p); err != nil {
+		return id, fmt.Errorf("%w (queued as %s): %w", ErrQueuedOnly, id, err)
+	}
+	return id, nil
 }
 
 // QueueEntry is one queued write.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 func clusterReplicas[V any](t *testing.T, cl *redistest.Cluster, n int, opts Options) []*Cache[V] {
@@ -100,8 +102,38 @@ func TestCluster(t *testing.T) {
 		o.Transport, o.Client = TransportResumable, cl.Client(t)
 		_, err := New[string](context.Background(), o)
 		assert.ErrorIs(t, err, ErrUnsupported)
-		c := clusterReplicas[string](t, cl, 1, testOptions("cun"))[0]
-		assert.ErrorIs(t, c.SetBehind(context.Background(), "k", "v"), ErrUnsupported)
+	})
+	t.Run("write-behind", func(t *testing.T) {
+		testClusterWriteBehind(t, clusterReplicas[int](t, cl, 3, testOptions("cwb")))
+	})
+	t.Run("write-behind-queued-but-not-cached", func(t *testing.T) {
+		// The key's node is paused, the queue's is not: the write is
+		// queued, the cache step fails, and SetBehind says so.
+		o := testOptions("cwbq")
+		o.RemoteTimeout = 200 * time.Millisecond
+		c := clusterReplicas[int](t, cl, 1, o)[0]
+		ctx := context.Background()
+		queueNode := ownerOf(t, cl, c.remote.QueueKey())
+		key := ""
+		for i := 0; key == ""; i++ {
+			if k := fmt.Sprint("k", i); ownerOf(t, cl, c.remote.ValueKey(k)) != queueNode {
+				key = k
+			}
+		}
+		keyNode := cl.Nodes[ownerOf(t, cl, c.remote.ValueKey(key))]
+		require.NoError(t, keyNode.Pause())
+		err := c.SetBehind(ctx, key, 1)
+		require.NoError(t, keyNode.Resume())
+		require.ErrorIs(t, err, ErrRemote)
+		require.ErrorIs(t, err, remote.ErrQueuedOnly)
+		q, _, err := c.remote.QueueDepth(ctx)
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, q, "the write is queued: the source will get it")
+		// Writing again repairs the cache.
+		require.Eventually(t, func() bool { return c.SetBehind(ctx, key, 1) == nil }, 10*time.Second, 10*time.Millisecond)
+		v, err := c.Get(ctx, key)
+		require.NoError(t, err)
+		assert.Equal(t, 1, v)
 	})
 }
 
@@ -158,4 +190,66 @@ func testClusterFeatures(t *testing.T, rs []*Cache[string]) {
 	})
 	assert.Len(t, delays, 150)
 	assert.EqualValues(t, 1, loads.Load(), "one load for the fleet")
+}
+
+// testClusterWriteBehind: three replicas write behind to keys on every
+// node, a poison write among them; one flusher delivers every key's last
+// write and dead-letters the poison (the dead-letter stream shares the
+// queue's slot).
+func testClusterWriteBehind(t *testing.T, rs []*Cache[int]) {
+	ctx := context.Background()
+	src := newFakeSource()
+	src.setRefuse(func(ws []Write[int]) error {
+		refused := WriteErrors{}
+		for i, w := range ws {
+			if w.Key == "poison" {
+				refused[i] = errors.New("rejected")
+			}
+		}
+		if len(refused) == 0 {
+			return nil
+		}
+		return refused
+	})
+	opts := fastFlusher(src)
+	opts.MaxAttempts = 2
+	f, err := NewFlusher(rs[0], opts)
+	require.NoError(t, err)
+	runFlusher(t, f)
+	require.NoError(t, rs[1].SetBehind(ctx, "poison", -1))
+	const keys, rounds = 30, 5
+	for round := 1; round <= rounds; round++ {
+		for r := range rs {
+			for k := range keys {
+				require.NoError(t, rs[r].SetBehind(ctx, fmt.Sprintf("r%d-k%d", r, k), round))
+			}
+		}
+	}
+	waitDrained(t, rs[0])
+	for r := range rs {
+		for k := range keys {
+			key := fmt.Sprintf("r%d-k%d", r, k)
+			v, ok := src.get(key)
+			require.True(t, ok, key)
+			assert.Equal(t, rounds, v, key)
+			got, err := rs[(r+1)%len(rs)].Get(ctx, key)
+			require.NoError(t, err)
+			assert.Equal(t, rounds, got, "the cache holds the last write too")
+		}
+	}
+	assert.EqualValues(t, 1, f.Stats().DeadLetters)
+}
+
+// ownerOf is the index of the cluster node that serves redisKey: the others
+// answer a direct GET with a MOVED redirect.
+func ownerOf(t *testing.T, cl *redistest.Cluster, redisKey string) int {
+	t.Helper()
+	for i, n := range cl.Nodes {
+		out, err := n.Command("GET", redisKey)
+		if err == nil || !strings.Contains(out+err.Error(), "MOVED") {
+			return i
+		}
+	}
+	t.Fatalf("no node serves %s", redisKey)
+	return -1
 }

@@ -55,7 +55,7 @@
 //
 // # Write-behind
 //
-// SetBehind is Set plus, in the same script, an entry in the namespace's
+// SetBehind is Set plus, in the same script (two steps on a Cluster), an entry in the namespace's
 // durable write queue (a Redis stream, bounded by Options.WriteBehindLimit).
 // A Flusher, run on any replicas (one holds a lease and flushes, the others
 // stand by), delivers the queue to a BatchWriter in batches, coalescing

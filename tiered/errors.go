@@ -30,6 +30,6 @@ var (
 	// waiting to be flushed; nothing was changed.
 	ErrQueueFull = errors.New("tiered: write-behind queue full")
 	// ErrUnsupported: the feature does not work on this kind of Redis
-	// deployment (on Cluster: write-behind and the resumable transport).
+	// deployment (on Cluster: the resumable transport).
 	ErrUnsupported = errors.New("tiered: not supported on Redis Cluster")
 )

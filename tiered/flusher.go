@@ -147,9 +147,6 @@ func NewFlusher[V any](c *Cache[V], opts FlusherOptions[V]) (*Flusher[V], error)
 	if err := opts.validate(c.opts.RemoteTimeout); err != nil {
 		return nil, err
 	}
-	if c.remote.Cluster() {
-		return nil, fmt.Errorf("write-behind: %w", ErrUnsupported)
-	}
 	opts.setDefaults(c.opts.RemoteTimeout)
 	if opts.LeaseTTL < 2*opts.WriteTimeout+opts.Interval {
 		return nil, fmt.Errorf("%w: flusher: LeaseTTL %v < 2 × WriteTimeout + Interval", ErrInvalidOptions, opts.LeaseTTL)

@@ -82,6 +82,7 @@ func TestKilledFlusherIsTakenOver(t *testing.T) {
 	require.NoError(t, child.Start())
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 	leaderKey := "kill:v1:wb:leader"
+	queueKey := rs[0].remote.QueueKey()
 	require.Eventually(t, func() bool {
 		s, err := admin.Do(ctx, admin.B().Get().Key(leaderKey).Build()).ToString()
 		return err == nil && s != ""
@@ -127,7 +128,7 @@ func TestKilledFlusherIsTakenOver(t *testing.T) {
 		return n
 	}
 	pendingWrites := func() int64 {
-		summary, err := admin.Do(ctx, admin.B().Xpending().Key("kill:v1:wb").Group("tiercache").Build()).ToArray()
+		summary, err := admin.Do(ctx, admin.B().Xpending().Key(queueKey).Group("tiercache").Build()).ToArray()
 		require.NoError(t, err)
 		n, err := summary[0].AsInt64()
 		require.NoError(t, err)

@@ -31,12 +31,13 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 // Until it is flushed the write lives only in Redis: keep RemoteTTL well
 // above the flush delay, and run Redis with persistence (AOF) if a Redis
 // restart must not lose queued writes.
+//
+// On a Redis Cluster the queue lives in another slot than the key, so the
+// write takes two steps, the queue first. If the second fails, SetBehind
+// returns an error wrapping ErrRemote: the write is queued and will reach
+// the source, but the cache may keep the previous value until RemoteTTL.
+// Calling SetBehind again repairs that. Writers are idempotent anyway.
 func (c *Cache[V]) SetBehind(ctx context.Context, key string, v V, opts ...CallOption) error {
-	if c.remote.Cluster() {
-		// The queue is one stream, which the write's script could only
-		// reach if it shared the key's slot.
-		return fmt.Errorf("write-behind: %w", ErrUnsupported)
-	}
 	return c.write(ctx, key, v, opts, true)
 }
 
