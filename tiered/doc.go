@@ -55,9 +55,9 @@
 //
 // # Write-behind
 //
-// SetBehind is Set plus, in the same script (two steps on a Cluster), an entry in the namespace's
-// durable write queue (a Redis stream, bounded by Options.WriteBehindLimit).
-// A Flusher, run on any replicas (one holds a lease and flushes, the others
+// SetBehind is Set plus, in the same script (in two steps on a Cluster), an
+// entry in the namespace's durable write queue (a Redis stream, bounded by
+// Options.WriteBehindLimit). A Flusher, run on any replicas (one holds a lease and flushes, the others
 // stand by), delivers the queue to a BatchWriter in batches, coalescing
 // writes to one key, at least once, acknowledging only what the writer
 // accepted, and dead-lettering writes it refuses MaxAttempts times. See
