@@ -56,6 +56,7 @@ func TestCluster(t *testing.T) {
 	for _, tr := range []Transport{TransportPubSub, TransportTracking} {
 		t.Run("slot-migration-during-a-write-storm/"+string(tr), func(t *testing.T) {
 			var moves atomic.Int64
+			var reshardErr atomic.Pointer[error]
 			chaos := func(stop <-chan struct{}) {
 				for i := 0; ; i++ {
 					select {
@@ -64,13 +65,19 @@ func TestCluster(t *testing.T) {
 					default:
 					}
 					// Move 300 slots around the ring, keys and all.
-					cl.Reshard(t, i%3, (i+1)%3, 300)
+					if err := cl.Reshard(i%3, (i+1)%3, 300); err != nil {
+						reshardErr.Store(&err)
+						return
+					}
 					moves.Add(1)
 				}
 			}
 			res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
 				maxDuration: 90 * time.Second, client: client, chaos: chaos, transport: tr, grace: clusterGrace})
 			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each) lag-max≤%v", tr, res.reads, res.stale, res.writes, moves.Load(), res.worstLag)
+			if e := reshardErr.Load(); e != nil {
+				t.Errorf("reshard: %v", *e)
+			}
 			assert.Zero(t, res.stale)
 			assert.Positive(t, moves.Load())
 		})

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -68,21 +69,47 @@ func (cl *Cluster) Client(tb testing.TB) rueidis.Client {
 }
 
 // Reshard moves n slots from the node at index from to the node at index
-// to, keys included (redis-cli --cluster reshard, which MIGRATEs them).
-func (cl *Cluster) Reshard(tb testing.TB, from, to, n int) {
-	tb.Helper()
-	id := func(i int) string {
-		out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", itoa(cl.Nodes[i].Port()), "cluster", "myid").Output()
-		if err != nil {
-			tb.Fatalf("cluster myid: %v", err)
-		}
-		return strings.TrimSpace(string(out))
+// to, keys included (redis-cli --cluster reshard, which MIGRATEs them). It
+// first waits until every node agrees on the slot map, since redis-cli
+// refuses to start otherwise (the previous move may still be gossiping).
+// It returns an error rather than failing the test, so that it can run
+// beside the test's goroutine.
+func (cl *Cluster) Reshard(from, to, n int) error {
+	if err := cl.waitAgreed(10 * time.Second); err != nil {
+		return err
+	}
+	id := func(i int) (string, error) {
+		out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(cl.Nodes[i].Port()), "cluster", "myid").Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	fromID, err := id(from)
+	if err != nil {
+		return fmt.Errorf("cluster myid: %w", err)
+	}
+	toID, err := id(to)
+	if err != nil {
+		return fmt.Errorf("cluster myid: %w", err)
 	}
 	out, err := exec.Command("redis-cli", "--cluster", "reshard", cl.Nodes[0].Addr(),
-		"--cluster-from", id(from), "--cluster-to", id(to), "--cluster-slots", itoa(n), "--cluster-yes").CombinedOutput()
+		"--cluster-from", fromID, "--cluster-to", toID, "--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
 	if err != nil {
-		tb.Fatalf("redis-cli --cluster reshard: %v: %s", err, out)
+		return fmt.Errorf("redis-cli --cluster reshard: %w: %s", err, out)
 	}
+	return nil
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
+// waitAgreed waits until redis-cli --cluster check finds every node in
+// agreement and every slot covered.
+func (cl *Cluster) waitAgreed(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command("redis-cli", "--cluster", "check", cl.Nodes[0].Addr()).CombinedOutput()
+		if err == nil && !strings.Contains(string(out), "[ERR]") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster never settled: %v: %s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -15,7 +15,9 @@ func TestClusterStartsAndReshards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cl.Reshard(t, 0, 1, 500)
+	if err := cl.Reshard(0, 1, 500); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 100 {
 		if v, err := c.Do(ctx, c.B().Get().Key(fmt.Sprint("k", i)).Build()).ToString(); err != nil || v != "v" {
 			t.Fatalf("k%d after reshard: %q %v", i, v, err)
