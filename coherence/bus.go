@@ -117,8 +117,7 @@ type event struct {
 type Bus struct {
 	opts     Options
 	pingChan string
-	queue    chan event
-	overflow atomic.Bool
+	queue    *eventQueue[event]
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	ready    chan struct{}
@@ -129,8 +128,8 @@ type Bus struct {
 	// simulates a subscription which silently stopped receiving.
 	pingTo atomic.Pointer[string]
 
-	received, echoes, foreign, undecodable, overflows, resubscribes, pingTimeouts, subscriptions atomic.Uint64
-	repairs, replayed, unrepaired                                                                atomic.Uint64
+	received, echoes, foreign, undecodable, resubscribes, pingTimeouts, subscriptions atomic.Uint64
+	repairs, replayed, unrepaired                                                     atomic.Uint64
 
 	// logPos is the log id of the newest message seen (resumable mode);
 	// only the apply goroutine touches it once Subscribe has returned.
@@ -148,7 +147,7 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{
 		opts:     opts,
 		pingChan: opts.Channel + ":ping:" + strconv.FormatUint(opts.Origin, 36),
-		queue:    make(chan event, opts.QueueSize),
+		queue:    newEventQueue[event](opts.QueueSize),
 		cancel:   cancel,
 		ready:    make(chan struct{}),
 	}
@@ -195,7 +194,7 @@ func (b *Bus) Stats() Stats {
 		Echoes:        b.echoes.Load(),
 		Foreign:       b.foreign.Load(),
 		Undecodable:   b.undecodable.Load(),
-		Overflows:     b.overflows.Load(),
+		Overflows:     b.queue.overflows.Load(),
 		Resubscribes:  b.resubscribes.Load(),
 		PingTimeouts:  b.pingTimeouts.Load(),
 		Subscriptions: b.subscriptions.Load(),
@@ -286,30 +285,11 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	b.enqueue(event{payload: m.Message})
 }
 
-func (b *Bus) enqueue(e event) {
-	select {
-	case b.queue <- e:
-	default:
-		b.overflows.Add(1)
-		b.overflow.Store(true)
-	}
-}
+func (b *Bus) enqueue(e event) { b.queue.push(e) }
 
 func (b *Bus) apply(ctx context.Context) {
 	defer b.wg.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-b.queue:
-			b.handle(e)
-			// A dropped event is a lost invalidation: the queue was full, so
-			// this loop sees the flag before it next goes idle.
-			if b.overflow.Swap(false) {
-				b.gap(GapOverflow)
-			}
-		}
-	}
+	b.queue.drain(ctx, b.handle, func() { b.gap(GapOverflow) })
 }
 
 func (b *Bus) handle(e event) {

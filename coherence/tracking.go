@@ -61,15 +61,14 @@ func (o *TrackingOptions) validate() error {
 // tracked, and reported as a gap, since it took writes untracked.
 type Tracker struct {
 	opts   TrackingOptions
-	queue  chan trackingEvent
-	over   atomic.Bool
+	queue  *eventQueue[trackingEvent]
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
 	// nodes cancels each node's tracking; only Track and watchNodes use it.
 	nodes map[string]context.CancelFunc
 
-	received, overflows, resubscribes, subscriptions, pingTimeouts atomic.Uint64
+	received, resubscribes, subscriptions, pingTimeouts atomic.Uint64
 }
 
 type trackingEvent struct {
@@ -93,7 +92,7 @@ func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 		opts.PingTimeout = 2 * time.Second
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	t := &Tracker{opts: opts, queue: make(chan trackingEvent, opts.QueueSize), cancel: cancel, nodes: map[string]context.CancelFunc{}}
+	t := &Tracker{opts: opts, queue: newEventQueue[trackingEvent](opts.QueueSize), cancel: cancel, nodes: map[string]context.CancelFunc{}}
 	t.wg.Add(1)
 	go t.apply(runCtx)
 	nodes := t.nodeClients()
@@ -180,7 +179,7 @@ func (t *Tracker) Resync(reason GapReason) { t.enqueue(trackingEvent{gap: reason
 func (t *Tracker) Stats() Stats {
 	return Stats{
 		Received:      t.received.Load(),
-		Overflows:     t.overflows.Load(),
+		Overflows:     t.queue.overflows.Load(),
 		Resubscribes:  t.resubscribes.Load(),
 		Subscriptions: t.subscriptions.Load(),
 		PingTimeouts:  t.pingTimeouts.Load(),
@@ -277,31 +276,16 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 	}
 }
 
-func (t *Tracker) enqueue(e trackingEvent) {
-	select {
-	case t.queue <- e:
-	default:
-		t.overflows.Add(1)
-		t.over.Store(true)
-	}
-}
+func (t *Tracker) enqueue(e trackingEvent) { t.queue.push(e) }
 
 func (t *Tracker) apply(ctx context.Context) {
 	defer t.wg.Done()
-	for {
-		select {
-		case <-ctx.Done():
+	t.queue.drain(ctx, func(e trackingEvent) {
+		if e.gap != "" {
+			t.opts.OnGap(e.gap)
 			return
-		case e := <-t.queue:
-			if e.gap != "" {
-				t.opts.OnGap(e.gap)
-			} else {
-				t.received.Add(1)
-				t.opts.OnKeys(e.keys)
-			}
-			if t.over.Swap(false) {
-				t.opts.OnGap(GapOverflow)
-			}
 		}
-	}
+		t.received.Add(1)
+		t.opts.OnKeys(e.keys)
+	}, func() { t.opts.OnGap(GapOverflow) })
 }

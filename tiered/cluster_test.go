@@ -206,18 +206,7 @@ func testClusterFeatures(t *testing.T, rs []*Cache[string]) {
 func testClusterWriteBehind(t *testing.T, rs []*Cache[int]) {
 	ctx := context.Background()
 	src := newFakeSource()
-	src.setRefuse(func(ws []Write[int]) error {
-		refused := WriteErrors{}
-		for i, w := range ws {
-			if w.Key == "poison" {
-				refused[i] = errors.New("rejected")
-			}
-		}
-		if len(refused) == 0 {
-			return nil
-		}
-		return refused
-	})
+	src.setRefuse(refuseKey("poison", errors.New("rejected")))
 	opts := fastFlusher(src)
 	opts.MaxAttempts = 2
 	f, err := NewFlusher(rs[0], opts)

@@ -67,6 +67,22 @@ func (s *fakeSource) setRefuse(f func([]Write[int]) error) {
 	s.refuse = f
 }
 
+// refuseKey makes a source refuse every write of key, and accept the rest.
+func refuseKey(key string, why error) func([]Write[int]) error {
+	return func(ws []Write[int]) error {
+		refused := WriteErrors{}
+		for i, w := range ws {
+			if w.Key == key {
+				refused[i] = why
+			}
+		}
+		if len(refused) == 0 {
+			return nil
+		}
+		return refused
+	}
+}
+
 // runFlusher runs f until the test ends and checks Run returned nil.
 func runFlusher[V any](t *testing.T, f *Flusher[V]) (stop func()) {
 	t.Helper()
@@ -214,18 +230,7 @@ func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
 	c := newCache[int](t, srv, testOptions("poison"))
 	ctx := context.Background()
 	src := newFakeSource()
-	src.setRefuse(func(ws []Write[int]) error {
-		refused := WriteErrors{}
-		for i, w := range ws {
-			if w.Key == "poison" {
-				refused[i] = errors.New("constraint violated")
-			}
-		}
-		if len(refused) == 0 {
-			return nil
-		}
-		return refused
-	})
+	src.setRefuse(refuseKey("poison", errors.New("constraint violated")))
 	opts := fastFlusher(src)
 	opts.MaxAttempts = 3
 	f, err := NewFlusher(c, opts)
