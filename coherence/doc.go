@@ -1,6 +1,7 @@
-// Package coherence is the invalidation bus: the message format, the
-// pub/sub transport, and the handling of everything that can make a replica
-// miss an invalidation.
+// Package coherence carries invalidations between replicas: the message
+// format, the pub/sub transport (Bus, optionally resumable from an
+// invalidation log), the client-tracking transport (Tracker), and the
+// handling of everything that can make a replica miss an invalidation.
 //
 // # Messages
 //
@@ -32,7 +33,18 @@
 // Pings that Redis did not accept (Redis down or paused) are not gaps: no
 // one else can write then either, and the local tier keeps serving.
 //
-// Callbacks run on the Bus's own goroutine, in order, never on the
+// A resumable Bus (Options.LogKey) repairs a gap by replaying the log from
+// the last message it saw, and calls OnGap only when the log no longer
+// reaches back that far (resume.go).
+//
+// # Tracking
+//
+// A Tracker uses Redis server-assisted invalidation (CLIENT TRACKING …
+// BCAST PREFIX) on one dedicated connection per node: Redis pushes the names
+// of changed keys, whoever changed them, expiry and eviction included. A
+// lost connection, or Redis flushing the database, is a gap.
+//
+// Callbacks run on the transport's own goroutine, in order, never on the
 // connection's reader.
 //
 // The package imports nothing from the rest of tiercache.
