@@ -175,14 +175,14 @@ func (f *Flusher[V]) Run(ctx context.Context) error {
 		if f.cache.closed.Load() {
 			return ErrClosed
 		}
-		done, err := f.round(ctx)
+		settled, err := f.round(ctx)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
 				f.stats.redisErrors.Add(1)
 			}
 			pause = f.backoff(pause)
-		case done:
+		case settled:
 			pause = 0
 			continue
 		default:
@@ -202,10 +202,11 @@ func (f *Flusher[V]) backoff(last time.Duration) time.Duration {
 	return min(2*last, f.opts.MaxBackoff)
 }
 
-// round holds the lease, reads a batch and flushes it. done is false when
-// the batch was not wholly accepted or the lease is another's; the caller
-// then pauses.
-func (f *Flusher[V]) round(ctx context.Context) (done bool, err error) {
+// round holds the lease, reads a batch and flushes it. settled is false
+// when the batch was not wholly accepted; the caller then backs off. A
+// standby's round is settled: it has waited its own LeaseTTL/4 already, and
+// a growing back-off would delay its takeover.
+func (f *Flusher[V]) round(ctx context.Context) (settled bool, err error) {
 	started := time.Now()
 	lead, err := f.cache.remote.HoldLeader(ctx, f.consumer, f.opts.LeaseTTL)
 	if err != nil {
@@ -217,7 +218,8 @@ func (f *Flusher[V]) round(ctx context.Context) (done bool, err error) {
 		f.stats.leader.Store(false)
 		clear(f.attempts)
 		// A standby looks again well within one lease.
-		return false, sleepErr(ctx, f.opts.LeaseTTL/4)
+		sleep(ctx, f.opts.LeaseTTL/4)
+		return true, nil
 	case remote.NewLeader:
 		f.stats.leader.Store(true)
 		clear(f.attempts)
@@ -239,13 +241,6 @@ func (f *Flusher[V]) round(ctx context.Context) (done bool, err error) {
 		deadline = end
 	}
 	return f.flush(ctx, entries, deadline)
-}
-
-func sleepErr(ctx context.Context, d time.Duration) error {
-	if !sleep(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

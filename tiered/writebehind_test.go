@@ -336,6 +336,27 @@ func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	assert.Equal(t, 2, v)
 }
 
+// TestStandbyRoundDoesNotBackOff: a standby's round counts as settled, so
+// its pause does not grow towards MaxBackoff while it waits, which would
+// delay its takeover by up to MaxBackoff.
+func TestStandbyRoundDoesNotBackOff(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 2, testOptions("standby"))
+	src := newFakeSource()
+	leader, err := NewFlusher(rs[0], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, leader)
+	require.Eventually(t, func() bool { return leader.Stats().Leader }, 5*time.Second, time.Millisecond)
+	standby, err := NewFlusher(rs[1], fastFlusher(src))
+	require.NoError(t, err)
+	for range 3 {
+		settled, err := standby.round(context.Background())
+		require.NoError(t, err)
+		assert.True(t, settled, "a standby round must not make Run back off")
+		assert.False(t, standby.Stats().Leader)
+	}
+}
+
 func TestFlusherOptionsAreValidated(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newCache[int](t, srv, testOptions("fopts"))
