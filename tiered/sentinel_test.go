@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,8 +83,7 @@ func TestSentinelFailoverDuringAWriteStorm(t *testing.T) {
 		spare := redistest.Start(t, "--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", strconv.Itoa(g.Replica.Port()))
 		old := redistest.Client(t, spare)
 		for {
-			info, err := old.Do(context.Background(), old.B().Info().Section("replication").Build()).ToString()
-			if err == nil && strings.Contains(info, "master_link_status:up") {
+			if ok, _ := redistest.InSync(context.Background(), old); ok {
 				syncedAt.Store(time.Now().UnixNano())
 				return
 			}

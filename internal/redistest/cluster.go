@@ -38,29 +38,17 @@ func StartCluster(tb testing.TB) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, n := range cl.Nodes {
-		c := ClientWith(tb, rueidis.ClientOption{InitAddress: []string{n.Addr()}, DisableCache: true, ForceSingleClient: true})
-		for {
+		c := nodeClient(tb, n)
+		waitFor(tb, ctx, "cluster node "+n.Addr(), func() (bool, error) {
 			info, err := c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if ctx.Err() != nil {
-				tb.Fatalf("cluster not ready: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && strings.Contains(info, "cluster_state:ok"), err
+		})
 	}
 	return cl
 }
 
 // Addrs are the nodes' addresses.
-func (cl *Cluster) Addrs() []string {
-	out := make([]string, len(cl.Nodes))
-	for i, n := range cl.Nodes {
-		out[i] = n.Addr()
-	}
-	return out
-}
+func (cl *Cluster) Addrs() []string { return addrsOf(cl.Nodes) }
 
 // Client opens a rueidis Cluster client, closed at cleanup.
 func (cl *Cluster) Client(tb testing.TB) rueidis.Client {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,41 +49,20 @@ func StartSentinel(tb testing.TB, downAfter time.Duration) *SentinelGroup {
 	// its peers.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rc := ClientWith(tb, rueidis.ClientOption{InitAddress: []string{g.Replica.Addr()}, DisableCache: true, ForceSingleClient: true})
-	for {
-		info, err := rc.Do(ctx, rc.B().Info().Section("replication").Build()).ToString()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
-			break
-		}
-		if ctx.Err() != nil {
-			tb.Fatalf("replica not in sync: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	rc := nodeClient(tb, g.Replica)
+	waitFor(tb, ctx, "replica in sync", func() (bool, error) { return InSync(ctx, rc) })
 	for _, s := range g.Sentinels {
-		c := ClientWith(tb, rueidis.ClientOption{InitAddress: []string{s.Addr()}, DisableCache: true, ForceSingleClient: true})
-		for {
+		c := nodeClient(tb, s)
+		waitFor(tb, ctx, "sentinel "+s.Addr(), func() (bool, error) {
 			m, err := c.Do(ctx, c.B().Arbitrary("SENTINEL", "MASTER", MasterSet).Build()).AsStrMap()
-			if err == nil && m["num-slaves"] == "1" && m["num-other-sentinels"] == "2" {
-				break
-			}
-			if ctx.Err() != nil {
-				tb.Fatalf("sentinels not ready: %v %v", m, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && m["num-slaves"] == "1" && m["num-other-sentinels"] == "2", err
+		})
 	}
 	return g
 }
 
 // Addrs are the Sentinels' addresses.
-func (g *SentinelGroup) Addrs() []string {
-	out := make([]string, len(g.Sentinels))
-	for i, s := range g.Sentinels {
-		out[i] = s.Addr()
-	}
-	return out
-}
+func (g *SentinelGroup) Addrs() []string { return addrsOf(g.Sentinels) }
 
 // Client opens a rueidis Sentinel client to the group, closed at cleanup.
 func (g *SentinelGroup) Client(tb testing.TB) rueidis.Client {
