@@ -238,16 +238,25 @@ func (b *Bus) receive(ctx context.Context) {
 			backoff = 10 * time.Millisecond // it worked: resubscribe at once
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !backOff(ctx, &backoff) {
 			return
-		case <-time.After(backoff):
 		}
-		// At most 100 ms: a subscription that is down is a window of
-		// possibly stale local reads (after a Sentinel failover, until this
-		// loop finds the new master), and a retry is only a dial.
-		backoff = min(2*backoff, maxResubscribeBackoff)
 	}
+}
+
+// backOff waits *d, or reports false if ctx ends first, and doubles *d up
+// to maxResubscribeBackoff: 100 ms, because a subscription (or tracking
+// connection) that is down is a window of possibly stale local reads, after
+// a Sentinel failover until the retry finds the new master, and a retry is
+// only a dial.
+func backOff(ctx context.Context, d *time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*d):
+	}
+	*d = min(2**d, maxResubscribeBackoff)
+	return true
 }
 
 // unsubscribe leaves the channels on the connection Receive used. rueidis

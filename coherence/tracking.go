@@ -205,12 +205,9 @@ func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error,
 			backoff = 10 * time.Millisecond
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if !backOff(ctx, &backoff) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, maxResubscribeBackoff)
 	}
 }
 
