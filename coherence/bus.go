@@ -60,9 +60,21 @@ type Options struct {
 	// OnGap is called only when the log no longer reaches back far enough
 	// or cannot be read. See resume.go.
 	LogKey string
+	// SlotLogKey, instead of LogKey on a Redis Cluster, names the log of
+	// each hash slot, where publishers keep messages for LogAge (see
+	// slotlogs.go). Repairs then rely on the bus's pings: PingInterval
+	// must be positive, and well under LogAge.
+	SlotLogKey func(slot uint16) string
+	LogAge     time.Duration
 	// OnRepair, optional, is told of each gap the log repaired and how many
 	// messages the replay applied.
 	OnRepair func(reason GapReason, replayed int)
+	// OnHold, optional, is told true as soon as the bus learns of a gap,
+	// and false once it has dealt with it (replay or OnGap) and applied the
+	// messages that queued up meanwhile: a local tier should not be read in
+	// between. Calls come in pairs, possibly overlapping and from different
+	// goroutines: keep a count.
+	OnHold func(held bool)
 }
 
 func (o *Options) validate() error {
@@ -77,17 +89,29 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: QueueSize %d < 0", ErrInvalidOptions, o.QueueSize)
 	case o.PingTimeout < 0:
 		return fmt.Errorf("%w: PingTimeout %v < 0", ErrInvalidOptions, o.PingTimeout)
+	case o.LogKey != "" && o.SlotLogKey != nil:
+		return fmt.Errorf("%w: LogKey and SlotLogKey are exclusive", ErrInvalidOptions)
+	case o.SlotLogKey != nil && o.PingInterval < 0:
+		return fmt.Errorf("%w: SlotLogKey needs pings", ErrInvalidOptions)
+	case o.SlotLogKey != nil && o.LogAge <= 2*slotLogSkew+pingInterval(o.PingInterval):
+		return fmt.Errorf("%w: LogAge %v leaves no gap repairable: it must exceed %v plus PingInterval", ErrInvalidOptions, o.LogAge, 2*slotLogSkew)
 	}
 	return nil
+}
+
+// pingInterval is the interval a PingInterval option means.
+func pingInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Second
+	}
+	return d
 }
 
 func (o *Options) setDefaults() {
 	if o.QueueSize == 0 {
 		o.QueueSize = 4096
 	}
-	if o.PingInterval == 0 {
-		o.PingInterval = time.Second
-	}
+	o.PingInterval = pingInterval(o.PingInterval)
 	if o.PingTimeout == 0 {
 		o.PingTimeout = 2 * time.Second
 	}
@@ -109,8 +133,10 @@ type Stats struct {
 }
 
 type event struct {
-	payload string    // a raw message, or empty for a gap
-	gap     GapReason // set for a gap
+	payload    string    // a raw message, or empty for a gap
+	gap        GapReason // set for a gap
+	at         time.Time // for a gap: when the bus learnt of it
+	checkpoint int64     // set for an own ping back: when it was published
 }
 
 // Bus receives one namespace's invalidations. Close it when done.
@@ -131,9 +157,16 @@ type Bus struct {
 	received, echoes, foreign, undecodable, resubscribes, pingTimeouts, subscriptions atomic.Uint64
 	repairs, replayed, unrepaired                                                     atomic.Uint64
 
-	// logPos is the log id of the newest message seen (resumable mode);
-	// only the apply goroutine touches it once Subscribe has returned.
-	logPos string
+	// The apply goroutine's own state, once Subscribe has returned:
+	//   - log is the invalidation log (resumable mode), else nil;
+	//   - covered: every gap the bus learnt of before it has been dealt
+	//     with (a replay that started later reads what it lost);
+	//   - handled counts the events applied, and releases are the counts
+	//     at which the holds of gaps dealt with end (see OnHold).
+	log      resumeLog
+	covered  time.Time
+	handled  uint64
+	releases []uint64
 }
 
 // Subscribe starts a Bus and returns once the subscription is confirmed, or
@@ -152,6 +185,7 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 		ready:    make(chan struct{}),
 	}
 	b.pingTo.Store(&b.pingChan)
+	b.queue.onFirstDrop = func() { b.hold(true) }
 	b.wg.Add(1)
 	go b.receive(runCtx)
 	select {
@@ -160,14 +194,19 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("coherence: subscribe to %q: %w", opts.Channel, ctx.Err())
 	}
-	if opts.LogKey != "" {
+	switch {
+	case opts.LogKey != "":
+		b.log = &streamLog{c: opts.Client, key: opts.LogKey}
+	case opts.SlotLogKey != nil:
+		b.log = newSlotLogs(opts.Client, opts.SlotLogKey, opts.LogAge)
+	}
+	if b.log != nil {
 		// The position is taken once subscribed, and before messages are
 		// applied (they wait in the queue): what was published before it
 		// predates this bus, what after it is delivered or in the log.
-		var err error
-		if b.logPos, err = b.logTail(ctx); err != nil {
+		if err := b.log.start(ctx); err != nil {
 			b.Close()
-			return nil, fmt.Errorf("coherence: invalidation log %q: %w", opts.LogKey, err)
+			return nil, fmt.Errorf("coherence: invalidation log: %w", err)
 		}
 	}
 	b.wg.Add(1)
@@ -280,7 +319,7 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) bool {
 		return true
 	}
 	b.resubscribes.Add(1)
-	b.enqueue(event{gap: GapResubscribe})
+	b.enqueueGap(GapResubscribe)
 	return true
 }
 
@@ -288,6 +327,9 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == b.pingChan {
 		if msg, err := Decode([]byte(m.Message)); err == nil && msg.Kind == kindPing {
 			b.lastPingEcho.Store(msg.PublishedAt)
+			if b.opts.SlotLogKey != nil {
+				b.enqueue(event{checkpoint: msg.PublishedAt})
+			}
 		}
 		return
 	}
@@ -296,23 +338,68 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 
 func (b *Bus) enqueue(e event) { b.queue.push(e) }
 
+// enqueueGap queues a gap, holding the local tier until it is dealt with.
+// A gap the queue drops is held, and dealt with, as the overflow.
+func (b *Bus) enqueueGap(reason GapReason) {
+	b.hold(true)
+	if !b.queue.push(event{gap: reason, at: time.Now()}) {
+		b.hold(false)
+	}
+}
+
+func (b *Bus) hold(on bool) {
+	if b.opts.OnHold != nil {
+		b.opts.OnHold(on)
+	}
+}
+
 func (b *Bus) apply(ctx context.Context) {
 	defer b.wg.Done()
-	b.queue.drain(ctx, b.handle, func() { b.gap(GapOverflow) })
+	b.queue.drain(ctx, func(e event) {
+		b.handled++
+		b.handle(e)
+		b.releaseHolds()
+	}, func() {
+		b.gap(GapOverflow, time.Now())
+		b.releaseLater()
+	})
+}
+
+// releaseLater ends the hold of a gap just dealt with once the events
+// queued meanwhile are applied too.
+func (b *Bus) releaseLater() {
+	b.releases = append(b.releases, b.handled+uint64(len(b.queue.events)))
+	b.releaseHolds()
+}
+
+func (b *Bus) releaseHolds() {
+	for len(b.releases) > 0 && b.releases[0] <= b.handled {
+		b.releases = b.releases[1:]
+		b.hold(false)
+	}
 }
 
 func (b *Bus) handle(e event) {
 	if e.gap != "" {
-		b.gap(e.gap)
+		b.gap(e.gap, e.at)
+		b.releaseLater()
+		return
+	}
+	if e.checkpoint != 0 {
+		b.log.checkpoint(time.Unix(0, e.checkpoint))
 		return
 	}
 	m, err := Decode([]byte(e.payload))
 	if err != nil {
 		b.undecodable.Add(1)
-		b.gap(GapUndecodable)
+		b.hold(true)
+		b.gap(GapUndecodable, time.Now())
+		b.releaseLater()
 		return
 	}
-	b.seen(m.LogID)
+	if b.log != nil {
+		b.log.seen(m.LogID)
+	}
 	b.deliver(m)
 }
 
@@ -335,7 +422,7 @@ func (b *Bus) deliver(m Message) bool {
 // Resync asks the bus to treat the time since the last message as a gap:
 // a replay in resumable mode, else OnGap(reason). It does not block; the
 // gap is handled in order with the messages.
-func (b *Bus) Resync(reason GapReason) { b.enqueue(event{gap: reason}) }
+func (b *Bus) Resync(reason GapReason) { b.enqueueGap(reason) }
 
 // ping publishes a probe to the bus's own ping channel every interval and
 // reports a gap when one that Redis accepted did not come back in time.
@@ -357,7 +444,7 @@ func (b *Bus) ping(ctx context.Context) {
 		}
 		if pending != 0 && now-pending > b.opts.PingTimeout.Nanoseconds() {
 			b.pingTimeouts.Add(1)
-			b.enqueue(event{gap: GapPingTimeout})
+			b.enqueueGap(GapPingTimeout)
 			pending = 0 // probe again from scratch
 		}
 		msg := Message{Origin: b.opts.Origin, Namespace: b.opts.Namespace, Kind: kindPing, PublishedAt: now}

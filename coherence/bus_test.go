@@ -3,6 +3,7 @@ package coherence
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,4 +180,72 @@ func TestSubscribeHonoursCtx(t *testing.T) {
 func TestSubscribeValidates(t *testing.T) {
 	_, err := Subscribe(context.Background(), Options{Channel: "c"})
 	assert.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+// holdCount follows a bus's OnHold calls.
+type holdCount struct{ n, peak atomic.Int32 }
+
+func (h *holdCount) onHold(on bool) {
+	if !on {
+		h.n.Add(-1)
+		return
+	}
+	if n := h.n.Add(1); n > h.peak.Load() {
+		h.peak.Store(n)
+	}
+}
+
+// TestBusHoldsUntilTheGapAndWhatQueuedBehindItAreApplied: a gap holds the
+// local tier from the moment the bus learns of it until it has been dealt
+// with and the messages that queued up meanwhile are applied.
+func TestBusHoldsUntilTheGapAndWhatQueuedBehindItAreApplied(t *testing.T) {
+	srv := redistest.Start(t)
+	var holds holdCount
+	release := make(chan struct{})
+	heldAt := map[string]int32{}
+	var mu sync.Mutex
+	b, _ := startBus(t, srv, Options{Origin: 1, LogKey: "ns:log", OnHold: holds.onHold, OnMessage: func(m Message) {
+		if m.Keys[0] == "first" {
+			<-release
+		}
+		mu.Lock()
+		heldAt[m.Keys[0]] = holds.n.Load()
+		mu.Unlock()
+	}})
+	c := redistest.Client(t, srv)
+	send := func(key string) {
+		m := Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{key}}
+		publish(t, c, "ns:inv", m.Encode())
+	}
+	send("first") // the apply goroutine is stuck in it
+	require.Eventually(t, func() bool { return len(b.queue.events) == 0 }, 5*time.Second, time.Millisecond)
+	b.Resync("test")
+	assert.EqualValues(t, 1, holds.n.Load(), "held as soon as the gap is known")
+	send("behind-1")
+	send("behind-2")
+	require.Eventually(t, func() bool { return len(b.queue.events) == 3 }, 5*time.Second, time.Millisecond)
+	close(release)
+	require.Eventually(t, func() bool { return holds.n.Load() == 0 }, 5*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.EqualValues(t, map[string]int32{"first": 1, "behind-1": 1, "behind-2": 1}, heldAt,
+		"the messages queued behind the gap were applied before the hold ended")
+}
+
+// TestBusHoldsAcrossAnOverflow: dropped messages hold the local tier until
+// the overflow gap is dealt with.
+func TestBusHoldsAcrossAnOverflow(t *testing.T) {
+	srv := redistest.Start(t)
+	var holds holdCount
+	release := make(chan struct{})
+	b, rec := startBus(t, srv, Options{Origin: 1, QueueSize: 2, OnHold: holds.onHold, OnMessage: func(Message) { <-release }})
+	c := redistest.Client(t, srv)
+	m := Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"k"}}
+	for range 6 {
+		publish(t, c, "ns:inv", m.Encode())
+	}
+	require.Eventually(t, func() bool { return b.Stats().Overflows > 0 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, holds.n.Load(), "one hold for the drops, however many")
+	close(release)
+	require.Eventually(t, func() bool { return rec.hasGap(GapOverflow) && holds.n.Load() == 0 }, 5*time.Second, time.Millisecond)
 }

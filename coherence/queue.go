@@ -13,19 +13,27 @@ type eventQueue[E any] struct {
 	events    chan E
 	dropped   atomic.Bool
 	overflows atomic.Uint64
+	// onFirstDrop, optional, is called on the pushing goroutine when an
+	// event is dropped and none was since the last onOverflow: exactly
+	// once before each onOverflow call.
+	onFirstDrop func()
 }
 
 func newEventQueue[E any](size int) *eventQueue[E] {
 	return &eventQueue[E]{events: make(chan E, size)}
 }
 
-// push queues e without blocking.
-func (q *eventQueue[E]) push(e E) {
+// push queues e without blocking, and reports whether it did.
+func (q *eventQueue[E]) push(e E) bool {
 	select {
 	case q.events <- e:
+		return true
 	default:
 		q.overflows.Add(1)
-		q.dropped.Store(true)
+		if !q.dropped.Swap(true) && q.onFirstDrop != nil {
+			q.onFirstDrop()
+		}
+		return false
 	}
 }
 

@@ -127,7 +127,8 @@ type Tier[V any] struct {
 	seed    maphash.Seed
 	jitter  float64
 	epoch   atomic.Uint64
-	closed  atomic.Bool // set with every stripe lock held
+	held    atomic.Int32 // Holds not yet released: Get misses
+	closed  atomic.Bool  // set with every stripe lock held
 
 	evictions, rejections, dropped, fenced, flushes atomic.Uint64
 }
@@ -165,14 +166,25 @@ func (t *Tier[V]) stripeOf(key string) *stripe {
 }
 
 // Get returns the entry for key if it is present, unexpired and filled in
-// the current epoch. It allocates nothing.
+// the current epoch, and no Hold is on. It allocates nothing.
 func (t *Tier[V]) Get(key string) (Entry[V], bool) {
 	s, ok := t.cache.Get(key)
-	if !ok || s.epoch != t.epoch.Load() {
+	if !ok || s.epoch != t.epoch.Load() || t.held.Load() != 0 {
 		return Entry[V]{}, false
 	}
 	return s.Entry, true
 }
+
+// Hold makes every Get miss until the matching Release, without dropping
+// anything: for while the caller repairs invalidations it may have missed.
+// Fills and invalidations go on. Holds nest.
+func (t *Tier[V]) Hold() { t.held.Add(1) }
+
+// Release ends one Hold.
+func (t *Tier[V]) Release() { t.held.Add(-1) }
+
+// Held reports whether a Hold is on, for tests and diagnostics.
+func (t *Tier[V]) Held() bool { return t.held.Load() != 0 }
 
 // Fence captures the state a later Fill or Replace of key checks. Take it
 // before reading (or writing) the value that will be stored.

@@ -35,6 +35,29 @@ func TestFillAndGet(t *testing.T) {
 	assert.False(t, ok)
 }
 
+func TestHoldMissesWithoutDropping(t *testing.T) {
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("a"), "a", 1))
+	tier.Wait()
+	tier.Hold()
+	tier.Hold()
+	_, ok := tier.Get("a")
+	assert.False(t, ok, "held")
+	// Fills and invalidations go on while held.
+	require.True(t, fill(tier, tier.Fence("b"), "b", 2))
+	tier.Invalidate("a")
+	tier.Wait()
+	tier.Release()
+	_, ok = tier.Get("b")
+	assert.False(t, ok, "holds nest: one is still on")
+	tier.Release()
+	e, ok := tier.Get("b")
+	require.True(t, ok, "released: what was held, and filled meanwhile, is served")
+	assert.Equal(t, int64(2), e.Value)
+	_, ok = tier.Get("a")
+	assert.False(t, ok, "invalidated while held")
+}
+
 func TestFillCapturedBeforeInvalidateIsRefused(t *testing.T) {
 	tier := newTier(t, Options{})
 	f := tier.Fence("k")

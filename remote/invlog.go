@@ -2,28 +2,60 @@ package remote
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/redis/rueidis"
 )
 
 // The invalidation log makes a namespace's invalidations resumable: every
-// script that publishes a message first appends it to a capped stream,
-// <ns>:v1:invlog (field m), and publishes a copy stamped with the entry's
-// id: the message's version byte becomes 2 and the id is appended after a
-// one-byte length (package coherence decodes both forms). A subscriber
-// that missed messages replays the stream from the last id it saw.
+// script that publishes a message first appends it to a capped stream
+// (field m), and publishes a copy stamped with the entry's id: the
+// message's version byte becomes 2 and the id is appended after a one-byte
+// length (package coherence decodes both forms). A subscriber that missed
+// messages replays the log from the last id it saw.
+//
+// On a single Redis the log is one stream, <ns>:v1:invlog, capped at
+// InvalidationLog entries. A Redis Cluster script can only touch keys of
+// its own hash slot, so there each slot has its own log,
+// <ns>:v1:invlog:{<tag>} with SlotTag's tag, and the id a message is
+// stamped with is "<slot>/<entry id>". Those logs are also trimmed by age
+// (InvalidationLogAge) and expire when idle that long: 16,384 streams
+// capped by count alone could hold 16,384 times the cap. When the cap
+// trims one, the script records the first entry left as the stream's
+// max-deleted-entry-id (XSETID, Redis 7), which a replay checks.
 //
 // Every publishing script starts with publishLua. The log travels at the
 // end of a script's arguments: the last ARGV is the cap ("0" when the log
-// is off) and, when it is on, the last KEY is the log. nkeys is the number
-// of the script's own keys.
+// is off) and, when it is on, the two before it are the id prefix and the
+// age in milliseconds ("0": no age), and the last KEY is the log. nkeys is
+// the number of the script's own keys.
 const publishLua = `
 local logcap = ARGV[#ARGV]
 local nkeys = #KEYS
-if logcap ~= '0' then nkeys = nkeys - 1 end
+local logpfx, logage = '', 0
+if logcap ~= '0' then
+  nkeys = nkeys - 1
+  logpfx, logage = ARGV[#ARGV - 2], tonumber(ARGV[#ARGV - 1])
+end
 local function publish(ch, msg)
   if logcap == '0' or msg == '' then return redis.call('PUBLISH', ch, msg) end
-  local id = redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', logcap, '*', 'm', msg)
+  local log, id = KEYS[#KEYS], nil
+  if logage == 0 then
+    id = redis.call('XADD', log, 'MAXLEN', '~', logcap, '*', 'm', msg)
+  else
+    id = redis.call('XADD', log, '*', 'm', msg)
+    local ms = tonumber(string.match(id, '^%d+'))
+    redis.call('XTRIM', log, 'MINID', string.format('%.0f', ms - logage))
+    if redis.call('XTRIM', log, 'MAXLEN', '~', logcap) > 0 then
+      -- Trimming by count may remove entries a subscriber still needs:
+      -- say so where it can see it. (Trimming by age does not record
+      -- max-deleted-entry-id, nor need to: see coherence/slotlogs.go.)
+      local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
+      redis.call('XSETID', log, id, 'MAXDELETEDID', first)
+    end
+    redis.call('PEXPIRE', log, logage)
+  end
+  id = logpfx .. id
   return redis.call('PUBLISH', ch, string.sub(msg, 1, 1) .. '\2' .. string.sub(msg, 3) .. string.char(#id) .. id)
 end
 `
@@ -31,14 +63,31 @@ end
 // publishingScript is a script that may call publish(channel, message).
 func publishingScript(body string) *rueidis.Lua { return rueidis.NewLuaScript(publishLua + body) }
 
-// InvalidationLogKey is the stream of the namespace's invalidation log.
+// InvalidationLogKey is the stream of the namespace's invalidation log on a
+// single Redis.
 func (s *Store) InvalidationLogKey() string { return s.opts.Namespace + ":v1:invlog" }
 
-// withLog appends the log's key and cap to a publishing script's keys and
-// arguments.
+// SlotLogKey is the stream of one hash slot's invalidation log on a Redis
+// Cluster.
+func (s *Store) SlotLogKey(slot uint16) string {
+	return s.opts.Namespace + ":v1:invlog:{" + SlotTag(slot) + "}"
+}
+
+// InvalidationLogAge is how long a Cluster's per-slot logs keep a message.
+func (s *Store) InvalidationLogAge() time.Duration { return s.opts.InvalidationLogAge }
+
+// withLog appends the log's key, id prefix, age and cap to a publishing
+// script's keys and arguments. keys must not be empty: on a Cluster the
+// log is the one in keys[0]'s slot.
 func (s *Store) withLog(keys, args []string) ([]string, []string) {
 	if s.opts.InvalidationLog <= 0 {
 		return keys, append(args, "0")
 	}
-	return append(keys, s.InvalidationLogKey()), append(args, strconv.Itoa(s.opts.InvalidationLog))
+	logCap := strconv.Itoa(s.opts.InvalidationLog)
+	if !s.cluster {
+		return append(keys, s.InvalidationLogKey()), append(args, "", "0", logCap)
+	}
+	slot := keySlot(keys[0])
+	return append(keys, s.SlotLogKey(slot)),
+		append(args, strconv.Itoa(int(slot))+"/", strconv.FormatInt(s.opts.InvalidationLogAge.Milliseconds(), 10), logCap)
 }

@@ -1,6 +1,10 @@
 package remote
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
 
 // keySlot is the Redis Cluster hash slot of a key: CRC16 (XMODEM) of its
 // hash tag (the part between the first '{' and the next '}', when not
@@ -45,3 +49,24 @@ func (s *Store) bySlot(keys []string, slotOf func(string) string) [][]string {
 	}
 	return out
 }
+
+// Slots is the number of Redis Cluster hash slots.
+const Slots = 16384
+
+// slotTags holds, for every hash slot, the shortest string (in counting
+// order of base-36 numbers) whose hash slot it is: "{" + tag + "}" puts a
+// key in that slot. The invalidation log of a slot is named with it.
+var slotTags = sync.OnceValue(func() *[Slots]string {
+	var tags [Slots]string
+	for n, left := uint64(0), Slots; left > 0; n++ {
+		tag := strconv.FormatUint(n, 36)
+		if sl := keySlot(tag); tags[sl] == "" {
+			tags[sl] = tag
+			left--
+		}
+	}
+	return &tags
+})
+
+// SlotTag returns a hash tag (without braces) of the given slot.
+func SlotTag(slot uint16) string { return slotTags()[slot%Slots] }

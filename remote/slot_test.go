@@ -16,3 +16,13 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 		assert.Equal(t, want, keySlot(k), "key %q", k)
 	}
 }
+
+// TestSlotTagsCoverEverySlot: every slot has a tag, and the tag is in it.
+func TestSlotTagsCoverEverySlot(t *testing.T) {
+	for sl := range uint16(Slots) {
+		tag := SlotTag(sl)
+		if !assert.NotEmpty(t, tag, "slot %d", sl) || !assert.Equal(t, sl, keySlot("x:{"+tag+"}"), "slot %d", sl) {
+			return
+		}
+	}
+}

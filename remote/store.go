@@ -60,6 +60,10 @@ type Options struct {
 	// the namespace's invalidation log, capped at about this many entries
 	// (see invlog.go). Default 0: off.
 	InvalidationLog int
+	// InvalidationLogAge is how long a Redis Cluster's per-slot
+	// invalidation logs keep a message (a slot's log also expires after
+	// this long without writes). Default 30s; unused on a single Redis.
+	InvalidationLogAge time.Duration
 }
 
 func (o *Options) validate() error {
@@ -82,6 +86,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: WaitReplicas and WaitTimeout must not be negative", ErrInvalidOptions)
 	case o.BreakerThreshold < 0 || o.BreakerCooldown < 0:
 		return fmt.Errorf("%w: BreakerThreshold and BreakerCooldown must not be negative", ErrInvalidOptions)
+	case o.InvalidationLog < 0 || o.InvalidationLogAge < 0:
+		return fmt.Errorf("%w: InvalidationLog and InvalidationLogAge must not be negative", ErrInvalidOptions)
+	case o.InvalidationLogAge > 0 && o.InvalidationLogAge < time.Millisecond:
+		return fmt.Errorf("%w: InvalidationLogAge %v is under a millisecond", ErrInvalidOptions, o.InvalidationLogAge)
 	}
 	return nil
 }
@@ -108,6 +116,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.BreakerCooldown == 0 {
 		o.BreakerCooldown = time.Second
+	}
+	if o.InvalidationLogAge == 0 {
+		o.InvalidationLogAge = 30 * time.Second
 	}
 }
 

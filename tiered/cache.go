@@ -68,29 +68,29 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	// The store is built before the cache it reports to.
 	onBreaker := func(from, to string) {}
 	rs, err := remote.New(remote.Options{
-		Client:           opts.Client,
-		Namespace:        opts.Namespace,
-		TTL:              opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
-		LeaseTTL:         opts.LeaseTTL,
-		MaxValueBytes:    opts.MaxValueBytes,
-		CompressAbove:    opts.CompressAbove,
-		Timeout:          opts.RemoteTimeout,
-		BreakerThreshold: opts.BreakerThreshold,
-		BreakerCooldown:  opts.BreakerCooldown,
-		OnBreakerChange:  func(from, to string) { onBreaker(from, to) },
-		InvalidationLog:  logSize(&opts),
-		WaitReplicas:     opts.WaitReplicas,
-		WaitTimeout:      opts.WaitTimeout,
+		Client:             opts.Client,
+		Namespace:          opts.Namespace,
+		TTL:                opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
+		LeaseTTL:           opts.LeaseTTL,
+		MaxValueBytes:      opts.MaxValueBytes,
+		CompressAbove:      opts.CompressAbove,
+		Timeout:            opts.RemoteTimeout,
+		BreakerThreshold:   opts.BreakerThreshold,
+		BreakerCooldown:    opts.BreakerCooldown,
+		OnBreakerChange:    func(from, to string) { onBreaker(from, to) },
+		InvalidationLog:    logSize(&opts),
+		InvalidationLogAge: opts.InvalidationLogAge,
+		WaitReplicas:       opts.WaitReplicas,
+		WaitTimeout:        opts.WaitTimeout,
 	})
 	if err != nil {
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	if rs.Cluster() && opts.Transport == TransportResumable {
-		// The invalidation log is one stream, which no write script can
-		// reach from another slot.
+	if rs.Cluster() && opts.Transport == TransportResumable && opts.PingInterval < 0 {
+		// The per-slot logs' replay needs the pings (coherence/slotlogs.go).
 		lt.Close()
-		return nil, fmt.Errorf("%w: transport %q: %w", ErrInvalidOptions, opts.Transport, ErrUnsupported)
+		return nil, fmt.Errorf("%w: transport %q on a Redis Cluster needs pings (PingInterval ≥ 0)", ErrInvalidOptions, opts.Transport)
 	}
 	c := &Cache[V]{
 		sampler:    opts.Sampler,
@@ -479,7 +479,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 		}
 		return t, nil
 	}
-	b, err := coherence.Subscribe(ctx, coherence.Options{
+	bo := coherence.Options{
 		Client:       c.opts.Client,
 		Channel:      c.channel,
 		Namespace:    c.opts.Namespace,
@@ -488,9 +488,17 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 		OnGap:        c.applyGap,
 		QueueSize:    c.opts.InvalidationQueue,
 		PingInterval: c.opts.PingInterval,
-		LogKey:       logKey(&c.opts, c.remote),
 		OnRepair:     c.applyRepair,
-	})
+		OnHold:       c.hold,
+	}
+	if c.opts.Transport == TransportResumable {
+		if c.remote.Cluster() {
+			bo.SlotLogKey, bo.LogAge = c.remote.SlotLogKey, c.opts.InvalidationLogAge
+		} else {
+			bo.LogKey = c.remote.InvalidationLogKey()
+		}
+	}
+	b, err := coherence.Subscribe(ctx, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -520,6 +528,15 @@ func (c *Cache[V]) applyTracked(redisKeys []string) {
 	}
 }
 
+// hold stops local reads while the bus deals with a gap (Options.OnHold).
+func (c *Cache[V]) hold(on bool) {
+	if on {
+		c.local.Hold()
+	} else {
+		c.local.Release()
+	}
+}
+
 // applyRepair is told of a gap the invalidation log repaired: nothing to
 // flush.
 func (c *Cache[V]) applyRepair(reason coherence.GapReason, replayed int) {
@@ -534,11 +551,4 @@ func logSize(o *Options) int {
 		return o.InvalidationLogSize
 	}
 	return 0
-}
-
-func logKey(o *Options, rs *remote.Store) string {
-	if o.Transport == TransportResumable {
-		return rs.InvalidationLogKey()
-	}
-	return ""
 }

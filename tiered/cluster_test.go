@@ -53,7 +53,7 @@ func TestCluster(t *testing.T) {
 		assert.Zero(t, res.stale)
 		assert.GreaterOrEqual(t, res.reads, int64(100_000))
 	})
-	for _, tr := range []Transport{TransportPubSub, TransportTracking} {
+	for _, tr := range []Transport{TransportPubSub, TransportResumable, TransportTracking} {
 		t.Run("slot-migration-during-a-write-storm/"+string(tr), func(t *testing.T) {
 			var moves atomic.Int64
 			var reshardErr atomic.Pointer[error]
@@ -104,11 +104,8 @@ func TestCluster(t *testing.T) {
 	t.Run("features", func(t *testing.T) {
 		testClusterFeatures(t, clusterReplicas[string](t, cl, 3, testOptions("cfeat")))
 	})
-	t.Run("unsupported", func(t *testing.T) {
-		o := testOptions("cun")
-		o.Transport, o.Client = TransportResumable, cl.Client(t)
-		_, err := New[string](context.Background(), o)
-		assert.ErrorIs(t, err, ErrUnsupported)
+	t.Run("resumable", func(t *testing.T) {
+		testClusterResumable(t, cl, clusterGrace)
 	})
 	t.Run("write-behind", func(t *testing.T) {
 		testClusterWriteBehind(t, clusterReplicas[int](t, cl, 3, testOptions("cwb")))
@@ -248,4 +245,50 @@ func ownerOf(t *testing.T, cl *redistest.Cluster, redisKey string) int {
 	}
 	t.Fatalf("no node serves %s", redisKey)
 	return -1
+}
+
+// testClusterResumable runs the resumable transport's tests on a Cluster,
+// where the invalidation log is one stream per hash slot.
+func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Duration) {
+	client := func(tb testing.TB, dial dialFunc) rueidis.Client {
+		return redistest.ClientWith(tb, rueidis.ClientOption{InitAddress: cl.Addrs(), DialCtxFn: dial, DisableCache: true})
+	}
+	t.Run("convergence", func(t *testing.T) {
+		o := testOptions("cres")
+		o.Transport = TransportResumable
+		testConvergence(t, clusterReplicas[int](t, cl, 4, o), TransportResumable)
+	})
+	t.Run("survives-a-disconnect", func(t *testing.T) {
+		testSurvivesADisconnect(t, "Redis Cluster", client)
+	})
+	t.Run("flushes-when-a-slot-log-was-trimmed", func(t *testing.T) {
+		// The keys share a hash slot ("{same" is their tag), so 500
+		// rewrites go to one slot's log, well past its cap of 10.
+		res := runDisconnect(t, disconnectRun{client: client, transport: TransportResumable, logSize: 10, keys: 600, rewrites: 500,
+			key: func(i int) string { return fmt.Sprint("{same}k", i) }})
+		assert.Zero(t, res.stale)
+		assert.Positive(t, res.unrepaired)
+		assert.Positive(t, res.flushes)
+	})
+	t.Run("ledger-with-subscriber-kills", func(t *testing.T) {
+		// Every second or so: each gap costs a replay of all 16,384 slot
+		// logs, during which the replica reads Redis instead of its local
+		// tier.
+		kills, chaos := subscriberKills(time.Second, cl.Nodes...)
+		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second,
+			client: func(tb testing.TB) rueidis.Client { return cl.Client(tb) }, chaos: chaos, transport: TransportResumable, grace: grace})
+		t.Logf("cluster resumable ledger with kills: reads=%d stale=%d local-hits=%d writes=%d connections-killed=%d repairs=%d replayed=%d resubscribe-flushes=%d lag-max≤%v",
+			res.reads, res.stale, res.localHits, res.writes, kills.Load(), res.repairs, res.replayed, res.resubscribeFlushes, res.worstLag)
+		assert.Zero(t, res.stale)
+		assert.GreaterOrEqual(t, res.reads, int64(100_000))
+		assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
+		assert.Positive(t, res.repairs, "resubscribes are repaired from the logs")
+		assert.Zero(t, res.resubscribeFlushes, "the logs reach back: no flush")
+	})
+	t.Run("needs-pings", func(t *testing.T) {
+		o := testOptions("cresnp")
+		o.Transport, o.PingInterval, o.Client = TransportResumable, -1, cl.Client(t)
+		_, err := New[int](context.Background(), o)
+		assert.ErrorIs(t, err, ErrInvalidOptions)
+	})
 }

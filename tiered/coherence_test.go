@@ -366,7 +366,7 @@ func TestStalenessLedger(t *testing.T) {
 // what it missed.
 func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
 	srv := redistest.Start(t)
-	kills, chaos := subscriberKills(srv)
+	kills, chaos := subscriberKills(200*time.Millisecond, srv)
 	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second, chaos: chaos})
 	t.Logf("ledger with kills: reads=%d stale=%d local-hits=%d writes=%d loads=%d connections-killed=%d resubscribe-flushes=%d", res.reads, res.stale, res.localHits, res.writes, res.loads, kills.Load(), res.resubscribeFlushes)
 	assert.GreaterOrEqual(t, res.reads, int64(100_000))
@@ -380,7 +380,7 @@ func TestStalenessLedgerWithSubscriberKills(t *testing.T) {
 // not flushed, and still no read is stale.
 func TestStalenessLedgerResumableWithSubscriberKills(t *testing.T) {
 	srv := redistest.Start(t)
-	kills, chaos := subscriberKills(srv)
+	kills, chaos := subscriberKills(200*time.Millisecond, srv)
 	res := runLedger(t, srv, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second,
 		chaos: chaos, transport: TransportResumable})
 	t.Logf("resumable ledger with kills: reads=%d stale=%d local-hits=%d writes=%d connections-killed=%d repairs=%d replayed=%d resubscribe-flushes=%d",
@@ -392,19 +392,22 @@ func TestStalenessLedgerResumableWithSubscriberKills(t *testing.T) {
 	assert.Zero(t, res.resubscribeFlushes, "the log reaches back: no flush")
 }
 
-// subscriberKills is chaos that kills every subscriber connection every
-// 200–400 ms (CLIENT KILL TYPE pubsub), counting the kills.
-func subscriberKills(srv *redisserver.Server) (*atomic.Int64, func(stop <-chan struct{})) {
+// subscriberKills is chaos that kills every subscriber connection of the
+// servers every `every` to twice that (CLIENT KILL TYPE pubsub), counting
+// the kills.
+func subscriberKills(every time.Duration, srvs ...*redisserver.Server) (*atomic.Int64, func(stop <-chan struct{})) {
 	var kills atomic.Int64
 	return &kills, func(stop <-chan struct{}) {
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Duration(200+rand.IntN(200)) * time.Millisecond):
+			case <-time.After(every + rand.N(every)):
 			}
-			if n, err := srv.KillClients("pubsub"); err == nil {
-				kills.Add(int64(n))
+			for _, srv := range srvs {
+				if n, err := srv.KillClients("pubsub"); err == nil {
+					kills.Add(int64(n))
+				}
 			}
 		}
 	}

@@ -29,7 +29,4 @@ var (
 	// ErrQueueFull: SetBehind found Options.WriteBehindLimit writes
 	// waiting to be flushed; nothing was changed.
 	ErrQueueFull = errors.New("tiered: write-behind queue full")
-	// ErrUnsupported: the feature does not work on this kind of Redis
-	// deployment (on Cluster: the resumable transport).
-	ErrUnsupported = errors.New("tiered: not supported on Redis Cluster")
 )

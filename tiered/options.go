@@ -93,8 +93,16 @@ type Options struct {
 	// InvalidationLogSize caps TransportResumable's invalidation log (Redis
 	// trims it approximately). A replica cut off for longer than the fleet
 	// takes to publish this many invalidations flushes its local tier, as
-	// with TransportPubSub. Default 10,000.
+	// with TransportPubSub. Default 10,000. On a Redis Cluster the log is
+	// kept per hash slot, and this caps each slot's.
 	InvalidationLogSize int
+	// InvalidationLogAge is how long TransportResumable's per-slot logs
+	// keep an invalidation on a Redis Cluster (a slot's log also expires
+	// after this long without writes). A replica cut off for longer than
+	// about InvalidationLogAge minus 2 s flushes its local tier. At least
+	// 5 s; default 30 s. Unused on a single Redis, whose one log is capped
+	// by InvalidationLogSize alone.
+	InvalidationLogAge time.Duration
 
 	// FreshFor turns on stale-while-revalidate: a value is fresh for
 	// FreshFor after it is written; after that, until it expires, it is
@@ -198,6 +206,8 @@ func (o *Options) validate() error {
 		return bad("WaitReplicas and WaitTimeout must not be negative")
 	case o.InvalidationLogSize < 0:
 		return bad("InvalidationLogSize %d < 0", o.InvalidationLogSize)
+	case o.InvalidationLogAge != 0 && o.InvalidationLogAge < 5*time.Second:
+		return bad("InvalidationLogAge %v is under 5s", o.InvalidationLogAge)
 	case o.FreshFor < 0 || o.LoadBackoff < 0 || o.DoubleDeleteDelay < 0:
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0:
@@ -262,6 +272,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.InvalidationLogSize == 0 {
 		o.InvalidationLogSize = 10_000
+	}
+	if o.InvalidationLogAge == 0 {
+		o.InvalidationLogAge = 30 * time.Second
 	}
 	if o.WriteBehindLimit == 0 {
 		o.WriteBehindLimit = 100_000
@@ -347,7 +360,11 @@ const (
 	// in the same script, and a replica that may have missed messages
 	// replays the log from the last one it saw instead of flushing. It
 	// flushes only when the log was trimmed past that point. The price is
-	// one XADD per write and the stream's memory.
+	// one XADD per write and the stream's memory. On a Redis Cluster there
+	// is one log per hash slot, <namespace>:v1:invlog:{<tag>}, trimmed by
+	// InvalidationLogAge as well, and a replay reads all 16,384 of them in
+	// one pipelined round; it relies on the bus's pings, so PingInterval
+	// must not be negative there.
 	TransportResumable Transport = "resumable"
 	// TransportTracking uses Redis server-assisted invalidation instead of
 	// the channel: one dedicated RESP3 connection per replica runs CLIENT

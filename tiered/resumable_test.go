@@ -2,7 +2,9 @@ package tiered
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -18,10 +20,15 @@ import (
 // rewrites some of the keys B holds, then measures what B serves from its
 // local tier on the first read of every key after B is back.
 type disconnectRun struct {
+	// client opens a client of the Redis under test, dialing through dial
+	// when it is not nil.
+	client    func(tb testing.TB, dial dialFunc) rueidis.Client
 	transport Transport
 	logSize   int
 	keys      int
 	rewrites  int // keys A rewrites during the cut
+	// key names the i-th key; default "k<i>".
+	key func(i int) string
 }
 
 type disconnectResult struct {
@@ -32,21 +39,36 @@ type disconnectResult struct {
 	unrepaired    uint64
 }
 
-func runDisconnect(t *testing.T, srv *redisserver.Server, run disconnectRun) disconnectResult {
+type dialFunc = func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error)
+
+// singleClient opens clients of one Redis server.
+func singleClient(srv *redisserver.Server) func(testing.TB, dialFunc) rueidis.Client {
+	return func(tb testing.TB, dial dialFunc) rueidis.Client {
+		return redistest.ClientWith(tb, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DialCtxFn: dial, DisableCache: true})
+	}
+}
+
+func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	t.Helper()
 	ctx := context.Background()
 	opts := testOptions(fmt.Sprintf("cut-%s-%d", run.transport, run.logSize))
 	opts.Transport, opts.InvalidationLogSize = run.transport, run.logSize
 	opts.PingInterval = 100 * time.Millisecond
-	a := newCache[int](t, srv, opts)
+	opts.Client = run.client(t, nil)
+	a, err := New[int](ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
 
-	proxy := redistest.StartProxy(t, srv.Addr())
-	opts.Client = redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{proxy.Addr()}, DisableCache: true})
+	partition := redistest.NewPartition()
+	opts.Client = run.client(t, partition.Dial)
 	b, err := New[int](ctx, opts)
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 
-	key := func(i int) string { return fmt.Sprint("k", i) }
+	key := run.key
+	if key == nil {
+		key = func(i int) string { return fmt.Sprint("k", i) }
+	}
 	for i := range run.keys {
 		require.NoError(t, a.Set(ctx, key(i), i))
 	}
@@ -58,15 +80,17 @@ func runDisconnect(t *testing.T, srv *redisserver.Server, run disconnectRun) dis
 	b.WaitLocal()
 
 	before := b.Stats()
-	proxy.Cut(time.Second)
+	partition.Cut(time.Second)
 	for i := range run.rewrites {
 		require.NoError(t, a.Set(ctx, key(i), -i-1))
 	}
-	// B is back once it has resubscribed and dealt with the gap.
+	// B is back once it has resubscribed and dealt with the gap: its local
+	// tier, held meanwhile, is read again.
 	require.Eventually(t, func() bool {
 		s := b.Stats()
 		return s.Bus.Subscriptions > before.Bus.Subscriptions &&
-			s.Bus.Repairs+s.Flushes["resubscribe"] > before.Bus.Repairs+before.Flushes["resubscribe"]
+			s.Bus.Repairs+s.Flushes["resubscribe"] > before.Bus.Repairs+before.Flushes["resubscribe"] &&
+			!b.local.Held()
 	}, 20*time.Second, time.Millisecond)
 
 	after := b.Stats()
@@ -94,12 +118,15 @@ func runDisconnect(t *testing.T, srv *redisserver.Server, run disconnectRun) dis
 // one-second disconnect: pub/sub flushes everything, resumable replays the
 // writes it missed and keeps the rest.
 func TestResumableSurvivesADisconnect(t *testing.T) {
-	srv := redistest.Start(t)
+	testSurvivesADisconnect(t, "single Redis", singleClient(redistest.Start(t)))
+}
+
+func testSurvivesADisconnect(t *testing.T, what string, client func(testing.TB, dialFunc) rueidis.Client) {
 	const keys, rewrites = 1000, 50
-	pubsub := runDisconnect(t, srv, disconnectRun{transport: TransportPubSub, keys: keys, rewrites: rewrites})
-	resumable := runDisconnect(t, srv, disconnectRun{transport: TransportResumable, keys: keys, rewrites: rewrites})
-	t.Logf("first reads after a 1 s disconnect (%d keys, %d rewritten meanwhile): local-hit ratio pubsub %.3f, resumable %.3f",
-		keys, rewrites, pubsub.localHitRatio, resumable.localHitRatio)
+	pubsub := runDisconnect(t, disconnectRun{client: client, transport: TransportPubSub, keys: keys, rewrites: rewrites})
+	resumable := runDisconnect(t, disconnectRun{client: client, transport: TransportResumable, keys: keys, rewrites: rewrites})
+	t.Logf("%s, first reads after a 1 s disconnect (%d keys, %d rewritten meanwhile): local-hit ratio pubsub %.3f, resumable %.3f",
+		what, keys, rewrites, pubsub.localHitRatio, resumable.localHitRatio)
 
 	assert.Zero(t, pubsub.stale)
 	assert.Zero(t, resumable.stale, "the replay invalidated every rewritten key")
@@ -114,10 +141,9 @@ func TestResumableSurvivesADisconnect(t *testing.T) {
 // TestResumableFlushesWhenTheLogWasTrimmed: a gap longer than the log
 // cannot be repaired, and the replica flushes instead of serving stale.
 func TestResumableFlushesWhenTheLogWasTrimmed(t *testing.T) {
-	srv := redistest.Start(t)
 	// Redis trims a capped stream by whole nodes of 100 entries: 500
 	// writes during the cut go well past a cap of 10.
-	res := runDisconnect(t, srv, disconnectRun{transport: TransportResumable, logSize: 10, keys: 600, rewrites: 500})
+	res := runDisconnect(t, disconnectRun{client: singleClient(redistest.Start(t)), transport: TransportResumable, logSize: 10, keys: 600, rewrites: 500})
 	assert.Zero(t, res.stale)
 	assert.Positive(t, res.unrepaired)
 	assert.Positive(t, res.flushes)
