@@ -35,7 +35,15 @@
 //
 // A resumable Bus (Options.LogKey) repairs a gap by replaying the log from
 // the last message it saw, and calls OnGap only when the log no longer
-// reaches back that far (resume.go).
+// reaches back that far (resume.go). On a Redis Cluster (Options.SlotLogKey)
+// there is one log per hash slot, and a replay reads them all in one
+// pipelined round from per-slot positions and a floor time that the bus's
+// pings move up (slotlogs.go).
+//
+// From the moment a Bus learns of a gap until it has dealt with it and
+// applied the messages that queued up meanwhile, it holds the caller's local
+// tier (Options.OnHold): reads go to Redis, nothing is dropped. A burst of
+// gaps is repaired by one replay.
 //
 // # Tracking
 //

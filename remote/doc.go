@@ -10,9 +10,11 @@
 //	<ns>:v1:g<gen>:{<key>}:lease  a fill lease: a random token, PX LeaseTTL
 //	<ns>:v1:g<gen>:{<key>}:wait   a marker: another replica waits for this fill
 //	<ns>:v1:g<gen>:tag:{<tag>}    the set of keys carrying tag
-//	<ns>:v1:wb                    the write-behind queue (a stream; see queue.go)
-//	<ns>:v1:wb:dead               its dead letters (a stream)
+//	<ns>:v1:wb:{<ns>}             the write-behind queue (a stream; see queue.go)
+//	<ns>:v1:wb:{<ns>}:dead        its dead letters (a stream)
 //	<ns>:v1:wb:leader             the flusher lease
+//	<ns>:v1:invlog                the invalidation log, single Redis (a stream; invlog.go)
+//	<ns>:v1:invlog:{<slot tag>}   one slot's invalidation log, Redis Cluster
 //
 // Package warmup adds <ns>:v1:hot (a sorted set), and the invalidation
 // channel is <ns>:inv.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -80,10 +81,26 @@ func BenchmarkLocalHit(b *testing.B) {
 // resumable transport's invalidation log adds an XADD to each write's script.
 func BenchmarkSet(b *testing.B) {
 	srv := redistest.Start(b)
+	benchmarkSet(b, func(tb testing.TB) rueidis.Client { return redistest.Client(tb, srv) }, -1)
+}
+
+// BenchmarkClusterSet is BenchmarkSet on a three-master Redis Cluster,
+// where the resumable transport appends to the key's slot log and trims it
+// by age. (Pings stay on: that transport needs them there.)
+func BenchmarkClusterSet(b *testing.B) {
+	cl := redistest.StartCluster(b)
+	benchmarkSet(b, cl.Client, 0)
+}
+
+func benchmarkSet(b *testing.B, client func(testing.TB) rueidis.Client, ping time.Duration) {
 	for _, tr := range []Transport{TransportPubSub, TransportResumable} {
 		b.Run(string(tr), func(b *testing.B) {
-			c := newCache[user](b, srv, Options{Namespace: "bench-" + string(tr), LocalTTL: time.Hour, RemoteTTL: time.Hour,
-				PingInterval: -1, Transport: tr})
+			c, err := New[user](context.Background(), Options{Namespace: "bench-" + string(tr), LocalTTL: time.Hour, RemoteTTL: time.Hour,
+				PingInterval: ping, Transport: tr, Client: client(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -275,7 +275,7 @@ func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Durati
 		// logs, during which the replica reads Redis instead of its local
 		// tier.
 		kills, chaos := subscriberKills(time.Second, cl.Nodes...)
-		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 3 * time.Second, maxDuration: 60 * time.Second,
+		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 5 * time.Second, maxDuration: 60 * time.Second,
 			client: func(tb testing.TB) rueidis.Client { return cl.Client(tb) }, chaos: chaos, transport: TransportResumable, grace: grace})
 		t.Logf("cluster resumable ledger with kills: reads=%d stale=%d local-hits=%d writes=%d connections-killed=%d repairs=%d replayed=%d resubscribe-flushes=%d lag-max≤%v",
 			res.reads, res.stale, res.localHits, res.writes, kills.Load(), res.repairs, res.replayed, res.resubscribeFlushes, res.worstLag)

@@ -96,8 +96,19 @@ func (cl *Cluster) waitAgreed(timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cluster never settled: %v: %s", err, out)
+			return fmt.Errorf("cluster never settled: %v: %s\nslot maps:\n%s", err, out, cl.slotMaps())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// slotMaps is every node's CLUSTER NODES, for diagnosing a cluster that
+// does not settle.
+func (cl *Cluster) slotMaps() string {
+	var b strings.Builder
+	for _, n := range cl.Nodes {
+		out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(n.Port()), "cluster", "nodes").CombinedOutput()
+		fmt.Fprintf(&b, "%s (err %v):\n%s\n", n.Addr(), err, out)
+	}
+	return b.String()
 }
