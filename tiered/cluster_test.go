@@ -285,10 +285,17 @@ func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Durati
 		assert.Positive(t, res.repairs, "resubscribes are repaired from the logs")
 		assert.Zero(t, res.resubscribeFlushes, "the logs reach back: no flush")
 	})
-	t.Run("needs-pings", func(t *testing.T) {
-		o := testOptions("cresnp")
-		o.Transport, o.PingInterval, o.Client = TransportResumable, -1, cl.Client(t)
-		_, err := New[int](context.Background(), o)
-		assert.ErrorIs(t, err, ErrInvalidOptions)
+	t.Run("options", func(t *testing.T) {
+		for name, set := range map[string]func(*Options){
+			"no pings":              func(o *Options) { o.PingInterval = -1 },
+			"age under 2s + ping":   func(o *Options) { o.InvalidationLogAge, o.PingInterval = 5*time.Second, 3*time.Second },
+			"age under the minimum": func(o *Options) { o.InvalidationLogAge = time.Second },
+		} {
+			o := testOptions("cresopt")
+			o.Transport, o.Client = TransportResumable, cl.Client(t)
+			set(&o)
+			_, err := New[int](context.Background(), o)
+			assert.ErrorIs(t, err, ErrInvalidOptions, name)
+		}
 	})
 }
