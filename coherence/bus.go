@@ -244,11 +244,14 @@ func (b *Bus) Stats() Stats {
 }
 
 // receive keeps a subscription open until ctx ends. rueidis resubscribes
-// by itself after a disconnect, but its retry delay grows with every retry
-// within one Receive call (2^n µs, up to 1 s): after a few dozen
-// disconnects over a long life, each resubscribe would wait a second, with
-// invalidations lost all the while. So after every resubscribe the Receive
-// call is restarted, which starts rueidis's count again.
+// by itself after a disconnect, but its retry delay grows with every
+// attempt within one Receive call (2^n µs, up to 1 s): after a few dozen
+// disconnects over a long life, or a second of failed attempts (Redis
+// restarting, a Sentinel failover), each attempt would wait a second, with
+// invalidations lost all the while. So the Receive call is restarted when
+// its subscription breaks, when a retry within it confirms, and when it has
+// confirmed nothing for maxResubscribeBackoff; each restart starts
+// rueidis's count again.
 func (b *Bus) receive(ctx context.Context) {
 	defer b.wg.Done()
 	c := b.opts.Client
@@ -263,21 +266,31 @@ func (b *Bus) receive(ctx context.Context) {
 			}
 		})
 		hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, conn rueidis.CommandClient) error {
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				b.unsubscribe(conn)
+			case err != nil && callCtx.Err() == nil:
+				restart() // the subscription broke: retry from this loop
 			}
 			return err
 		})
+		watchdog := time.AfterFunc(maxResubscribeBackoff, func() {
+			if confirmed.Load() == 0 {
+				restart() // nothing confirmed yet: attempt afresh
+			}
+		})
+		start := time.Now()
 		err := c.Receive(hookCtx, sub, b.onMessage)
+		watchdog.Stop()
 		restart()
-		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
+		switch {
+		case ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing):
 			return
-		}
-		if confirmed.Load() > 0 {
+		case confirmed.Load() > 0:
 			backoff = 10 * time.Millisecond // it worked: resubscribe at once
-			continue
-		}
-		if !backOff(ctx, &backoff) {
+		case time.Since(start) >= maxResubscribeBackoff:
+			// The watchdog ended the call: it was the pause.
+		case !backOff(ctx, &backoff):
 			return
 		}
 	}
