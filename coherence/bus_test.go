@@ -162,9 +162,9 @@ func TestBusRetriesOnItsOwnWhileRedisIsDown(t *testing.T) {
 
 func TestBusOverflowIsAGapAndNeverBlocksTheConnection(t *testing.T) {
 	srv := redistest.Start(t)
-	release := make(chan struct{})
+	stuck, release := blockedHandler(t)
 	var once sync.Once
-	blocking := func(Message) { once.Do(func() { <-release }) }
+	blocking := func(Message) { once.Do(stuck) }
 	b, rec := startBus(t, srv, Options{Origin: 1, QueueSize: 2, OnMessage: blocking, PingInterval: -1})
 	pub := redistest.Client(t, srv)
 	msg := (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"k"}}).Encode()
@@ -173,7 +173,7 @@ func TestBusOverflowIsAGapAndNeverBlocksTheConnection(t *testing.T) {
 	}
 	// The subscriber's connection still answers while the handler is stuck.
 	require.Eventually(t, func() bool { return b.Stats().Overflows > 0 }, 5*time.Second, time.Millisecond)
-	close(release)
+	release.open()
 	require.Eventually(t, func() bool { return rec.hasGap(GapOverflow) }, 5*time.Second, time.Millisecond)
 }
 
@@ -233,12 +233,12 @@ func (h *holdCount) onHold(on bool) {
 func TestBusHoldsUntilTheGapAndWhatQueuedBehindItAreApplied(t *testing.T) {
 	srv := redistest.Start(t)
 	var holds holdCount
-	release := make(chan struct{})
+	stuck, release := blockedHandler(t)
 	heldAt := map[string]int32{}
 	var mu sync.Mutex
 	b, _ := startBus(t, srv, Options{Origin: 1, LogKey: "ns:log", OnHold: holds.onHold, OnMessage: func(m Message) {
 		if m.Keys[0] == "first" {
-			<-release
+			stuck()
 		}
 		mu.Lock()
 		heldAt[m.Keys[0]] = holds.n.Load()
@@ -249,14 +249,14 @@ func TestBusHoldsUntilTheGapAndWhatQueuedBehindItAreApplied(t *testing.T) {
 		m := Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{key}}
 		publish(t, c, "ns:inv", m.Encode())
 	}
-	send("first") // the apply goroutine is stuck in it
-	require.Eventually(t, func() bool { return len(b.queue.events) == 0 }, 5*time.Second, time.Millisecond)
+	send("first")
+	release.waitStuck(t) // the apply goroutine is in the handler
 	b.Resync("test")
 	assert.EqualValues(t, 1, holds.n.Load(), "held as soon as the gap is known")
 	send("behind-1")
 	send("behind-2")
 	require.Eventually(t, func() bool { return len(b.queue.events) == 3 }, 5*time.Second, time.Millisecond)
-	close(release)
+	release.open()
 	require.Eventually(t, func() bool { return holds.n.Load() == 0 }, 5*time.Second, time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
@@ -264,13 +264,46 @@ func TestBusHoldsUntilTheGapAndWhatQueuedBehindItAreApplied(t *testing.T) {
 		"the messages queued behind the gap were applied before the hold ended")
 }
 
+// gate blocks a bus's handler until opened; a test that fails first opens
+// it at cleanup, before the bus is closed, so that Close does not wait
+// forever for a stuck handler.
+type gate struct {
+	entered chan struct{}
+	opened  chan struct{}
+	once    sync.Once
+}
+
+// blockedHandler returns the call a handler makes to block, and its gate.
+// Call it before startBus: cleanups run last-registered first.
+func blockedHandler(t *testing.T) (func(), *gate) {
+	g := &gate{entered: make(chan struct{}, 1), opened: make(chan struct{})}
+	t.Cleanup(g.open)
+	return func() {
+		select {
+		case g.entered <- struct{}{}:
+		default:
+		}
+		<-g.opened
+	}, g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.opened) }) }
+
+func (g *gate) waitStuck(t *testing.T) {
+	select {
+	case <-g.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler was never entered")
+	}
+}
+
 // TestBusHoldsAcrossAnOverflow: dropped messages hold the local tier until
 // the overflow gap is dealt with.
 func TestBusHoldsAcrossAnOverflow(t *testing.T) {
 	srv := redistest.Start(t)
 	var holds holdCount
-	release := make(chan struct{})
-	b, rec := startBus(t, srv, Options{Origin: 1, QueueSize: 2, OnHold: holds.onHold, OnMessage: func(Message) { <-release }})
+	stuck, release := blockedHandler(t)
+	b, rec := startBus(t, srv, Options{Origin: 1, QueueSize: 2, OnHold: holds.onHold, OnMessage: func(Message) { stuck() }})
 	c := redistest.Client(t, srv)
 	m := Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"k"}}
 	for range 6 {
@@ -278,6 +311,6 @@ func TestBusHoldsAcrossAnOverflow(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return b.Stats().Overflows > 0 }, 5*time.Second, time.Millisecond)
 	assert.EqualValues(t, 1, holds.n.Load(), "one hold for the drops, however many")
-	close(release)
+	release.open()
 	require.Eventually(t, func() bool { return rec.hasGap(GapOverflow) && holds.n.Load() == 0 }, 5*time.Second, time.Millisecond)
 }
