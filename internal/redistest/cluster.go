@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 // Cluster is a Redis Cluster of three masters on loopback, no replicas.
 type Cluster struct {
 	Nodes []*redisserver.Server
+	// Heals counts the slots Reshard had to re-assign (see heal).
+	Heals atomic.Int64
 }
 
 // StartCluster starts the three nodes with cluster mode on, joins them with
@@ -67,8 +70,8 @@ func (cl *Cluster) Reshard(from, to, n int) error {
 		return err
 	}
 	id := func(i int) (string, error) {
-		out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(cl.Nodes[i].Port()), "cluster", "myid").Output()
-		return strings.TrimSpace(string(out)), err
+		out, err := cli(cl.Nodes[i], "cluster", "myid")
+		return strings.TrimSpace(out), err
 	}
 	fromID, err := id(from)
 	if err != nil {
@@ -83,7 +86,74 @@ func (cl *Cluster) Reshard(from, to, n int) error {
 	if err != nil {
 		return fmt.Errorf("redis-cli --cluster reshard: %w: %s", err, out)
 	}
+	if cl.waitAgreed(3*time.Second) != nil {
+		cl.heal()
+	}
 	return nil
+}
+
+// heal settles slots whose owner the nodes disagree about, to the owner most
+// nodes name. Redis can end a reshard that way (redis/redis#2969): the
+// target's CLUSTER SETSLOT … NODE is overridden by gossip from the source,
+// so the target names the source as the owner while the source and the
+// third node name the target, and gossip never settles it. The owner is
+// told the slot is its own, then bumps its config epoch so that its claim
+// wins everywhere.
+func (cl *Cluster) heal() {
+	views := make([][]string, len(cl.Nodes))
+	byID := map[string]*redisserver.Server{}
+	for i, n := range cl.Nodes {
+		out, err := cli(n, "cluster", "nodes")
+		if err != nil {
+			return
+		}
+		views[i] = slotOwners(out)
+		if id, err := cli(n, "cluster", "myid"); err == nil {
+			byID[strings.TrimSpace(id)] = n
+		}
+	}
+	for slot := range views[0] {
+		votes := map[string]int{}
+		for _, v := range views {
+			votes[v[slot]]++
+		}
+		if len(votes) == 1 {
+			continue
+		}
+		for owner, n := range votes {
+			if node := byID[owner]; node != nil && 2*n > len(views) {
+				cl.Heals.Add(1)
+				cli(node, "cluster", "setslot", strconv.Itoa(slot), "node", owner)
+				cli(node, "cluster", "bumpepoch")
+			}
+		}
+	}
+}
+
+// slotOwners reads CLUSTER NODES output into the owner's id per slot.
+func slotOwners(nodes string) []string {
+	owners := make([]string, 16384)
+	for line := range strings.Lines(nodes) {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				continue // a slot being migrated or imported
+			}
+			lo, hi, isRange := strings.Cut(r, "-")
+			if !isRange {
+				hi = lo
+			}
+			a, errA := strconv.Atoi(lo)
+			b, errB := strconv.Atoi(hi)
+			for s := a; errA == nil && errB == nil && s <= b && s < len(owners); s++ {
+				owners[s] = f[0]
+			}
+		}
+	}
+	return owners
 }
 
 // waitAgreed waits until redis-cli --cluster check finds every node in
@@ -107,8 +177,15 @@ func (cl *Cluster) waitAgreed(timeout time.Duration) error {
 func (cl *Cluster) slotMaps() string {
 	var b strings.Builder
 	for _, n := range cl.Nodes {
-		out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(n.Port()), "cluster", "nodes").CombinedOutput()
+		out, err := cli(n, "cluster", "nodes")
 		fmt.Fprintf(&b, "%s (err %v):\n%s\n", n.Addr(), err, out)
 	}
 	return b.String()
+}
+
+// cli runs one redis-cli command against a node and returns its output.
+func cli(n *redisserver.Server, args ...string) (string, error) {
+	args = append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(n.Port())}, args...)
+	out, err := exec.Command("redis-cli", args...).CombinedOutput()
+	return string(out), err
 }
