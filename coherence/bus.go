@@ -92,9 +92,9 @@ func (o *Options) validate() error {
 	case o.LogKey != "" && o.SlotLogKey != nil:
 		return fmt.Errorf("%w: LogKey and SlotLogKey are exclusive", ErrInvalidOptions)
 	case o.SlotLogKey != nil && o.PingInterval < 0:
-		return fmt.Errorf("%w: SlotLogKey needs pings", ErrInvalidOptions)
+		return fmt.Errorf("%w: the per-slot logs of a Redis Cluster (SlotLogKey) need pings (PingInterval ≥ 0)", ErrInvalidOptions)
 	case o.SlotLogKey != nil && o.LogAge <= 2*slotLogSkew+pingInterval(o.PingInterval):
-		return fmt.Errorf("%w: LogAge %v leaves no gap repairable: it must exceed %v plus PingInterval", ErrInvalidOptions, o.LogAge, 2*slotLogSkew)
+		return fmt.Errorf("%w: log age %v leaves no gap repairable: it must exceed %v plus PingInterval", ErrInvalidOptions, o.LogAge, 2*slotLogSkew)
 	}
 	return nil
 }

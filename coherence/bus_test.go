@@ -314,3 +314,24 @@ func TestBusHoldsAcrossAnOverflow(t *testing.T) {
 	release.open()
 	require.Eventually(t, func() bool { return rec.hasGap(GapOverflow) && holds.n.Load() == 0 }, 5*time.Second, time.Millisecond)
 }
+
+// TestBusRepairsABurstOfGapsWithOneReplay: gaps that queue up while the bus
+// is busy are all covered by the first replay that starts after them.
+func TestBusRepairsABurstOfGapsWithOneReplay(t *testing.T) {
+	srv := redistest.Start(t)
+	stuck, release := blockedHandler(t)
+	var replays atomic.Int32
+	b, rec := startBus(t, srv, Options{Origin: 1, LogKey: "ns:log", PingInterval: -1,
+		OnMessage: func(Message) { stuck() },
+		OnRepair:  func(GapReason, int) { replays.Add(1) }})
+	m := Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"k"}}
+	publish(t, redistest.Client(t, srv), "ns:inv", m.Encode())
+	release.waitStuck(t)
+	for range 3 {
+		b.Resync("test")
+	}
+	release.open()
+	require.Eventually(t, func() bool { return b.Stats().Repairs == 3 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, replays.Load(), "one replay for the three gaps")
+	assert.Empty(t, rec.gaps)
+}

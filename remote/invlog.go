@@ -2,7 +2,6 @@ package remote
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -72,9 +71,6 @@ func (s *Store) InvalidationLogKey() string { return s.opts.Namespace + ":v1:inv
 func (s *Store) SlotLogKey(slot uint16) string {
 	return s.opts.Namespace + ":v1:invlog:{" + SlotTag(slot) + "}"
 }
-
-// InvalidationLogAge is how long a Cluster's per-slot logs keep a message.
-func (s *Store) InvalidationLogAge() time.Duration { return s.opts.InvalidationLogAge }
 
 // withLog appends the log's key, id prefix, age and cap to a publishing
 // script's keys and arguments. keys must not be empty: on a Cluster the

@@ -87,12 +87,6 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		lt.Close()
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	if rs.Cluster() && opts.Transport == TransportResumable {
-		if err := checkSlotLogs(&opts); err != nil {
-			lt.Close()
-			return nil, err
-		}
-	}
 	c := &Cache[V]{
 		sampler:    opts.Sampler,
 		sampleMask: uint32(opts.SampleEvery - 1),
@@ -117,29 +111,15 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 			c.bus.Close()
 		}
 		lt.Close()
+		// The transport checks its options before any I/O (on a Cluster,
+		// TransportResumable needs pings and a long enough
+		// InvalidationLogAge).
 		if errors.Is(err, coherence.ErrInvalidOptions) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRemote, err)
 	}
 	return c, nil
-}
-
-// checkSlotLogs checks the options of the resumable transport on a Redis
-// Cluster, whose replay relies on the bus's pings and on a floor younger
-// than the logs' age minus 2 s (coherence/slotlogs.go).
-func checkSlotLogs(o *Options) error {
-	ping := o.PingInterval
-	if ping == 0 {
-		ping = time.Second // coherence's default
-	}
-	switch {
-	case ping < 0:
-		return fmt.Errorf("%w: transport %q on a Redis Cluster needs pings (PingInterval ≥ 0)", ErrInvalidOptions, o.Transport)
-	case o.InvalidationLogAge <= 2*time.Second+ping:
-		return fmt.Errorf("%w: InvalidationLogAge %v must exceed 2s plus PingInterval (%v)", ErrInvalidOptions, o.InvalidationLogAge, ping)
-	}
-	return nil
 }
 
 // Namespace is the cache's namespace.

@@ -29,13 +29,10 @@ func (p *Partition) Dial(ctx context.Context, dst string, d *net.Dialer, cfg *tl
 	if until := p.cutUntil(); time.Now().Before(until) {
 		return nil, fmt.Errorf("partition: %s unreachable for another %v", dst, time.Until(until))
 	}
-	var c net.Conn
-	var err error
 	if cfg != nil {
-		c, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", dst)
-	} else {
-		c, err = d.DialContext(ctx, "tcp", dst)
+		return nil, fmt.Errorf("partition: TLS is not supported")
 	}
+	c, err := d.DialContext(ctx, "tcp", dst)
 	if err != nil {
 		return nil, err
 	}
