@@ -83,12 +83,18 @@ type Entry[V any] struct {
 	LoadMicros uint32
 	// Negative marks a tombstone: the key is known to be absent.
 	Negative bool
+	// Tags are the tags the value was written with: InvalidateTags of any
+	// of them makes the entry a miss.
+	Tags []string
 }
 
-// stored is Entry plus the epoch it was filled in.
+// stored is Entry plus the epoch it was filled in and, for a tagged entry,
+// its tags' stripes and the tag clock when its fence was taken.
 type stored[V any] struct {
 	Entry[V]
-	epoch uint64
+	epoch    uint64
+	tagAt    uint64
+	tagIdx []uint32 // the tag stripes of Entry.Tags
 }
 
 // stripe is padded to a cache line so neighbouring stripes do not share one.
@@ -106,6 +112,7 @@ type stripe struct {
 type Fence struct {
 	gen   uint64
 	epoch uint64
+	tagAt uint64 // the tag clock
 }
 
 // Stats counts what the tier did since New.
@@ -130,6 +137,13 @@ type Tier[V any] struct {
 	held    atomic.Int32 // Holds not yet released: Get misses
 	closed  atomic.Bool  // set with every stripe lock held
 
+	// Tag invalidations: tagClock counts them, and each tag stripe holds
+	// the clock of the last invalidation of a tag hashed to it. A tagged
+	// entry is valid while none of its tags' stripes moved past the clock
+	// its fence saw. Two tags sharing a stripe can only cost a miss.
+	tagClock   atomic.Uint64
+	tagStripes []atomic.Uint64
+
 	evictions, rejections, dropped, fenced, flushes atomic.Uint64
 }
 
@@ -140,7 +154,8 @@ func New[V any](opts Options) (*Tier[V], error) {
 	}
 	opts.setDefaults()
 	t := &Tier[V]{
-		stripes: make([]stripe, opts.Stripes),
+		stripes:    make([]stripe, opts.Stripes),
+		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:    uint64(opts.Stripes - 1),
 		seed:    maphash.MakeSeed(),
 		jitter:  opts.TTLJitter,
@@ -169,10 +184,44 @@ func (t *Tier[V]) stripeOf(key string) *stripe {
 // the current epoch, and no Hold is on. It allocates nothing.
 func (t *Tier[V]) Get(key string) (Entry[V], bool) {
 	s, ok := t.cache.Get(key)
-	if !ok || s.epoch != t.epoch.Load() || t.held.Load() != 0 {
+	if !ok || s.epoch != t.epoch.Load() || t.held.Load() != 0 || (s.tagIdx != nil && t.tagged(s)) {
 		return Entry[V]{}, false
 	}
 	return s.Entry, true
+}
+
+// tagged reports whether a tag of s was invalidated after its fence.
+func (t *Tier[V]) tagged(s *stored[V]) bool {
+	for _, i := range s.tagIdx {
+		if t.tagStripes[i].Load() > s.tagAt {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tier[V]) tagStripe(tag string) uint32 {
+	return uint32(maphash.String(t.seed, tag) & t.mask)
+}
+
+// InvalidateTags makes every entry carrying one of tags a miss, and every
+// fill of one whose fence was taken before.
+func (t *Tier[V]) InvalidateTags(tags ...string) {
+	for _, tag := range tags {
+		t.tagStripes[t.tagStripe(tag)].Store(t.tagClock.Add(1))
+	}
+}
+
+// newStored is what a fill under f stores.
+func (t *Tier[V]) newStored(f Fence, e Entry[V]) *stored[V] {
+	s := &stored[V]{Entry: e, epoch: f.epoch, tagAt: f.tagAt}
+	if len(e.Tags) > 0 {
+		s.tagIdx = make([]uint32, len(e.Tags))
+		for i, tag := range e.Tags {
+			s.tagIdx[i] = t.tagStripe(tag)
+		}
+	}
+	return s
 }
 
 // Hold makes every Get miss until the matching Release, without dropping
@@ -192,7 +241,7 @@ func (t *Tier[V]) Fence(key string) Fence {
 	// Epoch first: a Flush between the two loads then fails the fence
 	// rather than slipping past it.
 	e := t.epoch.Load()
-	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e}
+	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e, tagAt: t.tagClock.Load()}
 }
 
 // Fill stores e under key with the given cost and TTL if nothing invalidated
@@ -209,7 +258,7 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], cost int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, &stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+	return t.set(s, key, t.newStored(f, e), cost, ttl)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
@@ -230,7 +279,7 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], cost int64, ttl time.
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, &stored[V]{Entry: e, epoch: f.epoch}, cost, ttl)
+	return t.set(s, key, t.newStored(f, e), cost, ttl)
 }
 
 // set inserts under s.mu.

@@ -312,3 +312,35 @@ func BenchmarkGetHit(b *testing.B) {
 		})
 	})
 }
+
+func TestInvalidateTags(t *testing.T) {
+	tier := newTier(t, Options{})
+	put := func(key string, tags ...string) Fence {
+		f := tier.Fence(key)
+		require.True(t, tier.Fill(f, key, Entry[int64]{Value: 1, Tags: tags}, 1, time.Minute))
+		return f
+	}
+	put("red1", "red")
+	put("both", "red", "blue")
+	put("blue1", "blue")
+	put("plain")
+	early := tier.Fence("late") // taken before the invalidation
+	tier.Wait()
+
+	tier.InvalidateTags("red")
+	for key, want := range map[string]bool{"red1": false, "both": false, "blue1": true, "plain": true} {
+		_, ok := tier.Get(key)
+		assert.Equal(t, want, ok, key)
+	}
+	// A fill whose fence predates the invalidation lands, but is a miss:
+	// what it read may be older than the invalidation.
+	require.True(t, tier.Fill(early, "late", Entry[int64]{Value: 2, Tags: []string{"red"}}, 1, time.Minute))
+	tier.Wait()
+	_, ok := tier.Get("late")
+	assert.False(t, ok)
+	// A fill fenced after it is valid again.
+	put("red1", "red")
+	tier.Wait()
+	_, ok = tier.Get("red1")
+	assert.True(t, ok)
+}

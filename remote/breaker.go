@@ -60,6 +60,16 @@ type Stats struct {
 	Ops          [numOps]OpStats // by Op
 	BreakerState string          // "closed", "half-open" or "open"
 	BreakerOpens uint64          // times the breaker opened
+	Lost         LostStats
+}
+
+// LostStats counts state the store found Redis had forgotten, each answered
+// safely (see generation.go and queue.go).
+type LostStats struct {
+	GenerationMissing uint64 // the generation key was gone: a new generation
+	GenerationBehind  uint64 // it held an older generation: a new one
+	Restarts          uint64 // it was set under another Redis process: a new one
+	Queue             uint64 // the write-behind queue stream was gone
 }
 
 type opCounters struct {
@@ -148,5 +158,9 @@ func (s *Store) Stats() Stats {
 	}
 	st.BreakerState = s.breaker.Load().State().String()
 	st.BreakerOpens = s.breakerOpens.Load()
+	st.Lost = LostStats{
+		GenerationMissing: s.lost[0].Load(), GenerationBehind: s.lost[1].Load(),
+		Restarts: s.lost[2].Load(), Queue: s.lost[3].Load(),
+	}
 	return st
 }

@@ -22,7 +22,14 @@ const (
 
 	flagCompressed = 1 << 0
 	flagNegative   = 1 << 1
-	knownFlags     = flagCompressed | flagNegative
+	flagTagged     = 1 << 2
+	knownFlags     = flagCompressed | flagNegative | flagTagged
+
+	// maxTags bounds the tags an envelope may carry, and maxTagBytes the
+	// length of a tag or version, so a decoder never allocates more than
+	// its input allows.
+	maxTags     = 1024
+	maxTagBytes = 4096
 )
 
 // Envelope is a value as stored in Redis, with the metadata freshness
@@ -32,19 +39,29 @@ const (
 //
 //	0   2  magic "tc"
 //	2   1  format version (1)
-//	3   1  flags: 1 = payload s2-compressed, 2 = negative (tombstone)
+//	3   1  flags: 1 = payload s2-compressed, 2 = negative (tombstone),
+//	           4 = tagged
 //	4   8  written-at, unix nanoseconds
 //	12  8  fresh-until, unix nanoseconds (0 = fresh until it expires)
 //	20  8  expires-at, unix nanoseconds (0 = unknown)
 //	28  4  load duration, microseconds (the last measured load time)
-//	32  …  payload
+//	32  …  when tagged: a uvarint count, then per tag a uvarint-prefixed
+//	       tag and a uvarint-prefixed version (see tags.go)
+//	…   …  payload
 type Envelope struct {
 	WrittenAt  int64 // unix nanoseconds
 	FreshUntil int64 // unix nanoseconds; 0 = fresh until expiry
 	ExpiresAt  int64 // unix nanoseconds: the Redis TTL's end; 0 = unknown
 	LoadMicros uint32
 	Negative   bool
-	Payload    []byte // the codec's bytes, uncompressed
+	Tags       []TagVersion // the tags the value was written with
+	Payload    []byte       // the codec's bytes, uncompressed
+	header     []byte       // the wire header it was decoded from, if any
+}
+
+// TagVersion is a tag and the version it had when a value was written.
+type TagVersion struct {
+	Tag, Version string
 }
 
 // encode appends the wire form of e, compressing payloads of at least
@@ -61,13 +78,60 @@ func (e *Envelope) encode(compressAbove int) []byte {
 	if e.Negative {
 		flags |= flagNegative
 	}
-	b := make([]byte, headerLen, headerLen+len(payload))
+	tagBytes := 0
+	if len(e.Tags) > 0 {
+		flags |= flagTagged
+		tagBytes = binary.MaxVarintLen64
+		for _, t := range e.Tags {
+			tagBytes += 2*binary.MaxVarintLen64 + len(t.Tag) + len(t.Version)
+		}
+	}
+	b := make([]byte, headerLen, headerLen+tagBytes+len(payload))
 	b[0], b[1], b[2], b[3] = magic0, magic1, formatV1, flags
 	binary.BigEndian.PutUint64(b[4:], uint64(e.WrittenAt))
 	binary.BigEndian.PutUint64(b[12:], uint64(e.FreshUntil))
 	binary.BigEndian.PutUint64(b[20:], uint64(e.ExpiresAt))
 	binary.BigEndian.PutUint32(b[28:], e.LoadMicros)
+	if len(e.Tags) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(e.Tags)))
+		for _, t := range e.Tags {
+			b = binary.AppendUvarint(b, uint64(len(t.Tag)))
+			b = append(b, t.Tag...)
+			b = binary.AppendUvarint(b, uint64(len(t.Version)))
+			b = append(b, t.Version...)
+		}
+	}
 	return append(b, payload...)
+}
+
+// decodeTags reads the tag section of a tagged envelope.
+func decodeTags(b []byte) ([]TagVersion, []byte, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n == 0 || n > maxTags || n > uint64(len(b)) {
+		return nil, nil, fmt.Errorf("%w: tag count", ErrCorrupt)
+	}
+	b = b[w:]
+	tags := make([]TagVersion, n)
+	for i := range tags {
+		var tag, version []byte
+		var err error
+		if tag, b, err = readField(b); err != nil {
+			return nil, nil, err
+		}
+		if version, b, err = readField(b); err != nil {
+			return nil, nil, err
+		}
+		tags[i] = TagVersion{Tag: string(tag), Version: string(version)}
+	}
+	return tags, b, nil
+}
+
+func readField(b []byte) (field, rest []byte, err error) {
+	l, w := binary.Uvarint(b)
+	if w <= 0 || l > maxTagBytes || l > uint64(len(b)-w) {
+		return nil, nil, fmt.Errorf("%w: tag length", ErrCorrupt)
+	}
+	return b[w : w+int(l)], b[w+int(l):], nil
 }
 
 // DecodeEnvelope parses the wire form. maxPayload bounds the uncompressed
@@ -91,6 +155,13 @@ func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
 		LoadMicros: binary.BigEndian.Uint32(b[28:]),
 		Negative:   flags&flagNegative != 0,
 		Payload:    b[headerLen:],
+		header:     b[:headerLen],
+	}
+	if flags&flagTagged != 0 {
+		var err error
+		if e.Tags, e.Payload, err = decodeTags(e.Payload); err != nil {
+			return Envelope{}, err
+		}
 	}
 	if flags&flagCompressed != 0 {
 		n, err := s2.DecodedLen(e.Payload)

@@ -1,10 +1,6 @@
 package remote
 
-import (
-	"strconv"
-
-	"github.com/redis/rueidis"
-)
+import "strconv"
 
 // The invalidation log makes a namespace's invalidations resumable: every
 // script that publishes a message first appends it to a capped stream
@@ -21,46 +17,8 @@ import (
 // (InvalidationLogAge) and expire when idle that long: 16,384 streams
 // capped by count alone could hold 16,384 times the cap. When the cap
 // trims one, the script records the first entry left as the stream's
-// max-deleted-entry-id (XSETID, Redis 7), which a replay checks.
-//
-// Every publishing script starts with publishLua. The log travels at the
-// end of a script's arguments: the last ARGV is the cap ("0" when the log
-// is off) and, when it is on, the two before it are the id prefix and the
-// age in milliseconds ("0": no age), and the last KEY is the log. nkeys is
-// the number of the script's own keys.
-const publishLua = `
-local logcap = ARGV[#ARGV]
-local nkeys = #KEYS
-local logpfx, logage = '', 0
-if logcap ~= '0' then
-  nkeys = nkeys - 1
-  logpfx, logage = ARGV[#ARGV - 2], tonumber(ARGV[#ARGV - 1])
-end
-local function publish(ch, msg)
-  if logcap == '0' or msg == '' then return redis.call('PUBLISH', ch, msg) end
-  local log, id = KEYS[#KEYS], nil
-  if logage == 0 then
-    id = redis.call('XADD', log, 'MAXLEN', '~', logcap, '*', 'm', msg)
-  else
-    id = redis.call('XADD', log, '*', 'm', msg)
-    local ms = tonumber(string.match(id, '^%d+'))
-    redis.call('XTRIM', log, 'MINID', string.format('%.0f', ms - logage))
-    if redis.call('XTRIM', log, 'MAXLEN', '~', logcap) > 0 then
-      -- Trimming by count may remove entries a subscriber still needs:
-      -- say so where it can see it. (Trimming by age does not record
-      -- max-deleted-entry-id, nor need to: see coherence/slotlogs.go.)
-      local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
-      redis.call('XSETID', log, id, 'MAXDELETEDID', first)
-    end
-    redis.call('PEXPIRE', log, logage)
-  end
-  id = logpfx .. id
-  return redis.call('PUBLISH', ch, string.sub(msg, 1, 1) .. '\2' .. string.sub(msg, 3) .. string.char(#id) .. id)
-end
-`
-
-// publishingScript is a script that may call publish(channel, message).
-func publishingScript(body string) *rueidis.Lua { return rueidis.NewLuaScript(publishLua + body) }
+// max-deleted-entry-id (XSETID, Redis 7), which a replay checks. The
+// script side lives in the prelude (script.go).
 
 // InvalidationLogKey is the stream of the namespace's invalidation log on a
 // single Redis.

@@ -3,19 +3,22 @@ package remote
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
 )
 
-var getOrLeaseScript = rueidis.NewLuaScript(`
+var getOrLeaseScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 1} end
 local ttl = redis.call('PTTL', KEYS[2])
+local holder = redis.call('GET', KEYS[2]) or ''
 redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 1))
-return {0, 0, ttl}
+return {0, 0, ttl, holder}
 `)
 
 // LeaseResult is what GetOrLease found.
@@ -28,6 +31,33 @@ type LeaseResult struct {
 	// value was absent and the lease was not ours. A wait marker is then
 	// set, so the holder publishes when it fills or gives up.
 	HeldFor time.Duration
+	// HolderExpects is how long the holder expected its load to take
+	// (LeaseToken), zero when it did not say: a waiter looks again after
+	// about that long in case its wake-up was lost.
+	HolderExpects time.Duration
+}
+
+// NewToken returns a random lease token.
+func NewToken() string {
+	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// LeaseToken returns a random lease token that tells waiters how long the
+// holder expects its load to take.
+func LeaseToken(expect time.Duration) string {
+	return NewToken() + ":" + strconv.FormatInt(expect.Milliseconds(), 10)
+}
+
+func holderExpects(token string) time.Duration {
+	i := strings.LastIndexByte(token, ':')
+	if i < 0 {
+		return 0
+	}
+	ms, err := strconv.ParseInt(token[i+1:], 10, 64)
+	if err != nil || ms < 0 {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 // GetOrLease reads key and, when it is absent, takes its fill lease with
@@ -40,7 +70,24 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 		return LeaseResult{}, err
 	}
 	defer done(&err)
-	return s.leaseReply(getOrLeaseScript.Exec(ctx, s.opts.Client, s.keys(key), s.leaseArgs(token)))
+	args := s.leaseArgs(token)
+	for round := 0; ; round++ {
+		r, err := s.leaseReply(s.exec(ctx, getOrLeaseScript, func(g *genState) call {
+			return call{keys: g.keys(key), args: args}
+		}))
+		if err != nil || !r.Found || len(r.Envelope.Tags) == 0 || round > 0 {
+			return r, err
+		}
+		valid, err := s.tagsValid(ctx, []*Envelope{&r.Envelope})
+		if err != nil || valid[0] {
+			return r, err
+		}
+		// A value of an invalidated tag: remove it and look again, so the
+		// lease and its waiters work as for any miss.
+		if err := s.dropIfUnchanged(ctx, key, r.Envelope.header); err != nil {
+			return LeaseResult{}, err
+		}
+	}
 }
 
 // GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot
@@ -51,15 +98,38 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 		return nil, err
 	}
 	defer done(&err)
-	execs := make([]rueidis.LuaExec, len(keys))
-	for i, k := range keys {
-		execs[i] = rueidis.LuaExec{Keys: s.keys(k), Args: s.leaseArgs(token)}
-	}
+	args := s.leaseArgs(token)
+	res := s.execMulti(ctx, getOrLeaseScript, func(g *genState) []call {
+		calls := make([]call, len(keys))
+		for i, k := range keys {
+			calls[i] = call{keys: g.keys(k), args: args}
+		}
+		return calls
+	})
 	out := make([]LeaseResult, len(keys))
-	for i, r := range getOrLeaseScript.ExecMulti(ctx, s.opts.Client, execs...) {
+	var tagged []*Envelope
+	var at []int
+	for i, r := range res {
 		var err error
 		if out[i], err = s.leaseReply(r); err != nil {
 			return nil, err
+		}
+		if out[i].Found && len(out[i].Envelope.Tags) > 0 {
+			tagged, at = append(tagged, &out[i].Envelope), append(at, i)
+		}
+	}
+	if len(tagged) == 0 {
+		return out, nil
+	}
+	valid, err := s.tagsValid(ctx, tagged)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		if !valid[j] {
+			// Neither found nor leased: the caller resolves it alone
+			// (GetOrLease), which removes it and takes the lease.
+			out[i] = LeaseResult{}
 		}
 	}
 	return out, nil
@@ -87,10 +157,12 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 			return LeaseResult{Leased: leased == 1}, err
 		}
 		var held int64
-		if len(arr) > 2 {
+		var holder string
+		if len(arr) > 3 {
 			held, _ = arr[2].AsInt64()
+			holder, _ = arr[3].ToString()
 		}
-		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond}, nil
+		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond, HolderExpects: holderExpects(holder)}, nil
 	}
 	b, err := arr[1].AsBytes()
 	if err != nil {
@@ -118,8 +190,13 @@ func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error
 	return err == nil, err
 }
 
-var fillScript = publishingScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+// A fill that finds its lease gone (voided by a write, or lost: expired,
+// evicted) still wakes whoever waits, so that they look again at once.
+var fillScript = newScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[4], ARGV[5]) end
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
 if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then publish(ARGV[4], ARGV[5]) end
@@ -139,10 +216,11 @@ type FillOptions struct {
 // Fill writes a loaded value if the lease taken with token still holds,
 // releases the lease, and publishes o.Publication if replicas wait for it
 // (or o.Always). It reports whether the value was written; false means a
-// write (or lease expiry) came first and the loaded value may be older than
-// what Redis now holds.
+// write (or lease expiry, or the lease's eviction) came first and the
+// loaded value may be older than what Redis now holds. Waiters are woken
+// either way.
 func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o FillOptions) (_ bool, err error) {
-	exec, err := s.fillExec(key, token, e, o)
+	args, err := s.fillArgs(token, e, o)
 	if err != nil {
 		return false, err
 	}
@@ -151,7 +229,9 @@ func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o Fill
 		return false, err
 	}
 	defer done(&err)
-	n, err := fillScript.Exec(ctx, s.opts.Client, exec.Keys, exec.Args).AsInt64()
+	n, err := s.exec(ctx, fillScript, func(g *genState) call {
+		return call{keys: g.keys(key), args: args}
+	}).AsInt64()
 	return n == 1, err
 }
 
@@ -167,15 +247,15 @@ type FillItem struct {
 func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([]bool, []error) {
 	stored := make([]bool, len(items))
 	errs := make([]error, len(items))
-	execs := make([]rueidis.LuaExec, 0, len(items))
+	args := make([][]string, 0, len(items))
 	at := make([]int, 0, len(items))
 	for i, it := range items {
-		exec, err := s.fillExec(it.Key, token, it.Envelope, it.Options)
+		a, err := s.fillArgs(token, it.Envelope, it.Options)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		execs = append(execs, exec)
+		args = append(args, a)
 		at = append(at, i)
 	}
 	ctx, done, err := s.begin(ctx, OpFill)
@@ -197,28 +277,33 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 		}
 		done(&first)
 	}()
-	for j, r := range fillScript.ExecMulti(ctx, s.opts.Client, execs...) {
+	res := s.execMulti(ctx, fillScript, func(g *genState) []call {
+		calls := make([]call, len(at))
+		for j, i := range at {
+			calls[j] = call{keys: g.keys(items[i].Key), args: args[j]}
+		}
+		return calls
+	})
+	for j, r := range res {
 		n, err := r.AsInt64()
 		stored[at[j]], errs[at[j]] = n == 1, err
 	}
 	return stored, errs
 }
 
-func (s *Store) fillExec(key, token string, e *Envelope, o FillOptions) (rueidis.LuaExec, error) {
+func (s *Store) fillArgs(token string, e *Envelope, o FillOptions) ([]string, error) {
 	b, err := s.Encode(e)
 	if err != nil {
-		return rueidis.LuaExec{}, err
+		return nil, err
 	}
 	always := "0"
 	if o.Always {
 		always = "1"
 	}
-	keys, args := s.withLog(s.keys(key),
-		[]string{token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always})
-	return rueidis.LuaExec{Keys: keys, Args: args}, nil
+	return []string{token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always}, nil
 }
 
-var releaseScript = publishingScript(`
+var releaseScript = newScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
 if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[3], ARGV[4]) end
@@ -236,6 +321,9 @@ func (s *Store) Release(ctx context.Context, key, token string, hold time.Durati
 		return
 	}
 	defer done(&err)
-	keys, args := s.withLog(s.keys(key), []string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)})
-	err = releaseScript.Exec(ctx, s.opts.Client, keys, args).Error()
+	// Unfenced: a lease taken under a generation the namespace has left is
+	// still released there.
+	g := s.state.Load()
+	err = s.run(ctx, releaseScript, g, call{keys: g.keys(key), unfenced: true,
+		args: []string{token, strconv.FormatInt(hold.Milliseconds(), 10), p.Channel, string(p.Message)}}).Error()
 }

@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -118,60 +117,4 @@ func TestFillWithTTLAndAlways(t *testing.T) {
 	e, err := s.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.True(t, e.Negative)
-}
-
-func TestGenerationBumpHidesEveryKey(t *testing.T) {
-	srv := redistest.Start(t)
-	c := redistest.Client(t, srv)
-	a := newStore(t, c, Options{})
-	b := newStore(t, redistest.Client(t, srv), Options{})
-	msgs := subscribe(t, redistest.Client(t, srv), "inv")
-	ctx := context.Background()
-	require.NoError(t, a.Set(ctx, "k", &Envelope{Payload: []byte("v")}, Publication{Channel: "x"}))
-
-	g, err := a.BumpGeneration(ctx, func(next int64) Publication {
-		return Publication{Channel: "inv", Message: []byte(strconv.FormatInt(next, 10))}
-	})
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), g)
-	assert.Equal(t, "1", <-msgs)
-	_, err = a.Get(ctx, "k")
-	assert.ErrorIs(t, err, ErrMiss, "the bumping store moved on")
-
-	// b is still at generation 0 until it learns of the bump.
-	_, err = b.Get(ctx, "k")
-	require.NoError(t, err)
-	g, err = b.LoadGeneration(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), g)
-	_, err = b.Get(ctx, "k")
-	assert.ErrorIs(t, err, ErrMiss)
-
-	// A store one generation behind still bumps to the next one up.
-	stale := newStore(t, redistest.Client(t, srv), Options{})
-	g, err = stale.BumpGeneration(ctx, func(next int64) Publication { return Publication{Channel: "x"} })
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), g)
-	b.UseGeneration(1) // older: ignored
-	g, _ = b.LoadGeneration(ctx)
-	assert.Equal(t, int64(2), g)
-}
-
-func TestTags(t *testing.T) {
-	srv := redistest.Start(t)
-	c := redistest.Client(t, srv)
-	s := newStore(t, c, Options{TTL: time.Minute})
-	ctx := context.Background()
-	require.NoError(t, s.AddTags(ctx, "k1", []string{"red", "blue"}))
-	require.NoError(t, s.AddTags(ctx, "k2", []string{"red"}))
-	m, err := s.TagMembers(ctx, "red")
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"k1", "k2"}, m)
-	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.TagKey("red")).Build()).AsInt64()
-	require.NoError(t, err)
-	assert.InDelta(t, 60_000, pttl, 2_000, "tag sets expire: they never grow without bound")
-	require.NoError(t, s.RemoveTag(ctx, "red"))
-	m, err = s.TagMembers(ctx, "red")
-	require.NoError(t, err)
-	assert.Empty(t, m)
 }

@@ -37,7 +37,7 @@ func (s *Store) leaderKey() string { return s.opts.Namespace + ":v1:wb:leader" }
 // A full queue is refused before anything is written, so a refused write
 // leaves no trace; an accepted one changes the value, voids the lease,
 // publishes and queues in one step.
-var setQueuedScript = newWriteScript(`
+var setQueuedScript = newScript(`
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[5]) then
   return redis.error_reply('TCFULL write-behind queue holds ' .. ARGV[5] .. ' writes')
 end
@@ -67,10 +67,11 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 		return "", err
 	}
 	defer done(&err)
-	keys := s.keys(key)
-	skeys, args := s.withLog([]string{keys[0], keys[1], s.QueueKey()},
-		[]string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key})
-	id, err := s.run(ctx, setQueuedScript, skeys, args).ToString()
+	args := []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key}
+	id, err := s.exec(ctx, setQueuedScript, func(g *genState) call {
+		keys := g.keys(key)
+		return call{keys: []string{keys[0], keys[1], s.QueueKey()}, args: args, write: true}
+	}).ToString()
 	if err != nil && strings.HasPrefix(err.Error(), "TCFULL") {
 		return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 	}

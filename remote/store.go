@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,18 @@ type Options struct {
 	// invalidation logs keep a message (a slot's log also expires after
 	// this long without writes). Default 30s; unused on a single Redis.
 	InvalidationLogAge time.Duration
+	// GenerationMessage is the invalidation published, in the same script,
+	// when the store moves the namespace to a new generation (whose
+	// generation key value it is given; see generation.go). Default: none.
+	GenerationMessage func(value string) Publication
+	// OnGeneration is told when Settle (or a fenced script refused under a
+	// generation Redis no longer holds) moved the store: every value read
+	// under the old generation must be dropped. It runs on the calling
+	// goroutine and must not block.
+	OnGeneration func(GenerationChange)
+	// Warn is told, once per kind, of a problem the store works around
+	// (an ACL that refuses INFO, say). Optional.
+	Warn func(kind, msg string, err error)
 }
 
 func (o *Options) validate() error {
@@ -120,6 +133,9 @@ func (o *Options) setDefaults() {
 	if o.InvalidationLogAge == 0 {
 		o.InvalidationLogAge = 30 * time.Second
 	}
+	if o.GenerationMessage == nil {
+		o.GenerationMessage = func(string) Publication { return Publication{} }
+	}
 }
 
 // Store is the Redis tier of one namespace. Safe for concurrent use.
@@ -130,35 +146,43 @@ type Store struct {
 	ops          [numOps]opCounters
 	genKey       string
 	cluster      bool // a Redis Cluster client: multi-key scripts stay within a slot
-	gen          atomic.Int64
-	prefix       atomic.Pointer[string] // "<namespace>:v1:g<gen>:"
+	fenced       bool // scripts check the generation key (not on a Cluster)
+	state        atomic.Pointer[genState]
+	settling     sync.Mutex // one settle at a time
+	noRunID      atomic.Bool
+	lost         lostCounters
+	warned       sync.Map // kinds Warn was told of
 }
 
-// New builds a Store over the caller's client at generation 0; it does no
-// I/O. Call LoadGeneration to pick up the namespace's current generation.
+// New builds a Store over the caller's client; it does no I/O. Its first
+// Settle (or its first write, on a single Redis) picks up the namespace's
+// current generation, creating one if there is none.
 func New(opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	opts.setDefaults()
-	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: opts.Client.Mode() == rueidis.ClientModeCluster}
+	cluster := opts.Client.Mode() == rueidis.ClientModeCluster
+	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: cluster, fenced: !cluster}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
-	s.storePrefix(0)
+	s.setState(0, "")
 	return s, nil
 }
 
-func (s *Store) storePrefix(gen int64) {
-	p := s.opts.Namespace + ":v1:g" + strconv.FormatInt(gen, 10) + ":"
-	s.prefix.Store(&p)
+// warn tells Options.Warn of a problem, once per kind.
+func (s *Store) warn(kind, msg string, err error) {
+	if _, seen := s.warned.LoadOrStore(kind, true); !seen && s.opts.Warn != nil {
+		s.opts.Warn(kind, msg, err)
+	}
 }
 
 // ValueKey is the Redis key holding key's value.
-func (s *Store) ValueKey(key string) string { return *s.prefix.Load() + "{" + key + "}" }
+func (s *Store) ValueKey(key string) string { return s.state.Load().prefix + "{" + key + "}" }
 
 // KeyOf returns the key whose value Redis holds under redisKey, if
 // redisKey is a value key of the store's current generation.
 func (s *Store) KeyOf(redisKey string) (string, bool) {
-	rest, ok := strings.CutPrefix(redisKey, *s.prefix.Load()+"{")
+	rest, ok := strings.CutPrefix(redisKey, s.state.Load().prefix+"{")
 	if !ok || !strings.HasSuffix(rest, "}") {
 		return "", false
 	}
@@ -166,14 +190,11 @@ func (s *Store) KeyOf(redisKey string) (string, bool) {
 }
 
 // LeaseKey is the Redis key holding key's fill lease.
-func (s *Store) LeaseKey(key string) string { return *s.prefix.Load() + "{" + key + "}:lease" }
+func (s *Store) LeaseKey(key string) string { return s.state.Load().prefix + "{" + key + "}:lease" }
 
-// TagKey is the Redis set of the keys carrying tag.
-func (s *Store) TagKey(tag string) string { return *s.prefix.Load() + "tag:{" + tag + "}" }
-
-// keys returns the value, lease and wait keys of key under one prefix.
-func (s *Store) keys(key string) []string {
-	p := *s.prefix.Load() + "{" + key + "}"
+// keys returns the value, lease and wait keys of key in generation g.
+func (g *genState) keys(key string) []string {
+	p := g.prefix + "{" + key + "}"
 	return []string{p, p + ":lease", p + ":wait"}
 }
 
@@ -184,11 +205,6 @@ func (s *Store) MaxValueBytes() int { return s.opts.MaxValueBytes }
 type Publication struct {
 	Channel string
 	Message []byte
-}
-
-// NewToken returns a random lease token.
-func NewToken() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
 
 // ttlMillis is ttl (the store's TTL when zero) with jitter, in ms.
@@ -229,10 +245,14 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	if err != nil {
 		return Envelope{}, err
 	}
-	return s.decode(b)
+	e, err := s.decode(b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return s.checkTags(ctx, e)
 }
 
-var setScript = newWriteScript(`
+var setScript = newScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 publish(ARGV[3], ARGV[4])
@@ -250,11 +270,13 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 		return err
 	}
 	defer done(&err)
-	keys, args := s.withLog(s.keys(key)[:2], []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message)})
-	return s.run(ctx, setScript, keys, args).Error()
+	ttl := s.ttlMillis(0)
+	return s.exec(ctx, setScript, func(g *genState) call {
+		return call{keys: g.keys(key)[:2], args: []string{string(b), ttl, p.Channel, string(p.Message)}, write: true}
+	}).Error()
 }
 
-var deleteScript = newWriteScript(`
+var deleteScript = newScript(`
 for i = 1, nkeys do redis.call('DEL', KEYS[i]) end
 if ARGV[1] ~= '' then publish(ARGV[1], ARGV[2]) end
 return 1
@@ -273,16 +295,18 @@ func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err e
 	defer done(&err)
 	groups := s.bySlot(keys, func(k string) string { return "{" + k + "}" })
 	for i, g := range groups {
-		rk := make([]string, 0, 2*len(g))
-		for _, k := range g {
-			rk = append(rk, s.keys(k)[:2]...)
-		}
 		pub := Publication{}
 		if i == len(groups)-1 {
 			pub = p
 		}
-		keys, args := s.withLog(rk, []string{pub.Channel, string(pub.Message)})
-		if err := s.run(ctx, deleteScript, keys, args).Error(); err != nil {
+		err := s.exec(ctx, deleteScript, func(gen *genState) call {
+			rk := make([]string, 0, 2*len(g))
+			for _, k := range g {
+				rk = append(rk, gen.keys(k)[:2]...)
+			}
+			return call{keys: rk, args: []string{pub.Channel, string(pub.Message)}, write: true}
+		}).Error()
+		if err != nil {
 			return err
 		}
 	}
@@ -327,6 +351,24 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (_ []Found, err erro
 			continue
 		}
 		out[i].Envelope, out[i].Err = s.decode(b)
+	}
+	var tagged []*Envelope
+	var at []int
+	for i := range out {
+		if out[i].Err == nil && len(out[i].Envelope.Tags) > 0 {
+			tagged, at = append(tagged, &out[i].Envelope), append(at, i)
+		}
+	}
+	if len(tagged) > 0 {
+		valid, err := s.tagsValid(ctx, tagged)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range at {
+			if !valid[j] {
+				out[i] = Found{Err: ErrTagInvalidated}
+			}
+		}
 	}
 	return out, nil
 }

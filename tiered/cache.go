@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +35,8 @@ type Cache[V any] struct {
 
 	gets, loads flights[V]
 	waiting     waiters
-	refreshing  sync.Map // keys with a background refresh running here
+	refreshing  sync.Map     // keys with a background refresh running here
+	loadEWMA    atomic.Int64 // recent load time, ns (expectedLoad)
 
 	// life ends at Close; background work (refreshes, second deletes)
 	// runs under it and is waited for.
@@ -61,12 +61,15 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, err
 	}
+	log := newLogger(opts.Logger, opts.LogEvery, opts.Namespace)
 	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, TTLJitter: opts.TTLJitter})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	// The store is built before the cache it reports to.
 	onBreaker := func(from, to string) {}
+	onGeneration := func(remote.GenerationChange) {}
+	var msgOrigin uint64 = rand.Uint64() | 1
 	rs, err := remote.New(remote.Options{
 		Client:             opts.Client,
 		Namespace:          opts.Namespace,
@@ -82,6 +85,9 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		InvalidationLogAge: opts.InvalidationLogAge,
 		WaitReplicas:       opts.WaitReplicas,
 		WaitTimeout:        opts.WaitTimeout,
+		GenerationMessage:  func(value string) remote.Publication { return generationPublication(msgOrigin, &opts, value) },
+		OnGeneration:       func(g remote.GenerationChange) { onGeneration(g) },
+		Warn:               func(kind, msg string, err error) { log.warn(kind, msg, "err", err) },
 	})
 	if err != nil {
 		lt.Close()
@@ -90,20 +96,21 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	c := &Cache[V]{
 		sampler:    opts.Sampler,
 		sampleMask: uint32(opts.SampleEvery - 1),
-		log:        newLogger(opts.Logger, opts.LogEvery, opts.Namespace),
+		log:        log,
 		opts:       opts,
 		hooks:      h,
-		origin:     rand.Uint64() | 1,
+		origin:     msgOrigin,
 		channel:    opts.Namespace + ":inv",
 		local:      lt,
 		remote:     rs,
 	}
 	onBreaker = c.breakerChanged
+	onGeneration = c.generationMoved
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.bus, err = c.startTransport(ctx)
 	if err == nil {
 		// Subscribed first, so a generation bump from now on is heard.
-		_, err = rs.LoadGeneration(ctx)
+		_, err = rs.Settle(ctx)
 	}
 	if err != nil {
 		c.endLife()
@@ -118,6 +125,10 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrRemote, err)
+	}
+	if p := opts.PingInterval; p >= 0 {
+		c.background.Add(1)
+		go c.watchGeneration(pingEvery(p))
 	}
 	return c, nil
 }
@@ -302,6 +313,12 @@ func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Env
 		ttl = min(ttl, time.Duration(env.ExpiresAt-now))
 	}
 	e := local.Entry[V]{Value: v, FreshUntil: env.FreshUntil, ExpiresAt: env.ExpiresAt, LoadMicros: env.LoadMicros, Negative: env.Negative}
+	if len(env.Tags) > 0 {
+		e.Tags = make([]string, len(env.Tags))
+		for i, t := range env.Tags {
+			e.Tags[i] = t.Tag
+		}
+	}
 	if !env.Negative {
 		e.RefreshFrom = c.refreshFrom(&e, now+int64(ttl))
 	}
@@ -387,11 +404,11 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 	case coherence.KindKeys:
 		c.local.Invalidate(m.Keys...)
 		c.waiting.wake(m.Keys...)
+	case coherence.KindTags:
+		c.local.InvalidateTags(m.Keys...)
 	case coherence.KindFlush:
 		if len(m.Keys) == 1 {
-			if g, err := strconv.ParseInt(m.Keys[0], 10, 64); err == nil {
-				c.remote.UseGeneration(g)
-			}
+			c.remote.AdoptGeneration(m.Keys[0])
 		}
 		c.flush(flushReasonMessage)
 	default:
@@ -410,9 +427,7 @@ func (c *Cache[V]) applyGap(reason coherence.GapReason) {
 		c.remote.ResetBreaker()
 	}
 	c.flush(string(reason))
-	ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
-	defer cancel()
-	c.remote.LoadGeneration(ctx)
+	c.settleGeneration()
 }
 
 func (c *Cache[V]) flush(reason string) {
@@ -512,15 +527,16 @@ func (c *Cache[V]) applyTracked(redisKeys []string) {
 	keys := redisKeys[:0:0]
 	for _, rk := range redisKeys {
 		if rk == c.remote.GenerationKey() {
-			// InvalidateAll (or anyone) moved the generation.
-			ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
-			c.remote.LoadGeneration(ctx)
-			cancel()
+			// InvalidateAll (or anyone, or Redis by evicting it) moved
+			// the generation.
 			c.flush(flushReasonMessage)
+			c.settleGeneration()
 			continue
 		}
 		if k, ok := c.remote.KeyOf(rk); ok {
 			keys = append(keys, k)
+		} else if tag, ok := c.remote.TagOf(rk); ok {
+			c.local.InvalidateTags(tag)
 		}
 	}
 	if len(keys) > 0 {

@@ -202,8 +202,19 @@ func TestBadInputGetsAClearError(t *testing.T) {
 	assert.ErrorIs(t, c.Set(ctx, "big", strings.Repeat("x", 200)), ErrValueTooLarge)
 	_, err = c.Get(ctx, "big")
 	assert.ErrorIs(t, err, ErrNotFound, "a refused Set stores nothing")
-	_, err = c.GetOrLoad(ctx, "big", func(context.Context) (string, error) { return strings.Repeat("x", 200), nil })
-	assert.ErrorIs(t, err, ErrValueTooLarge)
+	// A loaded value too large to cache fails open: its callers get it,
+	// uncached (every call loads again), counted.
+	var loads atomic.Int32
+	big := func(context.Context) (string, error) { loads.Add(1); return strings.Repeat("x", 200), nil }
+	for range 2 {
+		v, err := c.GetOrLoad(ctx, "big", big)
+		require.NoError(t, err)
+		assert.Len(t, v, 200)
+	}
+	assert.Equal(t, int32(2), loads.Load(), "not cached in either tier")
+	assert.Equal(t, uint64(2), c.Stats().TooLarge)
+	_, err = c.Get(ctx, "big")
+	assert.ErrorIs(t, err, ErrNotFound)
 
 	fc := newCache[func()](t, srv, testOptions("fn"))
 	assert.ErrorIs(t, fc.Set(ctx, "k", func() {}), ErrCodec)

@@ -16,13 +16,47 @@ import (
 // again on its own: the holder's expiry, not a poll interval.
 const leaseSlack = 5 * time.Millisecond
 
+// unknownLoadTime is what a waiter assumes a load takes when its holder
+// had no measure yet.
+const unknownLoadTime = 100 * time.Millisecond
+
+// waitFor is how long a waiter waits for the holder's fill to wake it
+// before it looks again by itself. The wake-up is the fill's message; this
+// only covers its loss (an evicted wait marker or lease, a dropped
+// message), so it is about as long as the holder expects its load to
+// take, longer each round, and never past the holder's lease.
+func waitFor(r *remote.LeaseResult, round int) time.Duration {
+	d := r.HolderExpects
+	if d <= 0 {
+		d = unknownLoadTime
+	}
+	d += d/2 + leaseSlack
+	d <<= min(round, 6)
+	return min(d, r.HeldFor+leaseSlack)
+}
+
+// expectedLoad is how long this replica's loads have taken lately, for its
+// lease tokens (remote.LeaseToken): waiters on other replicas pace their
+// own checks by it.
+func (c *Cache[V]) expectedLoad() time.Duration { return time.Duration(c.loadEWMA.Load()) }
+
+func (c *Cache[V]) observeLoad(took time.Duration) {
+	prev := c.loadEWMA.Load()
+	if prev == 0 {
+		c.loadEWMA.Store(int64(took))
+		return
+	}
+	c.loadEWMA.Store(prev - prev/8 + int64(took)/8) // a lost update only skips a sample
+}
+
 // readOrLoad is the fleet-wide single flight. Each round reads Redis and,
 // on a miss, takes the key's lease in the same script: the holder loads;
 // every other replica waits until the holder's fill (or a write) wakes it,
 // or the holder's lease runs out, and then reads again.
 func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
-	token := remote.NewToken()
+	token := remote.LeaseToken(c.expectedLoad())
+	waits := 0
 	for round := 0; ; round++ {
 		if round > 0 {
 			// A wake is an invalidation of the key, which broke the old
@@ -63,7 +97,8 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		}
 		// Another replica holds the lease: wait for its fill.
 		c.stats.leaseWaits.Add(1)
-		timer := time.NewTimer(r.HeldFor + leaseSlack)
+		timer := time.NewTimer(waitFor(&r, waits))
+		waits++
 		select {
 		case <-slot.ch:
 		case <-timer.C:
@@ -118,8 +153,10 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 	stored, err := c.remote.Fill(bg, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
 	switch {
 	case errors.Is(err, remote.ErrTooLarge):
+		// Fail open: the callers get what they asked for, uncached.
 		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
-		return zero, fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+		c.tooLarge(len(payload))
+		return v, nil
 	case err != nil:
 		c.remoteFailed("fill", err) // fail open: serve the value, cache it locally
 	case !stored:
@@ -131,6 +168,13 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 	}
 	c.fillLocal(fence, key, v, &env, cost(payload), false)
 	return v, nil
+}
+
+// tooLarge counts (and logs) a loaded value served uncached because its
+// encoding is over Options.MaxValueBytes.
+func (c *Cache[V]) tooLarge(n int) {
+	c.stats.tooLarge.Add(1)
+	c.log.warn("too-large", "loaded value over MaxValueBytes: returned to its callers, not cached", "bytes", n, "limit", c.remote.MaxValueBytes())
 }
 
 // fillTombstone remembers that the loader found nothing.
@@ -156,8 +200,8 @@ func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fe
 		return v, fmt.Errorf("%w: encode: %w", ErrCodec, err)
 	}
 	if len(payload) > c.remote.MaxValueBytes() {
-		var zero V
-		return zero, fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
+		c.tooLarge(len(payload))
+		return v, nil // fail open: served, not cached
 	}
 	env := c.envelope(payload, took, c.opts.FreshFor, 0)
 	c.fillLocal(fence, key, v, &env, cost(payload), false)
@@ -198,6 +242,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 	defer func() {
 		took = time.Since(start)
 		c.stats.loadDuration.observe(took)
+		c.observeLoad(took)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
 			c.log.error("loader-panic", "loader panicked", "panic", p)

@@ -36,14 +36,18 @@ type Stats struct {
 	// Flushes counts local-epoch bumps by reason (FlushReasons):
 	// "resubscribe", "overflow", "undecodable", "ping-timeout", "message"
 	// (a peer's InvalidateAll), "breaker" (Redis came back after the
-	// breaker had opened).
+	// breaker had opened), "generation" (this replica found the namespace
+	// generation moved, or lost in Redis: Stats.Remote.Lost).
 	Flushes map[string]uint64
 	// Lag is the distribution of invalidation lag (publish → applied).
 	Lag Histogram
 	// LoadDuration is the distribution of loader call durations.
 	LoadDuration Histogram
 	NegativeHits uint64 // reads answered by a tombstone
-	LocalCost    int64  // the local tier's current cost, in bytes
+	// TooLarge counts loaded values returned to their callers but not
+	// cached: their encoding was over Options.MaxValueBytes.
+	TooLarge  uint64
+	LocalCost int64 // the local tier's current cost, in bytes
 
 	Local  local.Stats
 	Bus    coherence.Stats
@@ -51,15 +55,16 @@ type Stats struct {
 }
 
 const (
-	flushReasonMessage = "message"
-	flushReasonBreaker = "breaker"
+	flushReasonMessage    = "message"
+	flushReasonBreaker    = "breaker"
+	flushReasonGeneration = "generation"
 )
 
 // FlushReasons lists the reasons Stats.Flushes counts.
 var FlushReasons = []string{
 	string(coherence.GapResubscribe), string(coherence.GapOverflow),
 	string(coherence.GapUndecodable), string(coherence.GapPingTimeout),
-	flushReasonMessage, flushReasonBreaker,
+	flushReasonMessage, flushReasonBreaker, flushReasonGeneration,
 }
 
 // Histogram counts durations in power-of-two microsecond buckets: bucket i
@@ -145,8 +150,8 @@ type counters struct {
 	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
 	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
 	secondDeletes                                       atomic.Uint64
-	published, received, negativeHits                   atomic.Uint64
-	flushByReason                                       [6]atomic.Uint64
+	published, received, negativeHits, tooLarge         atomic.Uint64
+	flushByReason                                       [7]atomic.Uint64
 	lag, loadDuration                                   histogram
 }
 
@@ -156,7 +161,7 @@ func (c *counters) flushes(reason string) *atomic.Uint64 {
 			return &c.flushByReason[i]
 		}
 	}
-	return &c.flushByReason[len(FlushReasons)-2] // "message": an unknown kind
+	return &c.flushByReason[4] // "message": an unknown kind
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -183,6 +188,7 @@ func (c *Cache[V]) Stats() Stats {
 		Lag:                    s.lag.snapshot(),
 		LoadDuration:           s.loadDuration.snapshot(),
 		NegativeHits:           s.negativeHits.Load(),
+		TooLarge:               s.tooLarge.Load(),
 		LocalCost:              c.local.Cost(),
 		Local:                  c.local.Stats(),
 		Bus:                    c.bus.Stats(),

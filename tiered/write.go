@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/tiercache/tiercache/coherence"
@@ -67,15 +66,18 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 			return fmt.Errorf("%w: %w", ErrWriter, err)
 		}
 	}
-	// Tags first: a key must never be in Redis untagged, or a concurrent
-	// InvalidateTags could miss it.
-	if err := c.remote.AddTags(ctx, key, co.tags); err != nil {
-		c.remoteFailed("tags", err)
-		c.local.Invalidate(key)
-		return fmt.Errorf("%w: tag: %w", ErrRemote, err)
-	}
+	// The fence is taken before the tags' versions are read: an
+	// InvalidateTags that lands after makes the local copy a miss, and
+	// the Redis copy, which records the versions read, invalid.
 	fence := c.local.Fence(key)
 	env := c.envelope(payload, 0, co.freshFor, 0)
+	if len(co.tags) > 0 {
+		if env.Tags, err = c.remote.TagVersions(ctx, co.tags, c.ttlOf(&env)); err != nil {
+			c.remoteFailed("tags", err)
+			c.local.Invalidate(key)
+			return fmt.Errorf("%w: tag: %w", ErrRemote, err)
+		}
+	}
 	if behind {
 		_, err = c.remote.SetQueued(ctx, key, &env, c.keysPublication(key), c.opts.WriteBehindLimit)
 	} else {
@@ -174,8 +176,11 @@ func (c *Cache[V]) deleteLater(keys []string, after time.Duration) {
 	}()
 }
 
-// InvalidateTags removes every key carrying one of tags from Redis and from
-// every replica's local tier, then forgets the tags.
+// InvalidateTags invalidates every key written with one of tags (WithTags),
+// in Redis and on every replica, in O(1) per tag: the tags' versions are
+// deleted, so every value recording them is a miss from then on, and every
+// replica is told to drop its local copies. A tag Redis lost (evicted) is
+// invalid already: losing one never keeps a value alive.
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.closed.Load() {
 		return ErrClosed
@@ -183,20 +188,19 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if err := c.checkTags(tags); err != nil {
 		return err
 	}
-	for _, t := range tags {
-		keys, err := c.remote.TagMembers(ctx, t)
-		if err != nil {
-			c.stats.remoteErrors.Add(1)
-			return fmt.Errorf("%w: tag members: %w", ErrRemote, err)
-		}
-		if err := c.delete(ctx, keys); err != nil {
-			return err
-		}
-		if err := c.remote.RemoveTag(ctx, t); err != nil {
-			c.stats.remoteErrors.Add(1)
-			return fmt.Errorf("%w: remove tag: %w", ErrRemote, err)
-		}
+	if len(tags) == 0 {
+		return nil
 	}
+	m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindTags, Keys: tags, PublishedAt: time.Now().UnixNano()}
+	err := c.remote.InvalidateTags(ctx, tags, remote.Publication{Channel: c.channel, Message: m.Encode()})
+	// After Redis, as for keys: a fill that read an old version meanwhile
+	// is a miss by its fence.
+	c.local.InvalidateTags(tags...)
+	if err != nil {
+		c.remoteFailed("tags", err)
+		return fmt.Errorf("%w: invalidate tags: %w", ErrRemote, err)
+	}
+	c.stats.published.Add(1)
 	return nil
 }
 
@@ -207,11 +211,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	_, err := c.remote.BumpGeneration(ctx, func(next int64) remote.Publication {
-		m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindFlush,
-			Keys: []string{strconv.FormatInt(next, 10)}, PublishedAt: time.Now().UnixNano()}
-		return remote.Publication{Channel: c.channel, Message: m.Encode()}
-	})
+	_, err := c.remote.BumpGeneration(ctx)
 	c.flush(flushReasonMessage)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
