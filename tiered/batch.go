@@ -41,11 +41,14 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 		return out, err
 	}
 	co := c.callOptions(opts)
+	if err := c.checkTags(co.tags); err != nil {
+		return out, err
+	}
 	left, err := c.remotePass(ctx, missing, fences, out)
 	if err != nil {
 		// Fail open: Redis is unreachable, so load and cache locally.
 		c.stats.remoteErrors.Add(1)
-		return out, c.loadManyLocal(ctx, left, fences, loadMany, out)
+		return out, c.loadManyLocal(ctx, left, fences, loadMany, co, out)
 	}
 	if len(left) == 0 {
 		return out, nil
@@ -54,7 +57,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	leases, err := c.remote.GetOrLeaseMany(ctx, left, token)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
-		return out, c.loadManyLocal(ctx, left, fences, loadMany, out)
+		return out, c.loadManyLocal(ctx, left, fences, loadMany, co, out)
 	}
 	var mine, others []string
 	for i, k := range left {
@@ -81,7 +84,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 			errs = append(errs, err)
 		}
 	}
-	if err := c.waitForOthers(ctx, others, loadMany, out); err != nil {
+	if err := c.waitForOthers(ctx, others, loadMany, out, opts); err != nil {
 		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)
@@ -169,8 +172,16 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(co
 // loadManyAndFill loads the keys this replica holds the leases of, with
 // one loader call, and fills both tiers under lease and fences.
 func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences map[string]local.Fence, token string, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {
-	m, err := c.loadMany(ctx, keys, loadMany)
 	bg := context.WithoutCancel(ctx)
+	// Tag versions before the load, as in loadAndFill.
+	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
+	if err != nil {
+		for _, k := range keys {
+			c.remote.Release(bg, k, token, 0, c.keysPublication(k))
+		}
+		return c.loadManyLocal(ctx, keys, fences, loadMany, co, out)
+	}
+	m, err := c.loadMany(ctx, keys, loadMany)
 	if err != nil {
 		for _, k := range keys {
 			c.remote.Release(bg, k, token, c.opts.LoadBackoff, c.keysPublication(k))
@@ -184,7 +195,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 		if !ok {
 			if c.opts.NegativeTTL > 0 {
 				env := c.envelope(nil, 0, 0, c.opts.NegativeTTL)
-				env.Negative = true
+				env.Negative, env.Tags = true, tags
 				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(k)}})
 				values = append(values, v)
 			} else {
@@ -199,12 +210,16 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 			continue
 		}
 		env := c.envelope(payload, 0, co.freshFor, 0)
+		env.Tags = tags
 		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
 		values = append(values, v)
 	}
 	stored, errs := c.remote.FillMany(bg, token, items)
 	for i, it := range items {
 		switch {
+		case errors.Is(errs[i], remote.ErrTooLarge):
+			c.remote.Release(bg, it.Key, token, 0, c.keysPublication(it.Key))
+			c.tooLarge(len(it.Envelope.Payload)) // served (out has it), not cached
 		case errs[i] != nil:
 			c.stats.remoteErrors.Add(1)
 			c.remote.Release(bg, it.Key, token, 0, c.keysPublication(it.Key))
@@ -220,7 +235,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 // waitForOthers resolves keys another replica is loading, each through the
 // single-key path (which waits to be woken, and takes over if that load
 // fails), a bounded number at a time.
-func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error), out map[string]V) error {
+func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error), out map[string]V, opts []CallOption) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -240,7 +255,7 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 					return v, ErrNotFound
 				}
 				return v, nil
-			})
+			}, opts...)
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -257,7 +272,7 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 }
 
 // loadManyLocal is the fail-open path of GetOrLoadMany.
-func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), out map[string]V) error {
+func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {
 	m, err := c.loadMany(ctx, keys, loadMany)
 	if err != nil {
 		return err
@@ -269,7 +284,8 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[
 		}
 		out[k] = v
 		if payload, err := c.opts.Codec.Marshal(v); err == nil {
-			env := c.envelope(payload, 0, c.opts.FreshFor, 0)
+			env := c.envelope(payload, 0, co.freshFor, 0)
+			env.Tags = localTags(co.tags)
 			c.fillLocal(fences[k], k, v, &env, cost(payload), false)
 		}
 	}

@@ -313,12 +313,7 @@ func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Env
 		ttl = min(ttl, time.Duration(env.ExpiresAt-now))
 	}
 	e := local.Entry[V]{Value: v, FreshUntil: env.FreshUntil, ExpiresAt: env.ExpiresAt, LoadMicros: env.LoadMicros, Negative: env.Negative}
-	if len(env.Tags) > 0 {
-		e.Tags = make([]string, len(env.Tags))
-		for i, t := range env.Tags {
-			e.Tags[i] = t.Tag
-		}
-	}
+	e.Tags = tagNames(env.Tags)
 	if !env.Negative {
 		e.RefreshFrom = c.refreshFrom(&e, now+int64(ttl))
 	}
@@ -364,15 +359,15 @@ func (c *Cache[V]) considerRefresh(key string, e *local.Entry[V], load func(cont
 	if now < e.RefreshFrom {
 		return
 	}
-	c.refreshIfDue(key, e.FreshUntil, e.ExpiresAt, e.LoadMicros, now, load)
+	c.refreshIfDue(key, e.FreshUntil, e.ExpiresAt, e.LoadMicros, now, load, e.Tags)
 }
 
 // refreshIfDue starts a refresh of a value that is stale, or that XFetch
 // picks for an early one.
-func (c *Cache[V]) refreshIfDue(key string, freshUntil, expiresAt int64, loadMicros uint32, now int64, load func(context.Context) (V, error)) {
+func (c *Cache[V]) refreshIfDue(key string, freshUntil, expiresAt int64, loadMicros uint32, now int64, load func(context.Context) (V, error), tags []string) {
 	if freshUntil != 0 && now >= freshUntil {
 		c.stats.staleHits.Add(1)
-		c.refresh(key, load, expiresAt)
+		c.refresh(key, load, expiresAt, tags)
 		return
 	}
 	target := freshUntil
@@ -381,7 +376,7 @@ func (c *Cache[V]) refreshIfDue(key string, freshUntil, expiresAt int64, loadMic
 	}
 	if c.xfetch(target, loadMicros, now) {
 		c.stats.earlyRefreshes.Add(1)
-		c.refresh(key, load, expiresAt)
+		c.refresh(key, load, expiresAt, tags)
 	}
 }
 

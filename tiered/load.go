@@ -55,6 +55,9 @@ func (c *Cache[V]) observeLoad(took time.Duration) {
 // or the holder's lease runs out, and then reads again.
 func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
+	if err := c.checkTags(co.tags); err != nil {
+		return zero, err
+	}
 	token := remote.LeaseToken(c.expectedLoad())
 	waits := 0
 	for round := 0; ; round++ {
@@ -74,7 +77,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 				return zero, ctx.Err()
 			}
 			c.remoteFailed("get_or_lease", err)
-			return c.loadLocalOnly(ctx, key, fence, load)
+			return c.loadLocalOnly(ctx, key, fence, load, co)
 		case r.Found:
 			v, err := c.decodeEnvelope(&r.Envelope)
 			if err == nil {
@@ -88,7 +91,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			c.corrupt(r.Corrupt)
 			leased, err := c.remote.Lease(ctx, key, token)
 			if err != nil || !leased {
-				return c.loadLocalOnly(ctx, key, fence, load)
+				return c.loadLocalOnly(ctx, key, fence, load, co)
 			}
 			return c.loadAndFill(ctx, key, fence, token, load, co)
 		case r.Leased:
@@ -120,7 +123,7 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 		var zero V
 		return zero, ErrNotFound
 	}
-	c.refreshIfDue(key, env.FreshUntil, env.ExpiresAt, env.LoadMicros, time.Now().UnixNano(), load)
+	c.refreshIfDue(key, env.FreshUntil, env.ExpiresAt, env.LoadMicros, time.Now().UnixNano(), load, tagNames(env.Tags))
 	return v, nil
 }
 
@@ -129,11 +132,19 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 // while fence holds).
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
-	v, took, err := c.callLoader(ctx, load)
 	// Release and fill must run even when every caller has left.
 	bg := context.WithoutCancel(ctx)
+	// The tags' versions are read before the load: a source change whose
+	// InvalidateTags lands during the load leaves this value invalid.
+	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
+	if err != nil {
+		c.remoteFailed("tags", err)
+		c.remote.Release(bg, key, token, 0, c.keysPublication(key))
+		return c.loadLocalOnly(ctx, key, fence, load, co)
+	}
+	v, took, err := c.callLoader(ctx, load)
 	if errors.Is(err, ErrNotFound) && c.opts.NegativeTTL > 0 {
-		c.fillTombstone(bg, key, fence, token, took)
+		c.fillTombstone(bg, key, fence, token, took, tags)
 		return zero, ErrNotFound
 	}
 	if err != nil {
@@ -150,6 +161,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		return zero, fmt.Errorf("%w: encode: %w", ErrCodec, err)
 	}
 	env := c.envelope(payload, took, co.freshFor, 0)
+	env.Tags = tags
 	stored, err := c.remote.Fill(bg, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
 	switch {
 	case errors.Is(err, remote.ErrTooLarge):
@@ -178,9 +190,9 @@ func (c *Cache[V]) tooLarge(n int) {
 }
 
 // fillTombstone remembers that the loader found nothing.
-func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took time.Duration) {
+func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took time.Duration, tags []remote.TagVersion) {
 	env := c.envelope(nil, took, 0, c.opts.NegativeTTL)
-	env.Negative = true
+	env.Negative, env.Tags = true, tags
 	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(key)})
 	if err == nil && stored {
 		var zero V
@@ -190,7 +202,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 
 // loadLocalOnly is the fail-open path: Redis is unreachable (or another
 // load holds a corrupt key), so load and cache locally under the fence.
-func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error)) (V, error) {
+func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
 	v, took, err := c.callLoader(ctx, load)
 	if err != nil {
 		return v, err
@@ -203,9 +215,35 @@ func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fe
 		c.tooLarge(len(payload))
 		return v, nil // fail open: served, not cached
 	}
-	env := c.envelope(payload, took, c.opts.FreshFor, 0)
+	env := c.envelope(payload, took, co.freshFor, 0)
+	env.Tags = localTags(co.tags)
 	c.fillLocal(fence, key, v, &env, cost(payload), false)
 	return v, nil
+}
+
+// tagNames are the names of tags.
+func tagNames(tags []remote.TagVersion) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = t.Tag
+	}
+	return out
+}
+
+// localTags are tags for a value cached only locally: the local tier needs
+// their names, Redis never sees their versions.
+func localTags(tags []string) []remote.TagVersion {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := make([]remote.TagVersion, len(tags))
+	for i, t := range tags {
+		out[i].Tag = t
+	}
+	return out
 }
 
 // envelope stamps a value written now: fresh for freshFor (0: until it
@@ -259,7 +297,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 // through the lease, once per fleet. Its fill publishes an invalidation, so
 // every replica drops its stale copy and reads the fresh one. seen is the
 // ExpiresAt of the copy being refreshed: every write stamps its own.
-func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), seen int64) {
+func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), seen int64, tags []string) {
 	if load == nil && c.hooks.loader != nil {
 		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
 	}
@@ -290,6 +328,11 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 			}
 			return
 		}
+		versions, err := c.remote.TagVersions(ctx, tags, 0)
+		if err != nil {
+			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+			return
+		}
 		v, took, err := c.callLoader(ctx, load)
 		if err != nil {
 			// Keep serving the stale value; let the fleet retry after the
@@ -303,6 +346,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 			return
 		}
 		env := c.envelope(payload, took, c.opts.FreshFor, 0)
+		env.Tags = versions
 		stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key), Always: true})
 		if err == nil && stored {
 			c.stats.refreshes.Add(1)

@@ -332,8 +332,11 @@ func WithFreshFor(d time.Duration) CallOption {
 	return func(o *callOptions) { o.freshFor, o.hasFreshFor = d, true }
 }
 
-// WithTags tags the value Set writes; InvalidateTags removes every key
-// carrying one of the tags, everywhere.
+// WithTags tags the value the call writes: by Set or SetBehind, or by the
+// load of GetOrLoad, GetOrLoadMany or a read-through Get. InvalidateTags of
+// any of the tags invalidates it, in both tiers of every replica. A tagged
+// value costs one more small Redis read when it is read from Redis (its
+// tags' versions), and a tagged load one more before it loads.
 func WithTags(tags ...string) CallOption {
 	return func(o *callOptions) { o.tags = append(o.tags, tags...) }
 }
