@@ -92,8 +92,8 @@ type Entry[V any] struct {
 // its tags' stripes and the tag clock when its fence was taken.
 type stored[V any] struct {
 	Entry[V]
-	epoch    uint64
-	tagAt    uint64
+	epoch  uint64
+	tagAt  uint64
 	tagIdx []uint32 // the tag stripes of Entry.Tags
 }
 
@@ -156,9 +156,9 @@ func New[V any](opts Options) (*Tier[V], error) {
 	t := &Tier[V]{
 		stripes:    make([]stripe, opts.Stripes),
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
-		mask:    uint64(opts.Stripes - 1),
-		seed:    maphash.MakeSeed(),
-		jitter:  opts.TTLJitter,
+		mask:       uint64(opts.Stripes - 1),
+		seed:       maphash.MakeSeed(),
+		jitter:     opts.TTLJitter,
 	}
 	t.epoch.Store(1)
 	c, err := ristretto.NewCache(&ristretto.Config[string, *stored[V]]{

@@ -28,7 +28,9 @@ func (c *changes) list() []GenerationChange {
 	return append([]GenerationChange(nil), c.all...)
 }
 
-func genMessage(v string) Publication { return Publication{Channel: "inv", Message: []byte("gen " + v)} }
+func genMessage(v string) Publication {
+	return Publication{Channel: "inv", Message: []byte("gen " + v)}
+}
 
 func TestGenerationBumpHidesEveryKeyAndPeersFollow(t *testing.T) {
 	srv := redistest.Start(t)

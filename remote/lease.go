@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
