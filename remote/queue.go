@@ -78,6 +78,12 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 	return id, err
 }
 
+// ErrQueueLost reports that the write-behind queue's stream (or its
+// consumer group) vanished after this store had read it: Redis evicted it
+// or restarted without it, and the writes it held are lost. The queue
+// starts again, empty; the loss is counted in Stats.Lost.Queue.
+var ErrQueueLost = errors.New("remote: the write-behind queue was lost by Redis (evicted, or a restart without persistence): the writes it held are gone")
+
 // ErrQueuedOnly reports a write-behind write on a Cluster that reached the
 // queue (so the source will get it) but not the cache, which may still hold
 // the previous value. Writing again repairs it.
@@ -169,15 +175,23 @@ func (s *Store) readGroup(ctx context.Context, consumer, from string, count int,
 		return c.Do(ctx, b.Streams().Key(s.QueueKey()).Id(from).Build()).AsXRead()
 	}
 	m, err := read()
+	lost := false
 	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-		// A first flusher, or the stream was lost (a Redis without
-		// persistence restarted): the group starts at the beginning, so
-		// writes queued before it existed are read too.
+		// A first flusher, or the stream was lost (evicted, or a Redis
+		// without persistence restarted): the group starts at the
+		// beginning, so writes queued since are read too. What was queued
+		// before a loss is gone: if this store has read the group before,
+		// that is said, never passed off as a drained queue.
+		lost = s.queueSeen.Load()
 		err = c.Do(ctx, c.B().XgroupCreate().Key(s.QueueKey()).Group(queueGroup).Id("0").Mkstream().Build()).Error()
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			return nil, err
 		}
 		m, err = read()
+	}
+	if lost {
+		s.lost[lostIndex(LostQueue)].Add(1)
+		return nil, ErrQueueLost
 	}
 	if rueidis.IsRedisNil(err) { // BLOCK ran out
 		return nil, nil
@@ -185,6 +199,7 @@ func (s *Store) readGroup(ctx context.Context, consumer, from string, count int,
 	if err != nil {
 		return nil, err
 	}
+	s.queueSeen.Store(true)
 	raw := m[s.QueueKey()]
 	out := make([]QueueEntry, 0, len(raw))
 	var gone []string

@@ -151,7 +151,8 @@ type Store struct {
 	settling     sync.Mutex // one settle at a time
 	noRunID      atomic.Bool
 	lost         lostCounters
-	warned       sync.Map // kinds Warn was told of
+	warned       sync.Map    // kinds Warn was told of
+	queueSeen    atomic.Bool // ReadQueue found the queue's group
 }
 
 // New builds a Store over the caller's client; it does no I/O. Its first

@@ -37,6 +37,7 @@ type Cache[V any] struct {
 	waiting     waiters
 	refreshing  sync.Map     // keys with a background refresh running here
 	loadEWMA    atomic.Int64 // recent load time, ns (expectedLoad)
+	queueGuard  queueGuard
 
 	// life ends at Close; background work (refreshes, second deletes)
 	// runs under it and is waited for.

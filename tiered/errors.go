@@ -29,4 +29,7 @@ var (
 	// ErrQueueFull: SetBehind found Options.WriteBehindLimit writes
 	// waiting to be flushed; nothing was changed.
 	ErrQueueFull = errors.New("tiered: write-behind queue full")
+	// ErrQueueUnsafe: write-behind refused because Redis's eviction policy
+	// can evict the queue (see Options.AllowQueueEviction).
+	ErrQueueUnsafe = errors.New("tiered: write-behind queue unsafe on this Redis")
 )

@@ -162,8 +162,14 @@ func NewFlusher[V any](c *Cache[V], opts FlusherOptions[V]) (*Flusher[V], error)
 // Run flushes until ctx ends, then gives the lease up (what it read and did
 // not flush stays queued for the next holder) and returns nil. Redis
 // failures are counted and retried; Run returns an error only for a closed
-// cache.
+// cache, or at once with ErrQueueUnsafe on a Redis that may evict the queue
+// (see Options.AllowQueueEviction). A queue Redis lost meanwhile is logged
+// as an error and counted (Stats.Remote.Lost.Queue, FlusherStats.QueueLost),
+// and flushing goes on with what is queued since.
 func (f *Flusher[V]) Run(ctx context.Context) error {
+	if err := f.cache.checkQueue(ctx); err != nil {
+		return err
+	}
 	defer f.stats.leader.Store(false)
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), f.cache.opts.RemoteTimeout)
@@ -177,6 +183,10 @@ func (f *Flusher[V]) Run(ctx context.Context) error {
 		}
 		settled, err := f.round(ctx)
 		switch {
+		case errors.Is(err, remote.ErrQueueLost):
+			f.stats.queueLost.Add(1)
+			f.cache.log.error("queue:lost", "write-behind queue lost by Redis: the writes it held are gone", "err", err)
+			continue
 		case err != nil:
 			if ctx.Err() == nil {
 				f.stats.redisErrors.Add(1)

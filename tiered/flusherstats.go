@@ -16,6 +16,7 @@ type FlusherStats struct {
 	DeadLetters uint64 // queue entries moved to the dead-letter stream
 	Claimed     uint64 // entries claimed from a previous lease holder
 	RedisErrors uint64 // rounds cut short by a Redis failure
+	QueueLost   uint64 // times Redis lost the queue (evicted, restarted empty)
 	// FlushDuration is the distribution of writer call durations.
 	FlushDuration Histogram
 	// QueueDepth and DeadLetterDepth are the lengths of the queue (writes
@@ -28,6 +29,7 @@ type flusherCounters struct {
 	leader                               atomic.Bool
 	batches, written, coalesced, retries atomic.Uint64
 	deadLetters, claimed, redisErrors    atomic.Uint64
+	queueLost                            atomic.Uint64
 	flushDuration                        histogram
 	depth, deadDepth, depthAt            atomic.Int64
 }
@@ -44,6 +46,7 @@ func (f *Flusher[V]) Stats() FlusherStats {
 		DeadLetters:     s.deadLetters.Load(),
 		Claimed:         s.claimed.Load(),
 		RedisErrors:     s.redisErrors.Load(),
+		QueueLost:       s.queueLost.Load(),
 		FlushDuration:   s.flushDuration.snapshot(),
 		QueueDepth:      s.depth.Load(),
 		DeadLetterDepth: s.deadDepth.Load(),

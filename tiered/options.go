@@ -142,6 +142,13 @@ type Options struct {
 	// ErrQueueFull, changing nothing, while this many writes wait to be
 	// flushed. Default 100,000.
 	WriteBehindLimit int
+	// AllowQueueEviction lets write-behind run on a Redis whose
+	// maxmemory-policy is allkeys-*, which can evict the queue and the
+	// acknowledged writes in it. Without it SetBehind and Flusher.Run
+	// refuse there with ErrQueueUnsafe. With it, a lost queue is detected
+	// by the flusher and counted (Stats.Remote.Lost.Queue), not prevented.
+	// Default false.
+	AllowQueueEviction bool
 
 	// BreakerThreshold is how many consecutive Redis failures (timeouts,
 	// connection errors) open the circuit breaker; while it is open Redis

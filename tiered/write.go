@@ -61,6 +61,11 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 	if len(payload) > c.remote.MaxValueBytes() {
 		return fmt.Errorf("%w: %d bytes over the %d limit", ErrValueTooLarge, len(payload), c.remote.MaxValueBytes())
 	}
+	if behind {
+		if err := c.checkQueue(ctx); err != nil {
+			return err
+		}
+	}
 	if c.hooks.writer != nil && !behind {
 		if err := c.hooks.writer(ctx, key, v); err != nil {
 			return fmt.Errorf("%w: %w", ErrWriter, err)

@@ -1,0 +1,86 @@
+package remote
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// Durability is what Redis says about keeping the write-behind queue: a
+// stream with no TTL, so only an allkeys-* eviction policy can evict it,
+// and only persistence keeps it across a restart.
+type Durability struct {
+	// Policy is maxmemory-policy, "" when it could not be read.
+	Policy string
+	// AOF reports appendonly on (on every node of a Cluster).
+	AOF bool
+	// Known reports that Policy and AOF were read, through CONFIG GET or,
+	// where an ACL or a managed Redis forbids CONFIG, through INFO.
+	Known bool
+}
+
+// CanEvictQueue reports a policy under which Redis may evict the queue
+// (allkeys-*: any key; volatile-* evicts only keys with a TTL, and the
+// queue has none).
+func (d Durability) CanEvictQueue() bool { return strings.HasPrefix(d.Policy, "allkeys-") }
+
+// Durability reads the eviction policy and persistence of the Redis that
+// holds the queue (of every master, on a Cluster: the worst wins).
+func (s *Store) Durability(ctx context.Context) (_ Durability, err error) {
+	ctx, done, err := s.begin(ctx, OpQueue)
+	if err != nil {
+		return Durability{}, err
+	}
+	defer done(&err)
+	nodes := map[string]rueidis.Client{"": s.opts.Client}
+	if s.cluster {
+		nodes = s.opts.Client.Nodes()
+	}
+	out := Durability{Known: true, AOF: true}
+	for _, c := range nodes {
+		d, err := nodeDurability(ctx, c)
+		if err != nil {
+			return Durability{}, err
+		}
+		if !d.Known {
+			return d, nil
+		}
+		if out.Policy == "" || d.CanEvictQueue() {
+			out.Policy = d.Policy
+		}
+		out.AOF = out.AOF && d.AOF
+	}
+	return out, nil
+}
+
+func nodeDurability(ctx context.Context, c rueidis.Client) (Durability, error) {
+	m, err := c.Do(ctx, c.B().ConfigGet().Parameter("maxmemory-policy", "appendonly").Build()).AsStrMap()
+	if err == nil {
+		return Durability{Policy: m["maxmemory-policy"], AOF: m["appendonly"] == "yes", Known: true}, nil
+	}
+	if _, isReply := rueidis.IsRedisErr(err); !isReply {
+		return Durability{}, err
+	}
+	// CONFIG refused (an ACL, or renamed by a managed Redis): INFO says it
+	// too.
+	info, err := c.Do(ctx, c.B().Info().Section("memory").Section("persistence").Build()).ToString()
+	if err != nil {
+		if _, isReply := rueidis.IsRedisErr(err); isReply {
+			return Durability{}, nil // neither: unknown
+		}
+		return Durability{}, err
+	}
+	policy := infoValue(info, "maxmemory_policy")
+	return Durability{Policy: policy, AOF: infoValue(info, "aof_enabled") == "1", Known: policy != ""}, nil
+}
+
+// infoValue is one field of an INFO reply.
+func infoValue(info, field string) string {
+	_, rest, ok := strings.Cut(info, "\n"+field+":")
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, "\n")
+	return strings.TrimSpace(v)
+}

@@ -1,0 +1,149 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// TestWriteBehindRefusesAnEvictingRedis: on allkeys-lru the queue could be
+// evicted with acknowledged writes in it, so write-behind refuses, clearly
+// and changing nothing, unless the user opts in; volatile-lru (the queue
+// has no TTL, cache keys all do) and noeviction are fine.
+func TestWriteBehindRefusesAnEvictingRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	c := newCache[int](t, srv, testOptions("unsafe"))
+	err := c.SetBehind(ctx, "k", 1)
+	require.ErrorIs(t, err, ErrQueueUnsafe)
+	assert.ErrorContains(t, err, "allkeys-lru")
+	q, _, err := c.remote.QueueDepth(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, q, "nothing was queued")
+	_, err = c.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrNotFound, "nothing was cached")
+	f, err := NewFlusher(c, fastFlusher(newFakeSource()))
+	require.NoError(t, err)
+	assert.ErrorIs(t, f.Run(ctx), ErrQueueUnsafe, "the flusher refuses at once")
+
+	opts := testOptions("unsafe")
+	opts.AllowQueueEviction = true
+	allowed := newCache[int](t, srv, opts)
+	require.NoError(t, allowed.SetBehind(ctx, "k", 1), "the user opted in")
+
+	for _, policy := range []string{"volatile-lru", "noeviction"} {
+		safe := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", policy)
+		require.NoError(t, newCache[int](t, safe, testOptions("safe")).SetBehind(ctx, "k", 1), policy)
+	}
+}
+
+// TestWriteBehindUnderMemoryPressureLosesNothing: a full Redis
+// (noeviction, 8 MB, filled by ballast) with the source of truth down for
+// seconds while three replicas write behind. A write Redis cannot take is
+// refused (not acknowledged); every acknowledged write reaches the source.
+func TestWriteBehindUnderMemoryPressureLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--maxmemory", "8mb", "--maxmemory-policy", "noeviction")
+	admin := redistest.Client(t, srv)
+	ballast := strings.Repeat("b", 64<<10)
+	for i := 0; ; i++ { // fill Redis to its limit
+		if admin.Do(ctx, admin.B().Set().Key(fmt.Sprint("ballast:", i)).Value(ballast).Build()).Error() != nil {
+			break
+		}
+	}
+	for i := range 12 { // and leave room for part of the storm only
+		require.NoError(t, admin.Do(ctx, admin.B().Del().Key(fmt.Sprint("ballast:", i)).Build()).Error())
+	}
+	rs := replicas[int](t, srv, 3, testOptions("pressure"))
+	src := newFakeSource()
+	var sourceUp atomic.Bool
+	src.setRefuse(func([]Write[int]) error {
+		if !sourceUp.Load() {
+			return errors.New("database unavailable")
+		}
+		return nil
+	})
+	f, err := NewFlusher(rs[0], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+
+	var acked, refused atomic.Int64
+	var mu sync.Mutex
+	ackedKeys := map[string]int{}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(3 * time.Second) // the source stays down all along
+	for w, r := range rs {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				key := fmt.Sprintf("w%d:%d", w, i)
+				if err := r.SetBehind(ctx, key, i); err != nil {
+					refused.Add(1)
+					continue
+				}
+				acked.Add(1)
+				mu.Lock()
+				ackedKeys[key] = i
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	sourceUp.Store(true)
+	waitDrained(t, rs[0])
+	lost := 0
+	for k, v := range ackedKeys {
+		if got, ok := src.get(k); !ok || got != v {
+			lost++
+		}
+	}
+	used := infoField(t, admin, "memory", "used_memory")
+	t.Logf("write-behind under memory pressure, source down 3 s: acknowledged=%d refused=%d lost=%d used_memory=%d", acked.Load(), refused.Load(), lost, used)
+	assert.Positive(t, acked.Load())
+	assert.Positive(t, refused.Load(), "Redis must really have been full")
+	assert.Zero(t, lost, "every acknowledged write reached the source")
+}
+
+// TestLostQueueIsReported: with AllowQueueEviction, a queue Redis loses is
+// detected by the flusher and counted, never reported as drained, and
+// writes queued after the loss are still delivered.
+func TestLostQueueIsReported(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+	opts := testOptions("lostq")
+	opts.AllowQueueEviction = true
+	c := newCache[int](t, srv, opts)
+	src := newFakeSource()
+	var sourceUp atomic.Bool
+	src.setRefuse(func([]Write[int]) error {
+		if !sourceUp.Load() {
+			return errors.New("database unavailable")
+		}
+		return nil
+	})
+	f, err := NewFlusher(c, fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	for i := range 20 {
+		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("before", i), i))
+	}
+	require.Eventually(t, func() bool { return f.Stats().Retries > 0 }, 10*time.Second, time.Millisecond)
+	admin := redistest.Client(t, srv)
+	require.NoError(t, admin.Do(ctx, admin.B().Del().Key(c.remote.QueueKey()).Build()).Error()) // as an eviction would
+	require.Eventually(t, func() bool { return f.Stats().QueueLost == 1 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, uint64(1), c.Stats().Remote.Lost.Queue)
+	require.NoError(t, c.SetBehind(ctx, "after", 1))
+	sourceUp.Store(true)
+	require.Eventually(t, func() bool { _, ok := src.get("after"); return ok }, 10*time.Second, time.Millisecond)
+	_, ok := src.get("before0")
+	assert.False(t, ok, "the lost writes are gone, and were said to be")
+}
