@@ -17,12 +17,17 @@ var ErrInvalidOptions = errors.New("local: invalid options")
 
 // Options configures a Tier. Zero values mean the documented defaults.
 type Options struct {
-	// MaxCost bounds the sum of entry costs (the caller's unit; tiercache
-	// uses bytes). Default 64 MiB.
+	// MaxCost bounds the tier's heap, in bytes: entries (each charged
+	// EntryOverhead plus the size its filler gives) and ristretto's
+	// admission counters together. Default DefaultMaxCost.
 	MaxCost int64
-	// NumCounters is the number of admission counters ristretto keeps, about
-	// 10× the number of entries expected when full. Default: MaxCost/256×10,
-	// at least 10,000, at most 2²⁴.
+	// MaxEntries bounds the number of entries: each is charged at least
+	// MaxCost/MaxEntries. It also sizes the admission counters (10 per
+	// entry), so a generous MaxCost costs no counting. Default
+	// DefaultMaxEntries.
+	MaxEntries int64
+	// NumCounters overrides the number of admission counters. Default:
+	// 10 × min(MaxEntries, MaxCost/EntryOverhead), at least 1,000.
 	NumCounters int64
 	// Stripes is the number of fence stripes, rounded up to a power of two.
 	// More stripes mean fewer fills refused by an unrelated key's
@@ -34,10 +39,23 @@ type Options struct {
 	TTLJitter float64
 }
 
+// Defaults, and what an entry costs the heap beyond its value.
+const (
+	DefaultMaxCost    = 64 << 20
+	DefaultMaxEntries = 100_000
+	// EntryOverhead is the heap an entry takes besides its value's own
+	// bytes, measured with ristretto v2.4 on Go 1.26 (the entry, ristretto's
+	// store, policy and expiry maps): 251 B to 314 B by how full the maps
+	// are between two growths.
+	EntryOverhead = 320
+)
+
 func (o *Options) validate() error {
 	switch {
 	case o.MaxCost < 0:
 		return fmt.Errorf("%w: MaxCost %d < 0", ErrInvalidOptions, o.MaxCost)
+	case o.MaxEntries < 0:
+		return fmt.Errorf("%w: MaxEntries %d < 0", ErrInvalidOptions, o.MaxEntries)
 	case o.NumCounters < 0:
 		return fmt.Errorf("%w: NumCounters %d < 0", ErrInvalidOptions, o.NumCounters)
 	case o.Stripes < 0 || o.Stripes > 1<<20:
@@ -50,10 +68,13 @@ func (o *Options) validate() error {
 
 func (o *Options) setDefaults() {
 	if o.MaxCost == 0 {
-		o.MaxCost = 64 << 20
+		o.MaxCost = DefaultMaxCost
+	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultMaxEntries
 	}
 	if o.NumCounters == 0 {
-		o.NumCounters = min(max(o.MaxCost/256*10, 10_000), 1<<24)
+		o.NumCounters = max(10*min(o.MaxEntries, o.MaxCost/EntryOverhead), 1000)
 	}
 	if o.Stripes == 0 {
 		o.Stripes = 4096
@@ -133,7 +154,9 @@ type Tier[V any] struct {
 	mask    uint64
 	seed    maphash.Seed
 	jitter  float64
-	epoch   atomic.Uint64
+	// minCharge is what an entry costs at least: MaxCost/MaxEntries.
+	minCharge int64
+	epoch     atomic.Uint64
 	held    atomic.Int32 // Holds not yet released: Get misses
 	closed  atomic.Bool  // set with every stripe lock held
 
@@ -161,9 +184,12 @@ func New[V any](opts Options) (*Tier[V], error) {
 		jitter:     opts.TTLJitter,
 	}
 	t.epoch.Store(1)
+	// The counters are part of the bound: entries get what they leave.
+	entries := max(opts.MaxCost-CounterBytes(opts.NumCounters), opts.MaxCost/2)
+	t.minCharge = opts.MaxCost / opts.MaxEntries
 	c, err := ristretto.NewCache(&ristretto.Config[string, *stored[V]]{
 		NumCounters:        opts.NumCounters,
-		MaxCost:            opts.MaxCost,
+		MaxCost:            entries,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 		OnEvict:            func(*ristretto.Item[*stored[V]]) { t.evictions.Add(1) },
@@ -174,6 +200,27 @@ func New[V any](opts Options) (*Tier[V], error) {
 	}
 	t.cache = c
 	return t, nil
+}
+
+// CounterBytes is the heap ristretto v2.4's admission counters take for n
+// counters: a count-min sketch of 4 rows of 4-bit counters, rounded up to a
+// power of two, and a doorkeeper Bloom filter of about 9.6 bits per counter
+// (1 % false positives), rounded up too.
+func CounterBytes(n int64) int64 {
+	return 2*pow2(n) + pow2(n*9585/1000)/8
+}
+
+func pow2(n int64) int64 {
+	p := int64(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
+
+// charge is what an entry whose value takes size bytes costs.
+func (t *Tier[V]) charge(size int64) int64 {
+	return max(EntryOverhead+max(size, 0), t.minCharge)
 }
 
 func (t *Tier[V]) stripeOf(key string) *stripe {
@@ -244,10 +291,13 @@ func (t *Tier[V]) Fence(key string) Fence {
 	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e, tagAt: t.tagClock.Load()}
 }
 
-// Fill stores e under key with the given cost and TTL if nothing invalidated
-// the key's stripe and no Flush happened since f was taken. It reports
-// whether the insert was handed to ristretto (which may still refuse it).
-func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], cost int64, ttl time.Duration) bool {
+// Fill stores e under key, for TTL, if nothing invalidated
+// the key's stripe and no Flush happened since f was taken. size is the
+// heap e.Value takes beyond the entry itself (for a string or a slice, its
+// bytes); the tier charges it plus EntryOverhead, and at least
+// MaxCost/MaxEntries. It reports whether the insert was handed to
+// ristretto (which may still refuse it).
+func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
 	s := t.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,14 +308,14 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], cost int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, t.newStored(f, e), cost, ttl)
+	return t.set(s, key, t.newStored(f, e), t.charge(size), ttl)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
 // fills that read the old value are refused) and stores e if the fence
 // holds. If the fence does not hold, a newer write may have been applied
 // meanwhile, so the key is only invalidated.
-func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], cost int64, ttl time.Duration) bool {
+func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
 	s := t.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -279,7 +329,7 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], cost int64, ttl time.
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, t.newStored(f, e), cost, ttl)
+	return t.set(s, key, t.newStored(f, e), t.charge(size), ttl)
 }
 
 // set inserts under s.mu.
@@ -334,7 +384,8 @@ func (t *Tier[V]) Flush() {
 	t.flushes.Add(1)
 }
 
-// Cost is the sum of the costs of the entries held now.
+// Cost is the sum of the costs of the entries held now (the counters are
+// not included).
 func (t *Tier[V]) Cost() int64 { return t.cache.MaxCost() - t.cache.RemainingCost() }
 
 // Epoch is the current epoch, for tests and diagnostics.

@@ -152,21 +152,45 @@ func TestTTLExpires(t *testing.T) {
 }
 
 func TestCostBound(t *testing.T) {
-	tier := newTier(t, Options{MaxCost: 1000})
-	for i := range 500 {
+	tier := newTier(t, Options{MaxCost: 1 << 20})
+	for i := range 10_000 {
 		k := fmt.Sprint("k", i)
 		tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 1}, 100, time.Minute)
+		if i%64 == 0 {
+			tier.Wait()
+		}
 	}
 	tier.Wait()
+	held := countHeld(tier, 10_000)
+	perEntry := int64(EntryOverhead + 100)
+	assert.LessOrEqual(t, int64(held), (1<<20-CounterBytes(10*(1<<20/EntryOverhead)))/perEntry,
+		"a 1 MiB tier holds what is left after its counters, at EntryOverhead + size each")
+	assert.Greater(t, held, 1000)
+	st := tier.Stats()
+	assert.Positive(t, st.Evictions+st.Rejections+st.DroppedSets)
+}
+
+func TestMaxEntriesBoundsEntries(t *testing.T) {
+	tier := newTier(t, Options{MaxCost: 64 << 20, MaxEntries: 1000})
+	for i := range 5000 {
+		k := fmt.Sprint("k", i)
+		tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 1}, 8, time.Minute)
+		if i%64 == 0 {
+			tier.Wait()
+		}
+	}
+	tier.Wait()
+	assert.LessOrEqual(t, countHeld(tier, 5000), 1000)
+}
+
+func countHeld(tier *Tier[int64], n int) int {
 	held := 0
-	for i := range 500 {
+	for i := range n {
 		if _, ok := tier.Get(fmt.Sprint("k", i)); ok {
 			held++
 		}
 	}
-	assert.LessOrEqual(t, held, 10, "cost bound 1000 holds at most 10 entries of cost 100")
-	st := tier.Stats()
-	assert.Positive(t, st.Evictions+st.Rejections+st.DroppedSets)
+	return held
 }
 
 func TestOptionsValidate(t *testing.T) {

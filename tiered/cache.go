@@ -15,10 +15,6 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-// entryOverhead is the cost charged per local entry on top of its encoded
-// size: key, entry header and ristretto's bookkeeping, roughly.
-const entryOverhead = 96
-
 // Cache is a two-tier cache of values of type V for one namespace. Its
 // methods are safe for concurrent use.
 type Cache[V any] struct {
@@ -63,7 +59,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		return nil, err
 	}
 	log := newLogger(opts.Logger, opts.LogEvery, opts.Namespace)
-	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, TTLJitter: opts.TTLJitter})
+	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, MaxEntries: opts.LocalMaxEntries, TTLJitter: opts.TTLJitter})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
@@ -298,7 +294,9 @@ func (c *Cache[V]) decode(payload []byte) (V, error) {
 	return v, nil
 }
 
-func cost(payload []byte) int64 { return int64(len(payload)) + entryOverhead }
+// cost is the heap a decoded value is taken to hold: its encoded size (the
+// local tier adds its own per-entry overhead).
+func cost(payload []byte) int64 { return int64(len(payload)) }
 
 // xfetchHorizon: −ln(rand) exceeds it with probability e^−20, so a value
 // further than horizon·δ·β from its target needs no draw.

@@ -196,7 +196,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(key)})
 	if err == nil && stored {
 		var zero V
-		c.fillLocal(fence, key, zero, &env, entryOverhead, false)
+		c.fillLocal(fence, key, zero, &env, 0, false)
 	}
 }
 
