@@ -157,8 +157,8 @@ type Tier[V any] struct {
 	// minCharge is what an entry costs at least: MaxCost/MaxEntries.
 	minCharge int64
 	epoch     atomic.Uint64
-	held    atomic.Int32 // Holds not yet released: Get misses
-	closed  atomic.Bool  // set with every stripe lock held
+	held      atomic.Int32 // Holds not yet released: Get misses
+	closed    atomic.Bool  // set with every stripe lock held
 
 	// Tag invalidations: tagClock counts them, and each tag stripe holds
 	// the clock of the last invalidation of a tag hashed to it. A tagged
