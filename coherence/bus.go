@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,10 @@ const (
 
 // Options configures a Bus. Zero values mean the documented defaults.
 type Options struct {
-	// Client is the caller's rueidis client. Required.
+	// Client is the caller's rueidis client. Required. The bus subscribes
+	// on a connection of its own, which Dedicate takes from the client's
+	// pool and the bus closes when done (see owned.go): any client
+	// options work, and buses sharing a client never share a subscription.
 	Client rueidis.Client
 	// Channel is the invalidation channel. Required.
 	Channel string
@@ -75,6 +79,12 @@ type Options struct {
 	// between. Calls come in pairs, possibly overlapping and from different
 	// goroutines: keep a count.
 	OnHold func(held bool)
+	// OnRefused, optional, is told when Redis refuses a command the bus
+	// needs after it started (a SUBSCRIBE or a ping's PUBLISH that the ACL
+	// user may not run): a configuration error, wrapping ErrRefused and
+	// Redis's reply. It is called once per episode, not per retry, from
+	// the bus's goroutines; it must not block.
+	OnRefused func(error)
 }
 
 func (o *Options) validate() error {
@@ -130,6 +140,8 @@ type Stats struct {
 	Repairs       uint64 // gaps repaired from the invalidation log
 	Replayed      uint64 // messages applied by those repairs
 	Unrepaired    uint64 // gaps the log could not repair (reported to OnGap)
+	Refusals      uint64 // commands Redis refused (see ErrRefused), every retry counted
+	Pings         uint64 // probes answered: own pings back (Bus), PINGs (Tracker)
 }
 
 type event struct {
@@ -146,16 +158,19 @@ type Bus struct {
 	queue    *eventQueue[event]
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	ready    chan struct{}
+	ready    chan struct{} // closed at the first confirmation
+	failed   chan error    // a refusal before it
 	closed   sync.Once
+	refusals refusals
+	lastErr  lastError
 
 	lastPingEcho atomic.Int64 // PublishedAt of the newest own ping received
 	// pingTo is where pings are published: pingChan, except in a test that
 	// simulates a subscription which silently stopped receiving.
 	pingTo atomic.Pointer[string]
 
-	received, echoes, foreign, undecodable, resubscribes, pingTimeouts, subscriptions atomic.Uint64
-	repairs, replayed, unrepaired                                                     atomic.Uint64
+	received, echoes, foreign, undecodable, resubscribes, pingTimeouts, subscriptions, pings atomic.Uint64
+	repairs, replayed, unrepaired                                                            atomic.Uint64
 
 	// The apply goroutine's own state, once Subscribe has returned:
 	//   - log is the invalidation log (resumable mode), else nil;
@@ -169,8 +184,10 @@ type Bus struct {
 	releases []uint64
 }
 
-// Subscribe starts a Bus and returns once the subscription is confirmed, or
-// with ctx's error if it is not confirmed first.
+// Subscribe starts a Bus and returns once the subscription is confirmed;
+// with an error wrapping ErrRefused and Redis's reply, at once, if Redis
+// refuses the SUBSCRIBE; or with ctx's error (and the last attempt's) if
+// it is not confirmed first.
 func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -183,6 +200,8 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 		queue:    newEventQueue[event](opts.QueueSize),
 		cancel:   cancel,
 		ready:    make(chan struct{}),
+		failed:   make(chan error, 1),
+		refusals: refusals{on: opts.OnRefused},
 	}
 	b.pingTo.Store(&b.pingChan)
 	b.queue.onFirstDrop = func() { b.hold(true) }
@@ -190,9 +209,14 @@ func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
 	go b.receive(runCtx)
 	select {
 	case <-b.ready:
-	case <-ctx.Done():
+	case err := <-b.failed:
 		b.Close()
-		return nil, fmt.Errorf("coherence: subscribe to %q: %w", opts.Channel, ctx.Err())
+		return nil, err
+	case <-ctx.Done():
+		// Not waited for: an attempt in flight may be a dial, which only
+		// the client's dial timeout ends; it closes what it opened.
+		go b.Close()
+		return nil, fmt.Errorf("coherence: subscribe to %q: %w", opts.Channel, b.lastErr.wrap(ctx.Err()))
 	}
 	switch {
 	case opts.LogKey != "":
@@ -240,59 +264,79 @@ func (b *Bus) Stats() Stats {
 		Repairs:       b.repairs.Load(),
 		Replayed:      b.replayed.Load(),
 		Unrepaired:    b.unrepaired.Load(),
+		Refusals:      b.refusals.count.Load(),
+		Pings:         b.pings.Load(),
 	}
 }
 
-// receive keeps a subscription open until ctx ends. rueidis resubscribes
-// by itself after a disconnect, but its retry delay grows with every
-// attempt within one Receive call (2^n µs, up to 1 s): after a few dozen
-// disconnects over a long life, or a second of failed attempts (Redis
-// restarting, a Sentinel failover), each attempt would wait a second, with
-// invalidations lost all the while. So the Receive call is restarted when
-// its subscription breaks, when a retry within it confirms, and when it has
-// confirmed nothing for maxResubscribeBackoff; each restart starts
-// rueidis's count again.
+// receive keeps the bus subscribed until ctx ends, on a connection of its
+// own (owned.go): SUBSCRIBE goes through Do, messages and confirmations
+// arrive through the connection's pub/sub hooks, on its reader goroutine.
+// A lost connection is replaced at once; a failed attempt is retried after
+// a back-off of at most maxResubscribeBackoff, on a Cluster on the next
+// node. A refused SUBSCRIBE (an ACL without @pubsub or the channel) is
+// Subscribe's error before the first confirmation, and is reported to
+// OnRefused and retried every refusedRetry after it.
 func (b *Bus) receive(ctx context.Context) {
 	defer b.wg.Done()
-	c := b.opts.Client
-	sub := c.B().Subscribe().Channel(b.opts.Channel, b.pingChan).Build().Pin()
 	backoff := 10 * time.Millisecond
+	node := rand.IntN(1 << 16) // where a Cluster's node list is entered
 	for ctx.Err() == nil {
-		callCtx, restart := context.WithCancel(ctx)
-		var confirmed atomic.Int64
-		hookCtx := rueidis.WithOnSubscriptionHook(callCtx, func(s rueidis.PubSubSubscription) {
-			if b.onSubscription(s) && confirmed.Add(1) > 1 {
-				restart() // a retry within this call: start rueidis's count again
-			}
-		})
-		hookCtx = rueidis.WithOnReceiveReturnHook(hookCtx, func(err error, conn rueidis.CommandClient) error {
-			switch {
-			case ctx.Err() != nil:
-				b.unsubscribe(conn)
-			case err != nil && callCtx.Err() == nil:
-				restart() // the subscription broke: retry from this loop
-			}
-			return err
-		})
-		watchdog := time.AfterFunc(maxResubscribeBackoff, func() {
-			if confirmed.Load() == 0 {
-				restart() // nothing confirmed yet: attempt afresh
-			}
-		})
-		start := time.Now()
-		err := c.Receive(hookCtx, sub, b.onMessage)
-		watchdog.Stop()
-		restart()
+		subscribed, err := b.session(ctx, node)
 		switch {
-		case ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing):
+		case ctx.Err() != nil:
 			return
-		case confirmed.Load() > 0:
+		case subscribed:
 			backoff = 10 * time.Millisecond // it worked: resubscribe at once
-		case time.Since(start) >= maxResubscribeBackoff:
-			// The watchdog ended the call: it was the pause.
-		case !backOff(ctx, &backoff):
+			continue
+		}
+		if ref := refusal(err); ref != nil {
+			if !b.started() {
+				b.failed <- ref
+				return
+			}
+			b.refusals.refused("subscribe", ref)
+			if !sleep(ctx, refusedRetry) {
+				return
+			}
+			continue
+		}
+		b.lastErr.store(err)
+		node++
+		if !backOff(ctx, &backoff) {
 			return
 		}
+	}
+}
+
+// session subscribes on a new connection and keeps it until the connection
+// is lost or ctx ends; closing it unsubscribes everything it had. It
+// reports whether the subscription was confirmed, or why not.
+func (b *Bus) session(ctx context.Context, node int) (subscribed bool, err error) {
+	d := dedicate(b.opts.Client, node)
+	defer d.Close()
+	lost := d.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage, OnSubscription: b.onSubscription})
+	sctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	err = d.Do(sctx, d.B().Subscribe().Channel(b.opts.Channel, b.pingChan).Build()).Error()
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("SUBSCRIBE %s %s: %w", b.opts.Channel, b.pingChan, err)
+	}
+	b.refusals.accepted("subscribe")
+	select {
+	case <-ctx.Done():
+	case <-lost:
+	}
+	return true, nil
+}
+
+// started reports whether the first subscription was confirmed.
+func (b *Bus) started() bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -302,43 +346,46 @@ func (b *Bus) receive(ctx context.Context) {
 // a Sentinel failover until the retry finds the new master, and a retry is
 // only a dial.
 func backOff(ctx context.Context, d *time.Duration) bool {
-	select {
-	case <-ctx.Done():
+	if !sleep(ctx, *d) {
 		return false
-	case <-time.After(*d):
 	}
 	*d = min(2**d, maxResubscribeBackoff)
 	return true
 }
 
-// unsubscribe leaves the channels on the connection Receive used. rueidis
-// does not when Receive's ctx ends, and the connection is the caller's: it
-// outlives the bus, and would otherwise keep receiving (and dropping) the
-// namespace's messages.
-func (b *Bus) unsubscribe(conn rueidis.CommandClient) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	conn.Do(ctx, conn.B().Unsubscribe().Channel(b.opts.Channel, b.pingChan).Build())
+// sleep waits d, or reports false if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // onSubscription runs on the connection's reader goroutine: no blocking.
-// It reports whether s confirmed the invalidation channel's subscription.
-func (b *Bus) onSubscription(s rueidis.PubSubSubscription) bool {
+// A confirmation after the first is a new connection's: what was published
+// while none was subscribed is lost. The gap is queued here, before any
+// message of the new subscription, so that a resumable bus replays from
+// the position it had.
+func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 	if s.Kind != "subscribe" || s.Channel != b.opts.Channel {
-		return false
+		return
 	}
 	if b.subscriptions.Add(1) == 1 {
 		close(b.ready)
-		return true
+		return
 	}
 	b.resubscribes.Add(1)
 	b.enqueueGap(GapResubscribe)
-	return true
 }
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == b.pingChan {
 		if msg, err := Decode([]byte(m.Message)); err == nil && msg.Kind == kindPing {
+			b.pings.Add(1)
 			b.lastPingEcho.Store(msg.PublishedAt)
 			if b.opts.SlotLogKey != nil {
 				b.enqueue(event{checkpoint: msg.PublishedAt})
@@ -462,8 +509,17 @@ func (b *Bus) ping(ctx context.Context) {
 		}
 		msg := Message{Origin: b.opts.Origin, Namespace: b.opts.Namespace, Kind: kindPing, PublishedAt: now}
 		pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-		receivers, err := c.Do(pctx, c.B().Publish().Channel(*b.pingTo.Load()).Message(rueidis.BinaryString(msg.Encode())).Build()).AsInt64()
+		to := *b.pingTo.Load()
+		receivers, err := c.Do(pctx, c.B().Publish().Channel(to).Message(rueidis.BinaryString(msg.Encode())).Build()).AsInt64()
 		cancel()
+		if ref := refusal(err); ref != nil {
+			// Not a gap: Redis did not accept the ping. A configuration
+			// error, reported once; the subscription is probed no more
+			// until it is fixed.
+			b.refusals.refused("publish", fmt.Errorf("PUBLISH %s: %w", to, ref))
+		} else if err == nil {
+			b.refusals.accepted("publish")
+		}
 		// A ping Redis accepted with no receiver means our subscription is
 		// gone already; treat it like one that never came back.
 		if err == nil && pending == 0 {

@@ -2,6 +2,8 @@ package coherence
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,66 +100,57 @@ func TestBusReportsResubscribeAfterKill(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, n)
 	require.Eventually(t, func() bool { return rec.hasGap(GapResubscribe) }, 10*time.Second, time.Millisecond)
-	// The bus retries from a fresh Receive call: one confirmation per kill
-	// (two if rueidis's own retry confirmed first).
-	assert.GreaterOrEqual(t, b.Stats().Resubscribes, uint64(1))
-	assert.LessOrEqual(t, b.Stats().Resubscribes, uint64(2))
+	assert.EqualValues(t, 1, b.Stats().Resubscribes, "one new connection, one confirmation")
 	// Messages flow again after the resubscribe.
 	pub := redistest.Client(t, srv)
 	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"after"}}).Encode())
 	require.Eventually(t, func() bool { return len(rec.messages()) == 1 }, 5*time.Second, time.Millisecond)
 }
 
-// attemptCounter is a rueidis RetryDelay with rueidis's default growth
-// (2^n µs, up to 1 s) that records the highest attempt number rueidis
-// reached retrying a SUBSCRIBE within one Receive call.
-type attemptCounter struct{ most atomic.Int64 }
-
-func (a *attemptCounter) delay(attempts int, cmd rueidis.Completed, _ error) time.Duration {
-	if cmd.Commands()[0] == "SUBSCRIBE" && int64(attempts) > a.most.Load() {
-		a.most.Store(int64(attempts))
-	}
-	return min(time.Duration(1)<<min(attempts, 20)*time.Microsecond, time.Second)
-}
-
-func countingClient(t *testing.T, srv *redisserver.Server) (rueidis.Client, *attemptCounter) {
-	var a attemptCounter
-	return redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true, RetryDelay: a.delay}), &a
-}
-
-// TestBusResubscribesQuicklyAfterManyKills: rueidis's retry delay grows
-// with every attempt within one Receive call (to 1 s after ~20); the bus
-// restarts Receive whenever its subscription breaks, so 40 kills never
-// take rueidis past its first attempts.
-func TestBusResubscribesQuicklyAfterManyKills(t *testing.T) {
+// TestBusResubscribesOncePerKill: the bus's connection is its own, so
+// each kill of it costs one new connection and one resubscribe, however
+// many kills come in a row.
+func TestBusResubscribesOncePerKill(t *testing.T) {
 	srv := redistest.Start(t)
-	c, attempts := countingClient(t, srv)
-	b, _ := startBus(t, srv, Options{Client: c, Origin: 1, PingInterval: -1})
+	b, _ := startBus(t, srv, Options{Origin: 1, PingInterval: -1})
 	for i := range 40 {
 		before := b.Stats().Subscriptions
-		_, err := srv.KillClients("pubsub")
+		n, err := srv.KillClients("pubsub")
 		require.NoError(t, err)
+		require.Equal(t, 1, n, "kill %d: the bus's connection is the server's only subscriber", i)
 		require.Eventually(t, func() bool { return b.Stats().Subscriptions > before }, 10*time.Second, 100*time.Microsecond, "kill %d", i)
 	}
-	t.Logf("highest rueidis attempt over 40 kills: %d", attempts.most.Load())
-	assert.Less(t, attempts.most.Load(), int64(5), "each kill starts rueidis's count afresh")
+	s := b.Stats()
+	assert.EqualValues(t, 41, s.Subscriptions)
+	assert.EqualValues(t, 40, s.Resubscribes)
 }
 
-// TestBusRetriesOnItsOwnWhileRedisIsDown: with Redis down for 3 s, rueidis
-// alone would reach its 1 s retry delay (attempt 20 and more) and resubscribe
-// up to a second after Redis is back, as after a Sentinel failover. The
-// bus restarts Receive every 100 ms while nothing is confirmed, so rueidis
-// never gets past the attempts of 100 ms (about 16).
+// dialCounter is a rueidis DialCtxFn that counts dials.
+type dialCounter struct{ n atomic.Int64 }
+
+func (d *dialCounter) dial(ctx context.Context, dst string, dialer *net.Dialer, _ *tls.Config) (net.Conn, error) {
+	d.n.Add(1)
+	return dialer.DialContext(ctx, "tcp", dst)
+}
+
+// TestBusRetriesOnItsOwnWhileRedisIsDown: while Redis is down the bus
+// dials a new connection at least every maxResubscribeBackoff (100 ms),
+// not on a back-off that grows to seconds, so that it resubscribes soon
+// after Redis (or a Sentinel's new master) is back. A 3 s outage must see
+// about 30 attempts; a back-off growing from 10 ms to 1 s would make 9.
 func TestBusRetriesOnItsOwnWhileRedisIsDown(t *testing.T) {
 	srv := redistest.Start(t)
-	c, attempts := countingClient(t, srv)
+	var dials dialCounter
+	c := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true, DialCtxFn: dials.dial})
 	b, _ := startBus(t, srv, Options{Client: c, Origin: 1, PingInterval: -1})
 	srv.Kill()
+	before := dials.n.Load()
 	time.Sleep(3 * time.Second) // the outage being simulated
+	during := dials.n.Load() - before
 	require.NoError(t, srv.Restart(context.Background()))
 	require.Eventually(t, func() bool { return b.Stats().Resubscribes > 0 }, 10*time.Second, time.Millisecond)
-	t.Logf("highest rueidis attempt over a 3 s outage: %d", attempts.most.Load())
-	assert.Less(t, attempts.most.Load(), int64(19))
+	t.Logf("dials during a 3 s outage: %d", during)
+	assert.GreaterOrEqual(t, during, int64(15))
 }
 
 func TestBusOverflowIsAGapAndNeverBlocksTheConnection(t *testing.T) {

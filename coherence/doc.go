@@ -23,8 +23,8 @@
 // lost. The Bus reports every way that can happen through OnGap, and the
 // caller answers by bumping its local epoch:
 //
-//   - resubscribe: every subscription confirmation after the first (rueidis
-//     resubscribes by itself after a disconnect);
+//   - resubscribe: every subscription confirmation after the first (the
+//     bus subscribes again on a new connection after a disconnect);
 //   - overflow: the bounded hand-off queue was full and a message dropped;
 //   - undecodable: a message on the channel could not be read;
 //   - ping-timeout: a ping the bus published to itself on the same
@@ -54,6 +54,28 @@
 //
 // Callbacks run on the transport's own goroutine, in order, never on the
 // connection's reader.
+//
+// # Connections
+//
+// Each Bus and each Tracker receives on connections of its own, taken from
+// the caller's client with rueidis's Dedicate and closed (never returned to
+// the pool) when done: a Bus subscribes through Do and is handed messages by
+// the connection's pub/sub hooks; a Tracker turns the tracking rueidis's
+// client-side caching set up off before it turns broadcast mode on, so a
+// client with default options works. Nothing is shared: transports on one
+// client, of one namespace or not, never disturb one another, and nothing
+// stays subscribed or tracking after Close. A lost connection is replaced
+// at once and a failed dial retried within 100 ms, through the current
+// Sentinel master, or on a Cluster through the next node (owned.go).
+//
+// # Refusals
+//
+// An error reply that retrying will not change (NOPERM from an ACL user
+// without a command or channel, usually) is a configuration error
+// (ErrRefused, wrapping Redis's reply): Subscribe and Track fail with it at
+// once; after start it goes to OnRefused once per episode while the command
+// is retried every second. An error reply proves a connection alive: it is
+// never treated as a lost connection, and never flushes.
 //
 // The package imports nothing from the rest of tiercache.
 package coherence

@@ -17,6 +17,11 @@ const GapTrackingFlush GapReason = "tracking-flush"
 // TrackingOptions configures a Tracker. Zero values mean the defaults.
 type TrackingOptions struct {
 	// Client is the caller's rueidis client (RESP3, Redis 6+). Required.
+	// Its default options work: client-side caching opens every
+	// connection with CLIENT TRACKING ON OPTIN, and the tracker turns that
+	// off on its own connections before it turns broadcast mode on. A
+	// ClientOption.OnInvalidations hook, if set, also sees the tracker's
+	// pushes (rueidis calls it for every connection).
 	Client rueidis.Client
 	// Prefix is the key prefix tracked (CLIENT TRACKING … BCAST PREFIX).
 	// Required.
@@ -31,8 +36,15 @@ type TrackingOptions struct {
 	QueueSize int
 	// PingInterval is how often the tracking connection is checked with a
 	// PING; one not answered within PingTimeout is closed and replaced.
-	// Defaults 1s and 2s; a negative PingInterval disables the check.
+	// An error reply is an answer: the connection is alive (a refused PING
+	// goes to OnRefused). Defaults 1s and 2s; a negative PingInterval
+	// disables the check.
 	PingInterval, PingTimeout time.Duration
+	// OnRefused, optional, is told when Redis refuses a command the
+	// tracker needs after it started (CLIENT TRACKING, PING): a
+	// configuration error wrapping ErrRefused and Redis's reply, reported
+	// once per episode. It must not block.
+	OnRefused func(error)
 }
 
 func (o *TrackingOptions) validate() error {
@@ -66,9 +78,11 @@ type Tracker struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 	// nodes cancels each node's tracking; only Track and watchNodes use it.
-	nodes map[string]context.CancelFunc
+	nodes    map[string]context.CancelFunc
+	refusals refusals
+	lastErr  lastError
 
-	received, resubscribes, subscriptions, pingTimeouts atomic.Uint64
+	received, resubscribes, subscriptions, pingTimeouts, pings atomic.Uint64
 }
 
 type trackingEvent struct {
@@ -76,8 +90,10 @@ type trackingEvent struct {
 	gap  GapReason
 }
 
-// Track sets tracking up and returns once Redis has accepted it, or with
-// ctx's error (or Redis's) if it has not.
+// Track sets tracking up and returns once Redis has accepted it; with an
+// error wrapping ErrRefused and Redis's reply, at once, if Redis refuses
+// CLIENT TRACKING or PING; or with ctx's error (and the last attempt's) if
+// it has not been set up first.
 func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -92,7 +108,8 @@ func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 		opts.PingTimeout = 2 * time.Second
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	t := &Tracker{opts: opts, queue: newEventQueue[trackingEvent](opts.QueueSize), cancel: cancel, nodes: map[string]context.CancelFunc{}}
+	t := &Tracker{opts: opts, queue: newEventQueue[trackingEvent](opts.QueueSize), cancel: cancel,
+		nodes: map[string]context.CancelFunc{}, refusals: refusals{on: opts.OnRefused}}
 	t.wg.Add(1)
 	go t.apply(runCtx)
 	nodes := t.nodeClients()
@@ -108,8 +125,8 @@ func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 				return nil, err
 			}
 		case <-ctx.Done():
-			t.Close()
-			return nil, fmt.Errorf("coherence: tracking %q: %w", opts.Prefix, ctx.Err())
+			go t.Close() // not waited for: an attempt may be in a dial (see Subscribe)
+			return nil, fmt.Errorf("coherence: tracking %q: %w", opts.Prefix, t.lastErr.wrap(ctx.Err()))
 		}
 	}
 	if opts.Client.Mode() == rueidis.ClientModeCluster && opts.PingInterval > 0 {
@@ -162,7 +179,9 @@ func (t *Tracker) watchNodes(ctx context.Context) {
 	}
 }
 
-// Close turns tracking off and waits for the Tracker's goroutines.
+// Close closes the tracking connections and waits for the Tracker's
+// goroutines. A connection is closed, never returned to the client's pool
+// still tracking. Idempotent.
 func (t *Tracker) Close() {
 	t.closed.Do(func() {
 		t.cancel()
@@ -183,39 +202,54 @@ func (t *Tracker) Stats() Stats {
 		Resubscribes:  t.resubscribes.Load(),
 		Subscriptions: t.subscriptions.Load(),
 		PingTimeouts:  t.pingTimeouts.Load(),
+		Refusals:      t.refusals.count.Load(),
+		Pings:         t.pings.Load(),
 	}
 }
 
 // run keeps one tracking connection through c alive until ctx ends. The
-// first setup's result goes to ready when it is not nil; gapFirst reports
-// a gap once that first setup is done.
+// first setup's result goes to ready when it is not nil: success, or a
+// refusal (a connection error is retried until Track's ctx gives up);
+// gapFirst reports a gap once that first setup is done.
 func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error, gapFirst bool) {
 	defer t.wg.Done()
 	backoff := 10 * time.Millisecond
 	first := true
 	for ctx.Err() == nil {
 		lost, err := t.session(ctx, c, first, ready, gapFirst)
-		if first && ready != nil && err != nil && ctx.Err() == nil {
-			// The first attempt failing is Track's error, not a retry.
-			ready <- err
+		switch {
+		case ctx.Err() != nil:
 			return
-		}
-		if lost {
+		case lost:
 			first = false
 			backoff = 10 * time.Millisecond
 			continue
 		}
+		if ref := refusal(err); ref != nil {
+			if first && ready != nil {
+				ready <- ref
+				return
+			}
+			t.refusals.refused("tracking", ref)
+			if !sleep(ctx, refusedRetry) {
+				return
+			}
+			continue
+		}
+		t.lastErr.store(err)
 		if !backOff(ctx, &backoff) {
 			return
 		}
 	}
 }
 
-// session sets tracking up on a dedicated connection and waits until the
-// connection is lost (lost true) or ctx ends.
+// session sets tracking up on a connection of its own and keeps it until
+// the connection is lost (lost true) or ctx ends. The connection is closed
+// when the session ends, so it never goes back to the client's pool
+// tracking.
 func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, ready chan<- error, gapFirst bool) (lost bool, err error) {
-	d, release := c.Dedicate()
-	defer release()
+	d, _ := c.Dedicate() // Close releases it
+	defer d.Close()
 	gone := d.SetOnInvalidations(func(keys []rueidis.RedisMessage) {
 		if keys == nil {
 			t.enqueue(trackingEvent{gap: GapTrackingFlush})
@@ -229,13 +263,25 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 		}
 		t.enqueue(trackingEvent{keys: names})
 	})
+	// rueidis's client-side caching (on by default) opened the connection
+	// with CLIENT TRACKING ON OPTIN, and Redis cannot switch a tracking
+	// connection to BCAST: turn it off first. rueidis keeps no state about
+	// a connection's tracking mode beyond that opening (its own cache on
+	// this connection is never used: a dedicated client has no DoCache),
+	// and the connection is closed, never pooled, afterwards. The PING
+	// proves at start that the check below is allowed.
 	setup, cancel := context.WithTimeout(ctx, t.opts.PingTimeout)
-	err = d.Do(setup, d.B().ClientTracking().On().Prefix().Prefix(t.opts.Prefix).Bcast().Build()).Error()
+	res := d.DoMulti(setup,
+		d.B().ClientTracking().Off().Build(),
+		d.B().ClientTracking().On().Prefix().Prefix(t.opts.Prefix).Bcast().Build(),
+		d.B().Ping().Build())
 	cancel()
-	if err != nil {
-		d.Close()
-		return false, fmt.Errorf("coherence: CLIENT TRACKING: %w", err)
+	for i, name := range []string{"CLIENT TRACKING OFF", "CLIENT TRACKING ON BCAST PREFIX " + t.opts.Prefix, "PING"} {
+		if err := res[i].Error(); err != nil {
+			return false, fmt.Errorf("%s: %w", name, err)
+		}
 	}
+	t.refusals.accepted("tracking")
 	t.subscriptions.Add(1)
 	if first && ready != nil {
 		ready <- nil
@@ -254,9 +300,8 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 	for {
 		select {
 		case <-ctx.Done():
-			off, cancel := context.WithTimeout(context.Background(), time.Second)
-			d.Do(off, d.B().ClientTracking().Off().Build())
-			cancel()
+			// Closing the connection would report a flush to OnGap.
+			d.SetPubSubHooks(rueidis.PubSubHooks{})
 			return false, nil
 		case <-gone:
 			return true, nil
@@ -264,10 +309,20 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 			pctx, cancel := context.WithTimeout(ctx, t.opts.PingTimeout)
 			err := d.Do(pctx, d.B().Ping().Build()).Error()
 			cancel()
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case err == nil:
+				t.pings.Add(1)
+				t.refusals.accepted("ping")
+			case ctx.Err() != nil:
+			case isReply(err):
+				// The connection answered: it is alive, whatever it said.
+				if ref := refusal(err); ref != nil {
+					t.refusals.refused("ping", fmt.Errorf("PING: %w", ref))
+				}
+			default:
 				// A connection that does not answer may not push either.
 				t.pingTimeouts.Add(1)
-				d.Close()
+				return true, nil
 			}
 		}
 	}

@@ -46,12 +46,25 @@ type Cache[V any] struct {
 	stats  counters
 }
 
+// DefaultStartTimeout bounds New when its ctx has no deadline: Redis
+// unreachable, or a subscription that never confirms, fails New after this
+// long instead of blocking it forever.
+const DefaultStartTimeout = 10 * time.Second
+
 // New builds a cache and subscribes it to its namespace's invalidations. It
 // returns once the subscription is confirmed, so no write that completes
-// after New returns can be missed; if ctx ends first it fails.
+// after New returns can be missed. It fails (ErrRemote) if ctx ends first,
+// or after DefaultStartTimeout when ctx has no deadline, with the last
+// attempt's error; and at once, with Redis's reply (NOPERM …), if Redis
+// refuses a command the transport needs: see the ACL in docs/operations.md.
 func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
+		defer cancel()
 	}
 	opts.setDefaults()
 	h, err := hooksOf[V](&opts)
@@ -121,7 +134,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		if errors.Is(err, coherence.ErrInvalidOptions) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrRemote, err)
+		return nil, fmt.Errorf("%w: start: %w", ErrRemote, err)
 	}
 	if p := opts.PingInterval; p >= 0 {
 		c.background.Add(1)
@@ -483,6 +496,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 			OnGap:        c.applyGap,
 			QueueSize:    c.opts.InvalidationQueue,
 			PingInterval: c.opts.PingInterval,
+			OnRefused:    c.refused,
 		})
 		if err != nil {
 			return nil, err
@@ -500,6 +514,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 		PingInterval: c.opts.PingInterval,
 		OnRepair:     c.applyRepair,
 		OnHold:       c.hold,
+		OnRefused:    c.refused,
 	}
 	if c.opts.Transport == TransportResumable {
 		if c.remote.Cluster() {
@@ -513,6 +528,13 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// refused is told that Redis refused a command the transport needs after
+// start: a configuration error (the ACL user's), which retrying will not
+// fix, logged as such.
+func (c *Cache[V]) refused(err error) {
+	c.log.error("refused", "redis refused a command the invalidation transport needs: check the ACL user's permissions (docs/operations.md)", "err", err)
 }
 
 // applyTracked applies a tracking push: the Redis keys that changed.

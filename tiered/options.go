@@ -22,11 +22,17 @@ var JSONCodec Codec = remote.JSON{}
 var BytesCodec Codec = remote.Bytes{}
 
 // Options configures a Cache. Zero values mean the documented defaults;
-// Client, Namespace, LocalTTL and RemoteTTL are required.
+// Client, Namespace, LocalTTL and RemoteTTL are required. New's start-up is
+// bounded by its ctx, or by DefaultStartTimeout (10 s) when ctx has no
+// deadline.
 type Options struct {
 	// Client is the caller's rueidis client; the cache never closes it.
-	// Single, Sentinel and Cluster clients work the same. AUTH, ACL users
-	// and TLS are configured on it.
+	// Single, Sentinel and Cluster clients work the same, with rueidis's
+	// default options (client-side caching on) too. AUTH, ACL users and
+	// TLS are configured on it; the ACL a cache needs is in
+	// docs/operations.md. Each cache also holds one connection of its own
+	// for invalidations (one per node for TransportTracking on a
+	// Cluster), taken from the client's pool and closed by Close.
 	Client rueidis.Client
 	// Namespace prefixes every Redis key and names the invalidation
 	// channel "<Namespace>:inv". 1–128 bytes, no spaces, braces or control

@@ -119,50 +119,6 @@ func TestFailOpenWhenRedisIsPaused(t *testing.T) {
 	assert.Positive(t, c.Stats().Flushes["breaker"], "the local tier is flushed when the breaker closes")
 }
 
-func TestNewCloseCyclesLeaveNothingBehind(t *testing.T) {
-	srv := redistest.Start(t)
-	rc := redistest.Client(t, srv)
-	opts := testOptions("cycles")
-	opts.Client = rc
-	opts.LocalMaxCost = 1 << 20
-	clients := func() int {
-		info, err := rc.Do(context.Background(), rc.B().Info().Section("clients").Build()).ToString()
-		require.NoError(t, err)
-		var n int
-		for _, line := range strings.Split(info, "\r\n") {
-			if strings.HasPrefix(line, "connected_clients:") {
-				fmt.Sscanf(line, "connected_clients:%d", &n)
-			}
-		}
-		return n
-	}
-	ctx := context.Background()
-	// rueidis opens a second connection to the server on first use and
-	// keeps it: warm the client up, then count.
-	for range 10 {
-		c, err := New[string](ctx, opts)
-		require.NoError(t, err)
-		c.Close()
-	}
-	before := clients()
-	for i := range 1000 {
-		c, err := New[string](ctx, opts)
-		require.NoError(t, err)
-		if i%100 == 0 {
-			require.NoError(t, c.Set(ctx, "k", "v"))
-		}
-		c.Close()
-	}
-	after := clients()
-	t.Logf("connected clients before %d, after 1000 New/Close cycles %d", before, after)
-	assert.Equal(t, before, after, "no connections left behind")
-	arr, err := rc.Do(ctx, rc.B().PubsubNumsub().Channel("cycles:inv").Build()).ToArray()
-	require.NoError(t, err)
-	n, _ := arr[1].AsInt64()
-	assert.Zero(t, n, "no subscriptions left behind")
-	// Goroutines are checked by goleak in TestMain.
-}
-
 func TestCloseWhileOperationsAreInFlight(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newCache[string](t, srv, testOptions("inflight"))

@@ -1,0 +1,160 @@
+package coherence
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redisserver"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// keyRecorder collects what a Tracker delivers.
+type keyRecorder struct {
+	mu   sync.Mutex
+	keys []string
+	gaps []GapReason
+}
+
+func (r *keyRecorder) onKeys(ks []string) { r.mu.Lock(); r.keys = append(r.keys, ks...); r.mu.Unlock() }
+func (r *keyRecorder) onGap(g GapReason)  { r.mu.Lock(); r.gaps = append(r.gaps, g); r.mu.Unlock() }
+
+func (r *keyRecorder) has(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range r.keys {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *keyRecorder) gapCount() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.gaps) }
+
+func startTracker(t *testing.T, opts TrackingOptions) (*Tracker, *keyRecorder) {
+	t.Helper()
+	rec := &keyRecorder{}
+	if opts.Prefix == "" {
+		opts.Prefix = "ns:"
+	}
+	opts.OnKeys, opts.OnGap = rec.onKeys, rec.onGap
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := Track(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(tr.Close)
+	return tr, rec
+}
+
+// trackingClients counts the server's connections in broadcast tracking
+// mode (CLIENT LIST flag B).
+func trackingClients(t *testing.T, admin rueidis.Client) int {
+	n := 0
+	for _, line := range clientList(t, admin) {
+		for _, f := range strings.Fields(line) {
+			if flags, ok := strings.CutPrefix(f, "flags="); ok && strings.Contains(flags, "B") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func defaultClient(t *testing.T, srv *redisserver.Server) rueidis.Client {
+	return redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}})
+}
+
+// TestTrackingOnADefaultClient: rueidis's defaults turn client-side
+// caching on, which opens every connection tracking in OPTIN mode, and
+// Redis refuses to switch such a connection to BCAST. The tracker turns
+// tracking off on its own connection first. rueidis's own cache on the
+// same client keeps working: a DoCache value changed elsewhere is
+// invalidated.
+func TestTrackingOnADefaultClient(t *testing.T) {
+	srv := redistest.Start(t)
+	c := defaultClient(t, srv)
+	admin := redistest.Client(t, srv)
+	ctx := context.Background()
+	tr, rec := startTracker(t, TrackingOptions{Client: c})
+	require.NoError(t, admin.Do(ctx, admin.B().Set().Key("ns:k").Value("v1").Build()).Error())
+	require.Eventually(t, func() bool { return rec.has("ns:k") }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, tr.Stats().Subscriptions)
+
+	cached := func() string {
+		v, err := c.DoCache(ctx, c.B().Get().Key("ns:k").Cache(), time.Minute).ToString()
+		require.NoError(t, err)
+		return v
+	}
+	require.Equal(t, "v1", cached())
+	require.NoError(t, admin.Do(ctx, admin.B().Set().Key("ns:k").Value("v2").Build()).Error())
+	require.Eventually(t, func() bool { return cached() == "v2" }, 5*time.Second, time.Millisecond,
+		"rueidis's client-side cache is still invalidated on its own connections")
+	assert.Zero(t, rec.gapCount())
+}
+
+// TestTrackerCloseLeavesNothingBehind: a closed tracker's connection is
+// closed, not returned to the client's pool still tracking: the server's
+// connection count is back where it was and no connection is in
+// broadcast mode.
+func TestTrackerCloseLeavesNothingBehind(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redistest.Client(t, srv)
+	for _, c := range []rueidis.Client{redistest.Client(t, srv), defaultClient(t, srv)} {
+		require.NoError(t, c.Do(context.Background(), c.B().Ping().Build()).Error())
+		before := len(clientList(t, admin))
+		for range 20 {
+			tr, _ := startTracker(t, TrackingOptions{Client: c})
+			assert.Equal(t, 1, trackingClients(t, admin))
+			tr.Close()
+		}
+		require.Eventually(t, func() bool { return len(clientList(t, admin)) == before && trackingClients(t, admin) == 0 },
+			5*time.Second, time.Millisecond)
+	}
+}
+
+// TestTrackRefusedByTheACLFailsAtOnce: CLIENT TRACKING, or the PING that
+// checks the connection, refused at start fails Track at once with
+// Redis's reply.
+func TestTrackRefusedByTheACLFailsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, missing := range []string{"-client|tracking", "-ping"} {
+		c := aclClient(t, srv, "u", rueidis.ClientOption{DisableCache: true}, "~ns:*", "&ns:*", "+@all", missing)
+		_, err := Track(ctx, TrackingOptions{Client: c, Prefix: "ns:", OnKeys: func([]string) {}, OnGap: func(GapReason) {}})
+		require.ErrorIs(t, err, ErrRefused, missing)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "NOPERM")
+		t.Log(err)
+	}
+}
+
+// TestTrackerReportsARefusedPingOnceAndKeepsTracking: the ACL loses PING
+// after start. An error reply is an answer: the connection is alive and
+// keeps pushing; the refusal is reported once, never treated as a dead
+// connection to replace (and a gap to flush) every interval.
+func TestTrackerReportsARefusedPingOnceAndKeepsTracking(t *testing.T) {
+	srv := redistest.Start(t)
+	c := aclClient(t, srv, "svc", rueidis.ClientOption{DisableCache: true}, "~ns:*", "&ns:*", "+@all")
+	var refused refusedLog
+	tr, rec := startTracker(t, TrackingOptions{Client: c, PingInterval: 10 * time.Millisecond, PingTimeout: 50 * time.Millisecond, OnRefused: refused.on})
+	setRules(t, srv, "svc", "-ping")
+	require.Eventually(t, func() bool { return tr.Stats().Refusals >= 10 }, 10*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, refused.n.Load())
+	assert.Contains(t, refused.text(), "NOPERM")
+	s := tr.Stats()
+	assert.Zero(t, s.PingTimeouts)
+	assert.Zero(t, s.Resubscribes)
+	assert.EqualValues(t, 1, s.Subscriptions)
+	admin := redistest.Client(t, srv)
+	require.NoError(t, admin.Do(context.Background(), admin.B().Set().Key("ns:k").Value("v").Build()).Error())
+	require.Eventually(t, func() bool { return rec.has("ns:k") }, 5*time.Second, time.Millisecond)
+	assert.Zero(t, rec.gapCount())
+}
