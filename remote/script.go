@@ -199,8 +199,12 @@ func isFenced(err error) bool {
 	return ok && strings.HasPrefix(msg.Error(), "TCGEN")
 }
 
-// isPermissionError reports an ACL refusal (NOPERM), from a command or a
-// script's call.
+// isPermissionError reports an ACL refusal: NOPERM from a command, or the
+// error a script's call of a forbidden command raises.
 func isPermissionError(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "NOPERM")
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "NOPERM") || strings.Contains(msg, "can't run this command")
 }

@@ -2,8 +2,10 @@ package tiered_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ import (
 func leastPrivilege(ns string) map[string][]string {
 	return map[string][]string{
 		"base":         {"resetkeys", "~" + ns + ":*", "resetchannels", "&" + ns + ":*", "-@all"},
-		"cache":        {"+get", "+mget", "+set", "+del", "+pexpire", "+pttl", "+sadd", "+smembers", "+eval", "+evalsha", "+publish", "+subscribe"},
+		"cache":        {"+get", "+mget", "+set", "+del", "+pexpire", "+pttl", "+eval", "+evalsha", "+publish", "+subscribe", "+info"},
 		"resumable":    {"+xadd", "+xrange", "+xrevrange"},
 		"tracking":     {"+client|tracking", "+ping"},
 		"write-behind": {"+xadd", "+xlen", "+xreadgroup", "+xack", "+xdel", "+xautoclaim", "+xgroup|create", "+xgroup|delconsumer", "+xinfo|consumers"},
@@ -50,11 +52,12 @@ func TestLeastPrivilegeACL(t *testing.T) {
 	t.Logf("ACL SETUSER svc on >… %s", strings.Join(rules, " "))
 	c := aclUser(t, srv, rules...)
 	ctx := context.Background()
+	var warned warnings
 	for _, tr := range []tiered.Transport{tiered.TransportPubSub, tiered.TransportResumable, tiered.TransportTracking} {
 		hot, err := warmup.NewTracker(warmup.TrackerOptions{Client: c, Namespace: ns})
 		require.NoError(t, err)
 		cache, err := tiered.New[string](ctx, tiered.Options{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour,
-			Transport: tr, PingInterval: 10 * time.Millisecond, Sampler: hot, SampleEvery: 1})
+			Transport: tr, PingInterval: 10 * time.Millisecond, Sampler: hot, SampleEvery: 1, Logger: warned.logger()})
 		require.NoError(t, err, tr)
 		require.NoError(t, cache.Set(ctx, "k", "v", tiered.WithTags("t")), tr)
 		for range 10 { // hot enough to outlive the hot set's first halving
@@ -137,4 +140,50 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		hot.Close()
 		cache.Close()
 	}
+	assert.Empty(t, warned.matching("not allowed", "cannot read", "refused"), "no check was refused or skipped")
+
+	// Without +info the cache still works, said once: restarts that keep
+	// the generation key go undetected.
+	restricted := aclUser(t, srv, slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == "+info" })...)
+	var noInfo warnings
+	cache, err := tiered.New[string](ctx, tiered.Options{Client: restricted, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, Logger: noInfo.logger()})
+	require.NoError(t, err)
+	defer cache.Close()
+	require.NoError(t, cache.Set(ctx, "k", "v"))
+	require.NoError(t, cache.InvalidateAll(ctx))
+	assert.Len(t, noInfo.matching("INFO is not allowed"), 1)
 }
+
+// warnings collects what a cache logs.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.msgs = append(w.msgs, string(p))
+		return len(p), nil
+	}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func (w *warnings) matching(subs ...string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, m := range w.msgs {
+		for _, s := range subs {
+			if strings.Contains(m, s) {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
