@@ -16,7 +16,7 @@ import (
 // process of its own (this binary re-executed, see IsWorker), with its own
 // scheduler and garbage collector as a real service replica has. The
 // scenario drives the workers through the same calls either way, and serves
-// them the fleet's source of truth.
+// them the fleet's source of truth (shared memory: source.go).
 type fleet struct {
 	run     *Run
 	cand    string
@@ -42,7 +42,11 @@ func (r *Run) newFleet(ctx context.Context, scenario string, e Entry, n int) (*f
 	}
 	env := r.env(scenario, e.Candidate)
 	env.Warmup = e.Warmup
-	f := &fleet{run: r, cand: e.Name, env: env, src: newSource(), members: make([]*member, n)}
+	src, err := newSource()
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{run: r, cand: e.Name, env: env, src: src, members: make([]*member, n)}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n { // processes start in parallel: each takes a while
@@ -64,7 +68,7 @@ func (f *fleet) start(ctx context.Context) (*member, error) {
 	}
 	octx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	opened, err := call[openReply](octx, m.p, "open", openArgs{Candidate: f.cand, Env: f.env})
+	opened, err := call[openReply](octx, m.p, "open", openArgs{Candidate: f.cand, Env: f.env, Source: f.src.path})
 	if err != nil {
 		m.stop(ctx)
 		return nil, err
@@ -82,7 +86,6 @@ func (f *fleet) spawn() (*member, error) {
 			serveWorker(replica, replica)
 		}()
 		m := &member{p: newPeer(bench, bench), wait: func() { <-done }}
-		f.src.serveOn(m.p)
 		go m.p.serve(nil)
 		return m, nil
 	}
@@ -126,7 +129,6 @@ func (f *fleet) spawn() (*member, error) {
 			<-exited
 		}
 	}}
-	f.src.serveOn(m.p)
 	go m.p.serve(func(err error) error {
 		select { // a crashed worker's last words may still be on their way
 		case <-exited:
@@ -198,6 +200,7 @@ func (f *fleet) close() {
 		}
 	}
 	wg.Wait()
+	f.src.close(true)
 }
 
 // tail keeps the end of a replica process's output, for the error when it dies.

@@ -17,7 +17,7 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	type section struct {
 		Name, Description string
 		Table, RedisTable template.HTML
-		Failures          []string
+		Remarks           []string
 		Charts            []template.HTML
 		Notes             []string // charts left out: every figure 0
 	}
@@ -28,11 +28,7 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 		if g, ok := rep.redisGrid(s.Name); ok {
 			sec.RedisTable = g.html()
 		}
-		for _, r := range rows {
-			if r.Failed != "" && len(r.Figures) > 0 {
-				sec.Failures = append(sec.Failures, r.Candidate+": "+r.Failed)
-			}
-		}
+		sec.Remarks = remarks(rows)
 		for _, m := range metricNames(rep.results(s.Name)) {
 			if m.Better == "" {
 				continue
@@ -79,7 +75,7 @@ var page = template.Must(template.New("report").Parse(`<!doctype html>
 {{range .Header}}<p>{{.}}</p>
 {{end}}
 {{range .Sections}}<h2>{{.Name}}</h2><p class="desc">{{.Description}}</p>
-{{.Table}}{{range .Failures}}<p class="note">{{.}}</p>{{end}}
+{{.Table}}{{range .Remarks}}<p class="note">{{.}}</p>{{end}}
 {{if .RedisTable}}<p class="desc">Redis commands per op (INFO commandstats; commands a Lua script runs count too):</p>{{.RedisTable}}{{end}}
 <div class="charts">{{range .Charts}}{{.}}{{end}}</div>
 {{range .Notes}}<p class="note">{{.}}</p>{{end}}

@@ -46,16 +46,19 @@ type loadReport struct {
 	FirstLocal uint64
 	FirstDone  bool
 	Counters   map[string]float64 // the candidate's own counters, if it keeps any
+	// Writes are the writes the replica completed, with loadSpec.Record:
+	// its part of the fleet's write log.
+	Writes []completion
 }
 
 // firstReads is how many of a new replica's reads the deploy scenario judges.
 const firstReads = 1000
 
 type load struct {
-	spec   loadSpec
-	rep    Replica
-	parent *peer
-	keys   []string
+	spec loadSpec
+	rep  Replica
+	src  *source
+	keys []string
 
 	phase      atomic.Int32
 	phaseMu    sync.Mutex
@@ -73,10 +76,11 @@ type load struct {
 	mu      sync.Mutex
 	stats   [phases]phaseStats
 	records []readRecord
+	writes  []completion // with Record: the writes this replica completed
 }
 
-func startLoad(spec loadSpec, rep Replica, parent *peer) *load {
-	l := &load{spec: spec, rep: rep, parent: parent, keys: make([]string, spec.Keys),
+func startLoad(spec loadSpec, rep Replica, src *source) *load {
+	l := &load{spec: spec, rep: rep, src: src, keys: make([]string, spec.Keys),
 		firstDone: make(chan struct{}), stop: make(chan struct{}), phaseSince: time.Now(), hits0: rep.LocalHits()}
 	for i := range l.keys {
 		l.keys[i] = keyName(i)
@@ -106,6 +110,7 @@ func (l *load) run(g uint64) {
 	}
 	var st [phases]phaseStats
 	var recs []readRecord
+	var writes []completion
 	for {
 		select {
 		case <-l.stop:
@@ -114,6 +119,7 @@ func (l *load) run(g uint64) {
 				l.stats[p].merge(st[p])
 			}
 			l.records = append(l.records, recs...)
+			l.writes = append(l.writes, writes...)
 			l.mu.Unlock()
 			return
 		default:
@@ -122,10 +128,15 @@ func (l *load) run(g uint64) {
 		p := &st[l.phase.Load()]
 		p.Ops++
 		if rng.IntN(100) < l.spec.WritePct {
-			if l.write(k) {
-				p.Writes++
-			} else {
+			c, err := writeThrough(l.rep, l.src, k, l.keys[k], l.spec.OpTimeout)
+			switch {
+			case err != nil:
 				p.Errors++
+			case l.spec.Record:
+				writes = append(writes, c)
+				fallthrough
+			default:
+				p.Writes++
 			}
 		} else {
 			start := time.Now()
@@ -148,22 +159,20 @@ func (l *load) run(g uint64) {
 	}
 }
 
-func (l *load) write(k int32) bool {
-	return writeThrough(l.rep, l.parent, k, l.keys[k], l.spec.OpTimeout) == nil
-}
-
 // writeThrough bumps a key's version in the source, then writes it through
 // the cache, holding the fleet-wide lock of the key in between.
-func writeThrough(rep Replica, parent *peer, k int32, key string, timeout time.Duration) error {
-	v, err := call[sourceVersion](context.Background(), parent, "source.begin", sourceKey{k})
+func writeThrough(rep Replica, src *source, k int32, key string, timeout time.Duration) (completion, error) {
+	v, err := src.begin(k)
 	if err != nil {
-		return err
+		return completion{}, err
 	}
+	defer src.end(k)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err = rep.Set(ctx, key, value(key, v.Version))
-	cancel()
-	notify(parent, "source.end", sourceEnd{C: completion{Key: k, Version: v.Version, At: time.Now().UnixNano()}, OK: err == nil})
-	return err
+	defer cancel()
+	if err := rep.Set(ctx, key, value(key, v)); err != nil {
+		return completion{}, err
+	}
+	return completion{Key: k, Version: v, At: time.Now().UnixNano()}, nil
 }
 
 // keyName is the load's name of key k.
@@ -179,12 +188,9 @@ func (l *load) read(k int32) (string, error) {
 	key := l.keys[k]
 	return l.rep.GetOrLoad(ctx, key, func(ctx context.Context) (string, error) {
 		l.loads[l.phase.Load()].Add(1)
-		v, err := call[sourceVersion](ctx, l.parent, "source.read", sourceKey{k})
-		if err != nil {
-			return "", err
-		}
+		v := l.src.read(k)
 		time.Sleep(l.spec.Loader)
-		return value(key, v.Version), nil
+		return value(key, v), nil
 	})
 }
 
@@ -200,6 +206,7 @@ func (l *load) finish() loadReport {
 		rep.Phases[p].Seconds = l.seconds[p]
 	}
 	rep.Reads = l.reads.Load()
+	rep.Writes = l.writes
 	rep.LocalHits = l.rep.LocalHits() - l.hits0
 	select {
 	case <-l.firstDone:

@@ -55,17 +55,10 @@ func TestLatencyBucketsAreContiguous(t *testing.T) {
 
 func TestStaleReadsAgainstTheWriteLog(t *testing.T) {
 	const sec = int64(time.Second)
-	s := newSource()
-	v1, err := s.begin(7)
-	require.NoError(t, err)
-	s.end(completion{Key: 7, Version: v1, At: 10 * sec}, true)
-	v2, err := s.begin(7)
-	require.NoError(t, err)
-	s.end(completion{Key: 7, Version: v2, At: 20 * sec}, true)
-	v3, _ := s.begin(7)
-	s.end(completion{Key: 7, Version: v3, At: 30 * sec}, false) // its Set failed: never a floor
-	assert.Equal(t, int64(3), s.read(7), "the source holds the last version, written or not")
-	log := s.completions()
+	log := mergeLogs(
+		[]completion{{Key: 7, Version: 2, At: 20 * sec}}, // one replica's writes…
+		[]completion{{Key: 7, Version: 1, At: 10 * sec}}, // …and another's: merged in order
+	)
 	grace := 100 * time.Millisecond
 	for _, c := range []struct {
 		r     readRecord
@@ -74,24 +67,37 @@ func TestStaleReadsAgainstTheWriteLog(t *testing.T) {
 		{readRecord{Key: 7, Version: 0, Start: 5 * sec}, false},
 		{readRecord{Key: 7, Version: 1, Start: 20*sec + int64(grace) - 1}, false}, // v2 completed, but within the grace
 		{readRecord{Key: 7, Version: 1, Start: 20*sec + int64(grace) + 1}, true},
-		{readRecord{Key: 7, Version: 2, Start: 40 * sec}, false}, // v3 never completed
+		{readRecord{Key: 7, Version: 3, Start: 40 * sec}, false}, // newer than any completed write: in flight
 		{readRecord{Key: 7, Version: -1, Start: 5 * sec}, true},  // no version at all
 		{readRecord{Key: 8, Version: 0, Start: 40 * sec}, false}, // another key
 	} {
-		assert.Equal(t, c.stale, staleReads([]readRecord{c.r}, log, grace) == 1, "%+v", c.r)
+		n, _ := staleReads([]readRecord{c.r}, log, grace)
+		assert.Equal(t, c.stale, n == 1, "%+v", c.r)
 	}
+	_, worst := staleReads([]readRecord{{Key: 7, Version: 1, Start: 25 * sec}}, log, grace)
+	assert.Equal(t, 5*time.Second, worst, "how long after the newer write the stale read began")
 }
 
-func TestSourceSerialisesWritersOfAKey(t *testing.T) {
-	s := newSource()
-	v, err := s.begin(1)
+// TestSourceIsSharedAndSerialisesWritersOfAKey maps one source twice, as
+// two replica processes do.
+func TestSourceIsSharedAndSerialisesWritersOfAKey(t *testing.T) {
+	a, err := newSource()
 	require.NoError(t, err)
+	defer a.close(true)
+	b, err := openSource(a.path)
+	require.NoError(t, err)
+	defer b.close(false)
+
+	v, err := a.begin(1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v)
+	assert.Equal(t, int64(1), b.read(1), "the other mapping sees the version")
 	second := make(chan int64)
 	go func() {
-		v, _ := s.begin(1)
+		v, _ := b.begin(1)
 		second <- v
 	}()
-	other, err := s.begin(2)
+	other, err := b.begin(2)
 	require.NoError(t, err, "another key is not held up")
 	assert.Equal(t, int64(1), other)
 	select {
@@ -99,8 +105,9 @@ func TestSourceSerialisesWritersOfAKey(t *testing.T) {
 		t.Fatal("a second writer of the key got in before the first ended")
 	case <-time.After(20 * time.Millisecond):
 	}
-	s.end(completion{Key: 1, Version: v}, true)
+	a.end(1)
 	assert.Equal(t, int64(2), <-second)
+	assert.Equal(t, int64(2), a.read(1))
 }
 
 func TestPeerCallsBothWaysAndKeepsNotificationsInOrder(t *testing.T) {

@@ -276,10 +276,8 @@ func (rep *Report) WriteMarkdown(w io.Writer) {
 	for _, s := range rep.Scenarios {
 		fmt.Fprintf(w, "\n## %s\n\n%s\n\n", s.Name, s.Description)
 		rep.scenarioGrid(s.Name).writeMarkdown(w)
-		for _, r := range rep.Rows(s.Name) {
-			if r.Failed != "" && len(r.Figures) > 0 {
-				fmt.Fprintf(w, "\n%s: %s\n", r.Candidate, r.Failed)
-			}
+		for _, line := range remarks(rep.Rows(s.Name)) {
+			fmt.Fprintf(w, "\n%s\n", line)
 		}
 		if g, ok := rep.redisGrid(s.Name); ok {
 			fmt.Fprintf(w, "\nRedis commands per op (INFO commandstats; commands a Lua script runs count too):\n\n")
@@ -298,6 +296,21 @@ func (rep *Report) WriteMarkdown(w io.Writer) {
 	for _, v := range rep.versionLines() {
 		fmt.Fprintf(w, "- %s\n", v)
 	}
+}
+
+// remarks are the lines under a scenario's table: failed runs of
+// candidates that have figures otherwise, and what runs noted.
+func remarks(rows []Row) []string {
+	var out []string
+	for _, r := range rows {
+		if r.Failed != "" && len(r.Figures) > 0 {
+			out = append(out, r.Candidate+": "+r.Failed)
+		}
+		for _, n := range r.Notes {
+			out = append(out, r.Candidate+", "+n)
+		}
+	}
+	return out
 }
 
 func (rep *Report) versionLines() []string {

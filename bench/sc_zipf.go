@@ -59,7 +59,11 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 		return res, err
 	}
 	redis := callsBetween(before, run.commandCalls(ctx))
-	checks, err := callAll[checkReply](ctx, f, "load.check", same(checkArgs{Log: f.src.completions()}))
+	var logs [][]completion
+	for _, r := range reports {
+		logs = append(logs, r.Writes)
+	}
+	checks, err := callAll[checkReply](ctx, f, "load.check", same(checkArgs{Log: mergeLogs(logs...)}))
 	if err != nil {
 		return res, err
 	}
@@ -77,8 +81,12 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 		}
 	}
 	var stale, checked int
+	var worst time.Duration
 	for _, c := range checks {
-		stale, checked = stale+c.Stale, checked+c.Checked
+		stale, checked, worst = stale+c.Stale, checked+c.Checked, max(worst, c.Worst)
+	}
+	if stale > 0 { // how stale: past the grace by a hair, or by seconds?
+		res.Note = fmt.Sprintf("stale reads began up to %v after the write of a newer version had completed", worst.Round(time.Millisecond))
 	}
 	reads, ops := float64(max(all.Reads, 1)), float64(max(all.Ops, 1))
 	res.add("throughput", "ops/s", throughput, "higher")

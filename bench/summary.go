@@ -37,7 +37,9 @@ type Row struct {
 	Figures   []Figure
 	// Failed says why runs failed or were skipped; with no figures the
 	// whole row did.
-	Failed     string
+	Failed string
+	// Notes are what runs noted beside their figures, by run.
+	Notes      []string
 	RedisPerOp map[string]Figure
 	// Samples pools each run's distribution (every run weighted alike).
 	Samples map[string][]float64
@@ -93,6 +95,9 @@ func summarise(candidate string, runs []Result) Row {
 			failed = append(failed, "skipped: "+r.Skipped)
 		default:
 			ok = append(ok, r)
+		}
+		if r.Note != "" {
+			row.Notes = append(row.Notes, fmt.Sprintf("run %d: %s", r.Run, r.Note))
 		}
 	}
 	row.Failed = strings.Join(slices.Compact(failed), "; ")

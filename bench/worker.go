@@ -39,6 +39,7 @@ type worker struct {
 	parent *peer
 	mu     sync.Mutex
 	rep    Replica
+	src    *source
 	load   *load
 	// lastReads are the stopped load's reads, until the staleness check.
 	lastReads []readRecord
@@ -79,6 +80,7 @@ func serveWorker(r io.Reader, w io.WriteCloser) {
 type openArgs struct {
 	Candidate string
 	Env       Env
+	Source    string // the fleet's source file, to map
 }
 
 // openReply says which process the replica lives in.
@@ -89,14 +91,19 @@ func (wk *worker) open(a openArgs) (openReply, error) {
 	if !ok {
 		return openReply{}, fmt.Errorf("bench worker: unknown candidate %q", a.Candidate)
 	}
+	src, err := openSource(a.Source)
+	if err != nil {
+		return openReply{}, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rep, err := c.NewReplica(ctx, a.Env)
 	if err != nil {
+		src.close(false)
 		return openReply{}, fmt.Errorf("new replica: %w", err)
 	}
 	wk.mu.Lock()
-	wk.rep = rep
+	wk.rep, wk.src = rep, src
 	wk.mu.Unlock()
 	return openReply{PID: os.Getpid()}, nil
 }
@@ -127,14 +134,17 @@ func (wk *worker) ready(a timeoutArgs) (secondsReply, error) {
 
 func (wk *worker) shutdown() {
 	wk.mu.Lock()
-	rep, l := wk.rep, wk.load
-	wk.rep, wk.load = nil, nil
+	rep, l, src := wk.rep, wk.load, wk.src
+	wk.rep, wk.load, wk.src = nil, nil, nil
 	wk.mu.Unlock()
 	if l != nil {
 		l.finish()
 	}
 	if rep != nil {
 		rep.Close()
+	}
+	if src != nil {
+		src.close(false)
 	}
 }
 
@@ -334,7 +344,7 @@ func (wk *worker) fill(a fillArgs) (struct{}, error) {
 		return struct{}{}, err
 	}
 	for k := range a.Keys {
-		if err := writeThrough(rep, wk.parent, int32(k), keyName(k), 5*time.Second); err != nil {
+		if _, err := writeThrough(rep, wk.src, int32(k), keyName(k), 5*time.Second); err != nil {
 			return struct{}{}, err
 		}
 	}
@@ -355,7 +365,7 @@ func (wk *worker) startLoad(spec loadSpec) (struct{}, error) {
 	if wk.load != nil {
 		return struct{}{}, errors.New("bench worker: a load is already running")
 	}
-	wk.load = startLoad(spec, rep, wk.parent)
+	wk.load = startLoad(spec, rep, wk.src)
 	return struct{}{}, nil
 }
 
@@ -400,9 +410,13 @@ func (wk *worker) stopLoad(struct{}) (loadReport, error) {
 }
 
 type checkArgs struct{ Log []completion }
-type checkReply struct{ Stale, Checked int }
+type checkReply struct {
+	Stale, Checked int
+	Worst          time.Duration // the longest a stale read began after the newer write completed
+}
 
 func (wk *worker) check(a checkArgs) (checkReply, error) {
 	reads := take(wk, &wk.lastReads)
-	return checkReply{Stale: staleReads(reads, a.Log, staleGrace), Checked: len(reads)}, nil
+	stale, worst := staleReads(reads, a.Log, staleGrace)
+	return checkReply{Stale: stale, Checked: len(reads), Worst: worst}, nil
 }
