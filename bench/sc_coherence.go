@@ -25,7 +25,7 @@ var coherenceScenario = Scenario{
 		defer f.close()
 		var delays []float64
 		never := 0
-		for round := 1; round <= run.scale(30, 10); round++ {
+		for round := 1; round <= run.scale(20, 10); round++ {
 			if _, err := callAll[struct{}](ctx, f, "touch", same(touchArgs{Key: "k", Times: 2, Gap: 5 * time.Millisecond})); err != nil {
 				return res, err
 			}

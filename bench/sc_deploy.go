@@ -40,14 +40,14 @@ func runDeploy(ctx context.Context, run *Run, e Entry) (Result, error) {
 		return res, err
 	}
 	// Settle: the caches fill and (with warm-up) the hot set forms.
-	if err := sleep(ctx, run.scaleDuration(2*time.Second, 500*time.Millisecond)); err != nil {
+	if err := sleep(ctx, run.scaleDuration(1500*time.Millisecond, 500*time.Millisecond)); err != nil {
 		return res, err
 	}
 	if err := f.setPhase(ctx, phaseSteady); err != nil {
 		return res, err
 	}
 	steadyFrom, steadyCalls := time.Now(), run.commandCalls(ctx)
-	if err := sleep(ctx, run.scaleDuration(2*time.Second, 500*time.Millisecond)); err != nil {
+	if err := sleep(ctx, run.scaleDuration(1500*time.Millisecond, 500*time.Millisecond)); err != nil {
 		return res, err
 	}
 	if err := f.setPhase(ctx, phaseDeploy); err != nil {
