@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -82,7 +83,7 @@ func change(m Metric, before, after float64) string {
 func overlap(a, b Figure) bool { return a.Min <= b.Max && b.Min <= a.Max }
 
 func (c Comparison) grid() grid {
-	g := grid{head: []string{"scenario", "candidate", "figure", "before", "after", "change"}}
+	g := grid{head: []string{"scenario", "candidate", "figure", "before", "after", "change"}, textCols: 3}
 	for _, f := range c.Figures {
 		kind := ""
 		if isTiercache(f.Candidate) {
@@ -109,8 +110,11 @@ func (c Comparison) intro() string {
 }
 
 func (c Comparison) flagsNote() string {
-	var diff []string
+	var diff []string // sorted below: map order must not reorder the sentence
 	for k, v := range c.After.Config.Flags {
+		if !shapesFigures(k) {
+			continue
+		}
 		if old, ok := c.Before.Config.Flags[k]; ok && old != v {
 			diff = append(diff, fmt.Sprintf("--%s was %q, now %q", k, old, v))
 		}
@@ -118,10 +122,21 @@ func (c Comparison) flagsNote() string {
 	if c.Before.Machine.CPUModel != c.After.Machine.CPUModel || c.Before.Machine.CPUs != c.After.Machine.CPUs {
 		diff = append(diff, "the machines differ")
 	}
+	slices.Sort(diff)
 	if len(diff) == 0 {
 		return "these two were."
 	}
 	return "these two were not (" + strings.Join(diff, "; ") + ")."
+}
+
+// shapesFigures says a flag changes what is measured (not where the report
+// goes or what else is written).
+func shapesFigures(flag string) bool {
+	switch flag {
+	case "out", "compare", "against", "cpuprofile", "memprofile":
+		return false
+	}
+	return true
 }
 
 // WriteMarkdown writes the before/after table.

@@ -103,8 +103,12 @@ func (c Comparison) WriteHTML(w io.Writer) error {
 func (g grid) html() template.HTML {
 	var b strings.Builder
 	b.WriteString(`<div class="table"><table><tr>`)
-	for _, h := range g.head {
-		fmt.Fprintf(&b, "<th>%s</th>", template.HTMLEscapeString(h))
+	for i, h := range g.head {
+		attrs := ""
+		if g.leftAligned(i) {
+			attrs = ` style="text-align:left"`
+		}
+		fmt.Fprintf(&b, "<th%s>%s</th>", attrs, template.HTMLEscapeString(h))
 	}
 	b.WriteString("</tr>")
 	for _, r := range g.rows {
@@ -117,6 +121,9 @@ func (g grid) html() template.HTML {
 			attrs := ""
 			if c.flagged {
 				attrs = ` class="flag" title="the runs disagree by more than 20 % of their median"`
+			}
+			if g.leftAligned(i) {
+				attrs += ` style="text-align:left"`
 			}
 			if i == len(r.cells)-1 && len(r.cells) < len(g.head) { // a failed row: one cell says why
 				attrs += fmt.Sprintf(` colspan="%d" style="text-align:left"`, len(g.head)-i)
@@ -134,6 +141,11 @@ func (g grid) html() template.HTML {
 	}
 	b.WriteString("</table></div>")
 	return template.HTML(b.String())
+}
+
+// leftAligned says column i holds names (or a comparison's words), not figures.
+func (g grid) leftAligned(i int) bool {
+	return i < g.textCols || (g.textCols > 1 && i == len(g.head)-1)
 }
 
 func sampleNames(rows []Row) []string {

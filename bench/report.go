@@ -16,6 +16,9 @@ import (
 type grid struct {
 	head []string
 	rows []gridRow
+	// textCols is how many leading columns hold names, not figures: the
+	// HTML aligns them left.
+	textCols int
 }
 
 type gridRow struct {
@@ -49,7 +52,7 @@ const flagMark = "⚠"
 func (rep *Report) scenarioGrid(scenario string) grid {
 	rows := rep.Rows(scenario)
 	cols := metricNames(rep.results(scenario))
-	g := grid{head: []string{"candidate"}}
+	g := grid{head: []string{"candidate"}, textCols: 1}
 	for _, c := range cols {
 		g.head = append(g.head, c.Name+" ("+c.Unit+")")
 	}
@@ -120,7 +123,7 @@ func (rep *Report) redisGrid(scenario string) (grid, bool) {
 		}
 	}
 	slices.SortFunc(cmds, func(a, b string) int { return cmp.Or(cmp.Compare(peak[b], peak[a]), cmp.Compare(a, b)) })
-	g := grid{head: append([]string{"candidate", "all commands"}, cmds...)}
+	g := grid{head: append([]string{"candidate", "all commands"}, cmds...), textCols: 1}
 	for _, r := range rows {
 		if r.RedisPerOp == nil {
 			continue
