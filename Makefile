@@ -6,13 +6,17 @@ GO         ?= go
 # Go 1.27). A count has no deadline to race.
 FUZZTIME   ?= 60000x
 BENCHOUT   ?= bench-results
-BENCHFLAGS ?=
+# make bench: 3 runs of everything, the fleet scenarios' replicas as separate
+# processes, 2 s timed runs: about 5-6 minutes on a 2-core machine.
+# BENCHFLAGS=--quick replaces all of it with a one-minute, one-run smoke.
+BENCHFLAGS ?= --runs 3 --processes --duration 2s
+PROFILEFLAGS ?= --duration 5s
 # The library, and the nested modules that keep the benchmark peers and the
 # CLI's dependencies out of the library's go.mod.
 MODULES    := . bench cmd/tiercache
 
 .DEFAULT_GOAL := help
-.PHONY: help redis test bench gobench benchstat fuzz cli
+.PHONY: help redis test bench profile gobench benchstat fuzz cli
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,8 +43,15 @@ test: redis ## vet, the whole suite with -race (bench --quick smoke included), a
 cli: ## build the tiercache CLI into bin/tiercache
 	cd cmd/tiercache && $(GO) build -o ../../bin/tiercache .
 
-bench: redis cli ## the main job: every scenario for tiercache and its peers on a throwaway Redis; prints where the report is (BENCHFLAGS=--quick for a short run)
+bench: redis cli ## the main job: every scenario for tiercache and its peers, 3 runs, replicas as processes; prints where the report is (BENCHFLAGS=--quick for a short run)
 	./bin/tiercache bench --out $(BENCHOUT)/$$(date -u +%Y%m%dT%H%M%SZ) $(BENCHFLAGS)
+
+profile: redis cli ## CPU and allocation profiles of the zipf scenarios, tiercache alone, replicas in one process; prints pprof -top of each
+	@dir=$(BENCHOUT)/profile-$$(date -u +%Y%m%dT%H%M%SZ); mkdir -p $$dir; \
+	./bin/tiercache bench --scenarios zipf --candidates tiercache --out $$dir $(PROFILEFLAGS) \
+		--cpuprofile $$dir/cpu.pprof --memprofile $$dir/mem.pprof >/dev/null && \
+	echo "== CPU ($$dir/cpu.pprof) ==" && $(GO) tool pprof -top -nodecount=35 bin/tiercache $$dir/cpu.pprof && \
+	echo "== allocations ($$dir/mem.pprof) ==" && $(GO) tool pprof -top -nodecount=25 -sample_index=alloc_space bin/tiercache $$dir/mem.pprof
 
 gobench: redis ## the packages' Go micro-benchmarks; writes bench-results/go-bench-<time>.txt for benchstat
 	@mkdir -p $(BENCHOUT)

@@ -22,10 +22,11 @@ func init() {
 }
 
 type goRedisReplica struct {
-	rdb   *redis.Client
-	c     *cache.Cache
-	local *countingLocal
-	ttl   time.Duration
+	rdb    *redis.Client
+	c      *cache.Cache
+	local  *countingLocal
+	ttl    time.Duration
+	prefix string // the namespace: go-redis/cache has none of its own, and runs must not share keys
 }
 
 // countingLocal wraps the TinyLFU to count local hits.
@@ -58,13 +59,13 @@ func newGoRedisCache(ctx context.Context, env Env) (Replica, error) {
 		return nil, err
 	}
 	local := &countingLocal{LocalCache: cache.NewTinyLFU(10_000, env.LocalTTL)}
-	return &goRedisReplica{rdb: rdb, local: local, ttl: env.RemoteTTL,
+	return &goRedisReplica{rdb: rdb, local: local, ttl: env.RemoteTTL, prefix: env.Namespace + ":",
 		c: cache.New(&cache.Options{Redis: rdb, LocalCache: local})}, nil
 }
 
 func (r *goRedisReplica) Get(ctx context.Context, key string) (string, error) {
 	var v string
-	err := r.c.Get(ctx, key, &v)
+	err := r.c.Get(ctx, r.prefix+key, &v)
 	if errors.Is(err, cache.ErrCacheMiss) {
 		return "", ErrMiss
 	}
@@ -73,15 +74,17 @@ func (r *goRedisReplica) Get(ctx context.Context, key string) (string, error) {
 
 func (r *goRedisReplica) GetOrLoad(ctx context.Context, key string, load func(context.Context) (string, error)) (string, error) {
 	var v string
-	err := r.c.Once(&cache.Item{Ctx: ctx, Key: key, Value: &v, TTL: r.ttl,
+	err := r.c.Once(&cache.Item{Ctx: ctx, Key: r.prefix + key, Value: &v, TTL: r.ttl,
 		Do: func(it *cache.Item) (any, error) { return load(it.Context()) }})
 	return v, err
 }
 
 func (r *goRedisReplica) Set(ctx context.Context, key, value string) error {
-	return r.c.Set(&cache.Item{Ctx: ctx, Key: key, Value: value, TTL: r.ttl})
+	return r.c.Set(&cache.Item{Ctx: ctx, Key: r.prefix + key, Value: value, TTL: r.ttl})
 }
 
-func (r *goRedisReplica) Delete(ctx context.Context, key string) error { return r.c.Delete(ctx, key) }
-func (r *goRedisReplica) LocalHits() uint64                            { return r.local.hits.Load() }
-func (r *goRedisReplica) Close()                                       { r.rdb.Close() }
+func (r *goRedisReplica) Delete(ctx context.Context, key string) error {
+	return r.c.Delete(ctx, r.prefix+key)
+}
+func (r *goRedisReplica) LocalHits() uint64 { return r.local.hits.Load() }
+func (r *goRedisReplica) Close()            { r.rdb.Close() }

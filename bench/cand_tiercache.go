@@ -18,13 +18,23 @@ func init() {
 		Config: "tiered.Cache[string], pub/sub coherence, fenced fills, fleet-wide single flight; " +
 			"LocalTTL/RemoteTTL as the scenario sets them, 64 MiB local, JSON codec, remote timeout 500 ms",
 		NewReplica: newTiercache,
+		WarmsUp:    true,
 	})
 }
 
+// hotKeysPreloaded is how many of the fleet's hottest keys a replica that
+// warms up preloads: the deploy scenario's whole key space.
+const hotKeysPreloaded = 1000
+
 type tiercacheReplica struct {
-	rc    rueidis.Client
-	c     *tiered.Cache[string]
-	reads atomic.Uint64 // exact: the cache samples its local-hit count
+	rc rueidis.Client
+	c  *tiered.Cache[string]
+	// With Env.Warmup: the tracker that feeds the fleet's hot set, and the
+	// preload this replica started with.
+	tracker    *warmup.Tracker
+	warm       *warmup.Warmup
+	stopWarmup context.CancelFunc
+	reads      atomic.Uint64 // exact: the cache samples its local-hit count
 	// preloadMisses are the local misses the preload's own reads made;
 	// they are not the replica's reads.
 	preloadMisses atomic.Uint64
@@ -35,15 +45,64 @@ func newTiercache(ctx context.Context, env Env) (Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := tiered.New[string](ctx, tiered.Options{
+	opts := tiered.Options{
 		Client: rc, Namespace: env.Namespace, LocalTTL: env.LocalTTL, RemoteTTL: env.RemoteTTL,
 		BreakerCooldown: 500 * time.Millisecond,
-	})
-	if err != nil {
+	}
+	r := &tiercacheReplica{rc: rc, stopWarmup: func() {}}
+	if env.Warmup {
+		// Flushed often: a bench fleet lives seconds, not hours.
+		r.tracker, err = warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: env.Namespace, FlushInterval: 250 * time.Millisecond})
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		opts.Sampler = r.tracker
+	}
+	if r.c, err = tiered.New[string](ctx, opts); err != nil {
+		r.closeTracker()
 		rc.Close()
 		return nil, err
 	}
-	return &tiercacheReplica{rc: rc, c: c}, nil
+	if env.Warmup {
+		var wctx context.Context
+		wctx, r.stopWarmup = context.WithCancel(context.Background())
+		r.warm = warmup.Start(wctx, r.c, warmup.Options[string]{Client: rc, TopN: hotKeysPreloaded, Budget: 5 * time.Second})
+	}
+	return r, nil
+}
+
+// WaitReady waits for the preload a replica that warms up starts with.
+func (r *tiercacheReplica) WaitReady(ctx context.Context) error {
+	if r.warm == nil {
+		return nil
+	}
+	select {
+	case <-r.warm.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The preload's own local misses (it reads through the cache) are not
+	// the replica's reads.
+	r.preloadMisses.Store(r.c.Stats().LocalMisses)
+	return nil
+}
+
+// Counters are the cache's own: local hits as its Stats counts them, and
+// the Redis calls its remote tier made (every operation, scripts as one).
+func (r *tiercacheReplica) Counters() map[string]float64 {
+	st := r.c.Stats()
+	var calls uint64
+	for _, op := range st.Remote.Ops {
+		calls += op.Calls
+	}
+	return map[string]float64{"local-hits": float64(st.LocalHits), "redis-calls": float64(calls)}
+}
+
+func (r *tiercacheReplica) closeTracker() {
+	if r.tracker != nil {
+		r.tracker.Close()
+	}
 }
 
 func (r *tiercacheReplica) Get(ctx context.Context, key string) (string, error) {
@@ -71,7 +130,12 @@ func (r *tiercacheReplica) LocalHits() uint64 {
 	misses := r.c.Stats().LocalMisses - r.preloadMisses.Load()
 	return r.reads.Load() - min(misses, r.reads.Load())
 }
-func (r *tiercacheReplica) Close() { r.c.Close(); r.rc.Close() }
+func (r *tiercacheReplica) Close() {
+	r.stopWarmup()
+	r.c.Close()
+	r.closeTracker()
+	r.rc.Close()
+}
 
 // Preload warms the replica's local tier with warmup.Preload.
 func (r *tiercacheReplica) Preload(ctx context.Context, keys []string) error {

@@ -30,6 +30,24 @@ type Env struct {
 	Namespace string // unique per scenario run
 	LocalTTL  time.Duration
 	RemoteTTL time.Duration
+	// Warmup asks a candidate that can (Candidate.WarmsUp) to learn the
+	// fleet's hot keys and preload them when a replica starts; the replica
+	// then implements readier.
+	Warmup bool
+}
+
+// readier is a replica that is not ready to serve as soon as it is built
+// (it preloads); WaitReady returns when it is.
+type readier interface {
+	WaitReady(ctx context.Context) error
+}
+
+// counterSource is a replica that counts what it does itself; the report
+// shows its counters beside Redis's own (INFO commandstats).
+type counterSource interface {
+	// Counters returns totals since the replica was built, by name:
+	// "local-hits", "redis-calls".
+	Counters() map[string]float64
 }
 
 // Candidate is one library under test.
@@ -39,6 +57,9 @@ type Candidate struct {
 	// not like for like; it goes into the report.
 	Config     string
 	NewReplica func(ctx context.Context, env Env) (Replica, error)
+	// WarmsUp says NewReplica honours Env.Warmup; the deploy scenario runs
+	// such a candidate twice, with and without.
+	WarmsUp bool
 }
 
 var registry = map[string]Candidate{}

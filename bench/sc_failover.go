@@ -3,103 +3,82 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
+// The phases of the failover scenario's load.
+const (
+	phaseBefore = 0
+	phaseOutage = 1
+	phaseAfter  = 2
+)
+
 var failoverScenario = Scenario{
-	Name: "failover",
-	Description: "Readers (GetOrLoad, 1 ms loader) and writers on N replicas; Redis is killed a third of the way in and restarted two thirds in: " +
-		"errors callers saw during the outage, GetOrLoad latency during it, and time from the restart until a write succeeds again.",
-	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+	Name:  "failover",
+	Fleet: true,
+	Description: "Readers (GetOrLoad, 1 ms loader) and writers (10 %) on N replicas, 100 keys; Redis is killed a third of the way in and " +
+		"restarted two thirds in: errors callers saw during the outage (reads and writes), GetOrLoad latency during it, and time " +
+		"from the restart until a write succeeds again.",
+	Run: func(ctx context.Context, run *Run, e Entry) (Result, error) {
 		var res Result
 		if run.Server == nil {
 			res.Skipped = "needs the throwaway redis-server (run without --redis)"
 			return res, nil
 		}
-		reps, closeAll, err := run.replicas(ctx, "failover", c, run.Replicas)
+		f, err := run.newFleet(ctx, "failover", e, run.Replicas)
 		if err != nil {
 			return res, err
 		}
-		defer closeAll()
+		defer f.close()
 		total := max(run.Duration, 3*time.Second)
-		var down atomic.Bool
-		var outageOps, outageErrs atomic.Int64
-		var mu sync.Mutex
-		var outageLat []float64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for ri, r := range reps {
-			for g := range 2 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(ri), uint64(g)))
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						k := fmt.Sprint("f", rng.IntN(100))
-						octx, cancel := context.WithTimeout(ctx, time.Second)
-						t0 := time.Now()
-						var err error
-						if rng.IntN(10) == 0 {
-							err = r.Set(octx, k, value(k, 1))
-						} else {
-							_, err = r.GetOrLoad(octx, k, func(context.Context) (string, error) {
-								time.Sleep(time.Millisecond)
-								return value(k, 1), nil
-							})
-						}
-						cancel()
-						if down.Load() {
-							outageOps.Add(1)
-							if err != nil {
-								outageErrs.Add(1)
-							}
-							mu.Lock()
-							outageLat = append(outageLat, ms(time.Since(t0)))
-							mu.Unlock()
-						}
-						time.Sleep(time.Millisecond)
-					}
-				})
-			}
+		spec := loadSpec{Keys: 100, WritePct: 10, Loader: time.Millisecond, Goroutines: 2, Pause: time.Millisecond, OpTimeout: time.Second}
+		if _, err := callAll[struct{}](ctx, f, "load.start", seeded(spec, e.Seed)); err != nil {
+			return res, err
 		}
-		time.Sleep(total / 3)
-		down.Store(true)
+		if err := sleep(ctx, total/3); err != nil {
+			return res, err
+		}
+		if err := f.setPhase(ctx, phaseOutage); err != nil {
+			return res, err
+		}
 		run.Server.Kill()
-		time.Sleep(total / 3)
+		if err := sleep(ctx, total/3); err != nil {
+			return res, err
+		}
 		restarted := time.Now()
-		rerr := run.Server.Restart(ctx)
-		down.Store(false)
-		recovery := time.Duration(-1)
-		if rerr == nil {
-			for time.Since(restarted) < 30*time.Second {
-				octx, cancel := context.WithTimeout(ctx, time.Second)
-				err := reps[0].Set(octx, "probe", "ok")
-				cancel()
-				if err == nil {
-					recovery = time.Since(restarted)
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+		if err := run.Server.Restart(ctx); err != nil {
+			return res, fmt.Errorf("restart: %w", err)
 		}
-		close(stop)
-		wg.Wait()
-		if rerr != nil {
-			return res, fmt.Errorf("restart: %w", rerr)
+		if err := f.setPhase(ctx, phaseAfter); err != nil {
+			return res, err
 		}
-		slices.Sort(outageLat)
-		res.add("outage-errors", "%", 100*float64(outageErrs.Load())/float64(max(outageOps.Load(), 1)), "lower")
-		res.add("outage-p50", "ms", quantile(outageLat, 0.5), "lower")
-		res.add("outage-p99", "ms", quantile(outageLat, 0.99), "lower")
-		res.add("recovery", "ms", ms(recovery), "lower")
-		res.Samples = map[string][]float64{"latency during the outage (ms)": thin(outageLat, 2000)}
+		probe, err := call[wallReply](ctx, f.members[0].p, "probe", probeArgs{Key: "probe", Timeout: 30 * time.Second})
+		if err != nil {
+			return res, err
+		}
+		reports, err := callAll[loadReport](ctx, f, "load.stop", same(struct{}{}))
+		if err != nil {
+			return res, err
+		}
+		var outage phaseStats
+		for _, r := range reports {
+			outage.merge(r.Phases[phaseOutage])
+		}
+		recovery := -1.0
+		if probe.At != 0 {
+			recovery = float64(probe.At-restarted.UnixNano()) / 1e6
+		}
+		res.add("outage-errors", "%", 100*float64(outage.Errors)/float64(max(outage.Ops, 1)), "lower")
+		res.add("outage-p50", "ms", outage.Read.quantile(0.5)/1e6, "lower")
+		res.add("outage-p99", "ms", outage.Read.quantile(0.99)/1e6, "lower")
+		res.add("recovery", "ms", recovery, "lower")
+		res.Samples = map[string][]float64{"read latency during the outage (ms)": outage.Read.points(samplePoints, time.Millisecond)}
 		return res, nil
 	},
+}
+
+// setPhase moves every replica's load to phase p.
+func (f *fleet) setPhase(ctx context.Context, p int) error {
+	_, err := callAll[struct{}](ctx, f, "load.phase", same(phaseArgs{p}))
+	return err
 }

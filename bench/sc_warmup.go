@@ -18,9 +18,9 @@ var warmupScenario = Scenario{
 	Name: "warmup",
 	Description: "A new replica's first reads of 2,000 keys that Redis holds: with no preload, and (for candidates that have one) " +
 		"after preloading them: share of first reads answered locally, first-read p99, preload time.",
-	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
+	Run: func(ctx context.Context, run *Run, e Entry) (Result, error) {
 		var res Result
-		reps, closeAll, err := run.replicas(ctx, "warmup", c, 3)
+		reps, closeAll, err := run.replicas(ctx, "warmup", e.Candidate, 3)
 		if err != nil {
 			return res, err
 		}

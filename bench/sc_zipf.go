@@ -3,112 +3,132 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/tiercache/tiercache/internal/ledger"
 )
 
-var zipfScenario = Scenario{
-	Name: "zipf",
-	Description: "Zipf-popular keys (s=1.1, 1,000 keys), 95 % reads (GetOrLoad) / 5 % writes (update the source, then Set), " +
-		"N replicas, a 2 ms loader: ops/s, read p50/p99, local-hit ratio, loader calls, and stale reads by ledger " +
-		"(a read is stale if it returns a version older than one whose write completed more than 100 ms before the read began).",
-	Run: func(ctx context.Context, run *Run, c Candidate) (Result, error) {
-		var res Result
-		reps, closeAll, err := run.replicas(ctx, "zipf", c, run.Replicas)
-		if err != nil {
-			return res, err
-		}
-		defer closeAll()
-		src := ledger.New()
-		const keys = 1000
-		var reads, writes, stale, loads, errs atomic.Int64
-		var mu sync.Mutex
-		var lat []float64
-		deadline := time.Now().Add(run.Duration)
-		var wg sync.WaitGroup
-		for ri, r := range reps {
-			for g := range 2 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(ri), uint64(g)))
-					z := rand.NewZipf(rng, 1.1, 1, keys-1)
-					var mine []float64
-					for time.Now().Before(deadline) {
-						k := fmt.Sprint("z", z.Uint64())
-						octx, cancel := context.WithTimeout(ctx, time.Second)
-						if rng.IntN(100) < 5 {
-							m := src.Lock(k)
-							m.Lock()
-							v := src.Bump(k)
-							if err := r.Set(octx, k, value(k, v)); err != nil {
-								errs.Add(1)
-							} else {
-								src.Completed(k, v)
-								writes.Add(1)
-							}
-							m.Unlock()
-							cancel()
-							continue
-						}
-						start := time.Now()
-						floor := src.Floor(k, start.Add(-staleGrace))
-						got, err := r.GetOrLoad(octx, k, func(context.Context) (string, error) {
-							loads.Add(1)
-							v := src.Read(k)
-							time.Sleep(2 * time.Millisecond)
-							return value(k, v), nil
-						})
-						cancel()
-						if len(mine) < 50_000 {
-							mine = append(mine, us(time.Since(start)))
-						}
-						reads.Add(1)
-						if err != nil {
-							errs.Add(1)
-							continue
-						}
-						if v, err := versionOf(got); err != nil || v < floor {
-							stale.Add(1)
-						}
-					}
-					mu.Lock()
-					lat = append(lat, mine...)
-					mu.Unlock()
-				})
-			}
-		}
-		wg.Wait()
-		slices.Sort(lat)
-		var local uint64
-		for _, r := range reps {
-			local += r.LocalHits()
-		}
-		n := float64(reads.Load() + writes.Load())
-		res.add("throughput", "ops/s", n/run.Duration.Seconds(), "higher")
-		res.add("read-p50", "µs", quantile(lat, 0.5), "lower")
-		res.add("read-p99", "µs", quantile(lat, 0.99), "lower")
-		res.add("local-hit", "ratio", float64(local)/float64(max(reads.Load(), 1)), "higher")
-		res.add("loader-calls", "calls", float64(loads.Load()), "lower")
-		res.add("stale-reads", "reads", float64(stale.Load()), "lower")
-		res.add("stale-share", "%", 100*float64(stale.Load())/float64(max(reads.Load(), 1)), "lower")
-		res.add("errors", "ops", float64(errs.Load()), "lower")
-		res.Samples = map[string][]float64{"read latency (µs)": thin(lat, 2000)}
-		return res, nil
-	},
+// zipfShape is one shape of the zipf workload.
+type zipfShape struct {
+	name, summary string
+	keys          int
+	s             float64
+	goroutines    int
+	loader        time.Duration
 }
 
-// thin keeps at most n evenly spaced values of a sorted slice, for charts.
-func thin(sorted []float64, n int) []float64 {
-	if len(sorted) <= n {
-		return sorted
+var (
+	zipfSmall = zipfScenario(zipfShape{name: "zipf", summary: "1,000 keys, s=1.1, 2 goroutines per replica, a 2 ms loader",
+		keys: 1000, s: 1.1, goroutines: 2, loader: 2 * time.Millisecond})
+	zipfLarge = zipfScenario(zipfShape{name: "zipf-100k", summary: "100,000 keys, s=1.01, 16 goroutines per replica, a 1 ms loader",
+		keys: 100_000, s: 1.01, goroutines: 16, loader: time.Millisecond})
+)
+
+func zipfScenario(shape zipfShape) Scenario {
+	return Scenario{
+		Name:   shape.name,
+		Family: "zipf",
+		Fleet:  true,
+		Description: "Zipf-popular keys (" + shape.summary + "), cold start (empty Redis namespace, empty local tiers), " +
+			"95 % reads (GetOrLoad) / 5 % writes (update the source, then Set), N replicas: ops/s, read p50/p99, local-hit ratio, " +
+			"loader calls, and stale reads (a read is stale if it returned a version older than one whose write completed more than " +
+			"100 ms before the read began). Beside them: Redis's own command count per op (INFO commandstats) and, for tiercache, " +
+			"its own counters (own-local-hit from its Stats, own-redis-calls: its remote tier's calls per op).",
+		Run: func(ctx context.Context, run *Run, e Entry) (Result, error) {
+			return runZipf(ctx, run, e, shape)
+		},
 	}
-	out := make([]float64, n)
-	for i := range out {
-		out[i] = sorted[i*(len(sorted)-1)/(n-1)]
+}
+
+func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, error) {
+	var res Result
+	f, err := run.newFleet(ctx, shape.name, e, run.Replicas)
+	if err != nil {
+		return res, err
 	}
-	return out
+	defer f.close()
+	spec := loadSpec{Keys: shape.keys, ZipfS: shape.s, WritePct: 5, Loader: shape.loader,
+		Goroutines: shape.goroutines, OpTimeout: time.Second, Record: true}
+	before := run.commandCalls(ctx)
+	if _, err := callAll[struct{}](ctx, f, "load.start", seeded(spec, e.Seed)); err != nil {
+		return res, err
+	}
+	if err := sleep(ctx, run.Duration); err != nil {
+		return res, err
+	}
+	reports, err := callAll[loadReport](ctx, f, "load.stop", same(struct{}{}))
+	if err != nil {
+		return res, err
+	}
+	redis := callsBetween(before, run.commandCalls(ctx))
+	var logs [][]completion
+	for _, r := range reports {
+		logs = append(logs, r.Writes)
+	}
+	checks, err := callAll[checkReply](ctx, f, "load.check", same(checkArgs{Log: mergeLogs(logs...)}))
+	if err != nil {
+		return res, err
+	}
+	var all phaseStats
+	var throughput float64
+	var local uint64
+	own := map[string]float64{}
+	for _, r := range reports {
+		p := r.Phases[0]
+		all.merge(p)
+		throughput += float64(p.Ops) / p.Seconds
+		local += r.LocalHits
+		for k, v := range r.Counters {
+			own[k] += v
+		}
+	}
+	var stale, checked int
+	var worst time.Duration
+	for _, c := range checks {
+		stale, checked, worst = stale+c.Stale, checked+c.Checked, max(worst, c.Worst)
+	}
+	if stale > 0 { // how stale: past the grace by a hair, or by seconds?
+		res.Note = fmt.Sprintf("stale reads began up to %v after the write of a newer version had completed", worst.Round(time.Millisecond))
+	}
+	reads, ops := float64(max(all.Reads, 1)), float64(max(all.Ops, 1))
+	res.add("throughput", "ops/s", throughput, "higher")
+	res.add("read-p50", "µs", all.Read.quantile(0.5)/1e3, "lower")
+	res.add("read-p99", "µs", all.Read.quantile(0.99)/1e3, "lower")
+	res.add("local-hit", "ratio", float64(local)/reads, "higher")
+	res.add("loader-calls", "calls", float64(all.Loads), "lower")
+	res.add("stale-reads", "reads", float64(stale), "lower")
+	res.add("stale-share", "%", 100*float64(stale)/float64(max(checked, 1)), "lower")
+	res.add("errors", "ops", float64(all.Errors), "lower")
+	if redis != nil {
+		res.RedisPerOp = divided(redis, ops)
+		res.add("redis-calls", "per op", sum(redis)/ops, "")
+	}
+	if len(own) > 0 {
+		res.add("own-local-hit", "ratio", own["local-hits"]/reads, "")
+		res.add("own-redis-calls", "per op", own["redis-calls"]/ops, "")
+	}
+	res.Samples = map[string][]float64{"read latency (µs)": all.Read.points(samplePoints, time.Microsecond)}
+	return res, nil
+}
+
+// samplePoints is how many quantiles of a distribution a result keeps for
+// its chart.
+const samplePoints = 500
+
+// seeded gives each replica's load its own seed, derived from the run's.
+func seeded(spec loadSpec, seed uint64) func(i int) loadSpec {
+	return func(i int) loadSpec {
+		s := spec
+		s.Seed = seed*1000 + uint64(i)
+		return s
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -17,16 +18,51 @@ type Metric struct {
 	Better string  `json:"better,omitempty"` // "lower", "higher", or "" (informational)
 }
 
+// MarshalJSON writes a missing figure (NaN, which JSON lacks) as null.
+func (m Metric) MarshalJSON() ([]byte, error) {
+	type plain Metric
+	v := struct {
+		plain
+		Value *float64 `json:"value"`
+	}{plain: plain(m)}
+	if !math.IsNaN(m.Value) && !math.IsInf(m.Value, 0) {
+		v.Value = &m.Value
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads null as NaN.
+func (m *Metric) UnmarshalJSON(b []byte) error {
+	type plain Metric
+	v := struct {
+		*plain
+		Value *float64 `json:"value"`
+	}{plain: (*plain)(m)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	m.Value = math.NaN()
+	if v.Value != nil {
+		m.Value = *v.Value
+	}
+	return nil
+}
+
 // Result is one scenario run for one candidate.
 type Result struct {
-	Scenario  string               `json:"scenario"`
-	Candidate string               `json:"candidate"`
-	Metrics   []Metric             `json:"metrics,omitempty"`
-	Samples   map[string][]float64 `json:"samples,omitempty"` // distributions for the charts
-	Note      string               `json:"note,omitempty"`
-	Skipped   string               `json:"skipped,omitempty"`
-	Error     string               `json:"error,omitempty"`
-	Seconds   float64              `json:"seconds"`
+	Scenario  string   `json:"scenario"`
+	Candidate string   `json:"candidate"`
+	Run       int      `json:"run"` // 1-based, of Config.Runs
+	Seed      uint64   `json:"seed"`
+	Metrics   []Metric `json:"metrics,omitempty"`
+	// RedisPerOp is Redis's own count of commands (INFO commandstats, which
+	// counts the commands a script runs too) per operation, by command.
+	RedisPerOp map[string]float64   `json:"redis_per_op,omitempty"`
+	Samples    map[string][]float64 `json:"samples,omitempty"` // distributions for the charts
+	Note       string               `json:"note,omitempty"`
+	Skipped    string               `json:"skipped,omitempty"`
+	Error      string               `json:"error,omitempty"`
+	Seconds    float64              `json:"seconds"`
 }
 
 func (r *Result) add(name, unit string, v float64, better string) {
@@ -55,6 +91,16 @@ type Config struct {
 	Duration time.Duration // of each timed scenario
 	Replicas int
 	Quick    bool // small sizes: every scenario and candidate in well under a minute
+	// Runs is how many times each scenario runs for each candidate; the
+	// report gives the median and the spread. At least 1.
+	Runs int
+	// Processes runs each replica of the fleet scenarios as an OS process
+	// of its own (this binary re-executed: see IsWorker), not a goroutine
+	// group of this one.
+	Processes bool
+	// Seed seeds the workloads' key choices; run r of a scenario uses
+	// Seed+r, so two reports with one seed drew the same keys.
+	Seed uint64
 }
 
 // Run is the state shared by the scenarios of one run.
@@ -63,20 +109,48 @@ type Run struct {
 	Addr   string
 	Server Server // nil when the Redis is not ours (--redis)
 	seq    atomic.Int64
+	admin  adminClient
 }
 
 // Scenario is one workload.
 type Scenario struct {
-	Name        string
+	Name string
+	// Family groups shapes of one workload: selecting a family's name
+	// selects every scenario in it.
+	Family      string
 	Description string
+	// Fleet marks a scenario whose replicas run as processes with
+	// Config.Processes.
+	Fleet bool
+	// Variants runs candidates that warm up (Candidate.WarmsUp) a second
+	// time, warming up.
+	Variants bool
 	// Run measures one candidate; an error is recorded in the result.
-	Run func(ctx context.Context, run *Run, c Candidate) (Result, error)
+	Run func(ctx context.Context, run *Run, c Entry) (Result, error)
+}
+
+// Entry is a candidate as one scenario runs it: itself, or its warm-up
+// variant (Name gets warmupSuffix).
+type Entry struct {
+	Candidate
+	Warmup bool
+	Seed   uint64
+}
+
+const warmupSuffix = "+warm-up"
+
+// Label names the entry in the report.
+func (e Entry) Label() string {
+	if e.Warmup {
+		return e.Name + warmupSuffix
+	}
+	return e.Name
 }
 
 // Scenarios lists every scenario in run order; failover is last because it
 // kills the server.
 func Scenarios() []Scenario {
-	return []Scenario{localHit, zipfScenario, coherenceScenario, stampedeScenario, warmupScenario, failoverScenario}
+	return []Scenario{localHit, zipfSmall, zipfLarge, coherenceScenario, stampedeScenario, warmupScenario, deployScenario, failoverScenario}
 }
 
 // SelectScenarios picks scenarios by name (all when names is empty).
@@ -87,11 +161,16 @@ func SelectScenarios(names []string) ([]Scenario, error) {
 	}
 	var out []Scenario
 	for _, n := range names {
-		i := slices.IndexFunc(all, func(s Scenario) bool { return s.Name == n })
-		if i < 0 {
+		found := false
+		for _, s := range all {
+			if (s.Name == n || s.Family == n) && !slices.ContainsFunc(out, func(o Scenario) bool { return o.Name == s.Name }) {
+				out = append(out, s)
+				found = true
+			}
+		}
+		if !found {
 			return nil, fmt.Errorf("bench: unknown scenario %q", n)
 		}
-		out = append(out, all[i])
 	}
 	return out, nil
 }
@@ -134,12 +213,28 @@ func (r *Run) scale(full, quick int) int {
 	return full
 }
 
+func (r *Run) scaleDuration(full, quick time.Duration) time.Duration {
+	return time.Duration(r.scale(int(full), int(quick)))
+}
+
 // quantile of sorted values.
 func quantile(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {
 		return math.NaN()
 	}
 	return sorted[min(int(q*float64(len(sorted)-1)+0.5), len(sorted)-1)]
+}
+
+// thin keeps at most n evenly spaced values of a sorted slice, for charts.
+func thin(sorted []float64, n int) []float64 {
+	if len(sorted) <= n {
+		return sorted
+	}
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = sorted[i*(len(sorted)-1)/(n-1)]
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -23,19 +23,47 @@ import (
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenarios := fs.String("scenarios", "", "comma-separated scenarios (default: all): "+scenarioNames())
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios or families (default: all): "+scenarioNames())
 	candidates := fs.String("candidates", "", "comma-separated candidates (default: all): "+candidateNames())
-	duration := fs.Duration("duration", 10*time.Second, "length of each timed scenario")
+	duration := fs.Duration("duration", 10*time.Second, "length of each timed scenario run")
 	replicas := fs.Int("replicas", 4, "replicas per candidate (each with its own Redis client)")
+	runs := fs.Int("runs", 1, "runs of each scenario for each candidate; tables show the median and the range")
+	processes := fs.Bool("processes", false, "run each replica of the fleet scenarios as its own OS process (this binary re-executed)")
+	seed := fs.Uint64("seed", 1, "seed of the workloads' key choices (run r uses seed+r)")
 	redisURL := fs.String("redis", os.Getenv("REDIS_URL"), "Redis URL (default $REDIS_URL); without one a throwaway redis-server is started on a free port")
 	out := fs.String("out", "", "directory for report.md, report.json and report.html (default bench-results/<time>)")
-	quick := fs.Bool("quick", false, "every scenario and candidate at small sizes (the whole run in well under a minute)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	quick := fs.Bool("quick", false, "every scenario and candidate at small sizes, 1 s timed runs (the whole run in about a minute)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (replicas in this process: not with --processes)")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this file (as --cpuprofile)")
+	compare := fs.String("compare", "", "an earlier report.json: add a before/after table to the report (compare.md, compare.html)")
+	against := fs.String("against", "", "with --compare: compare with this report.json instead of running the bench")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *replicas < 2 {
+	var old *bench.Report
+	if *compare != "" {
+		var err error
+		if old, err = readReport(*compare); err != nil {
+			fmt.Fprintln(stderr, "tiercache bench:", err)
+			return 2
+		}
+	}
+	if *against != "" {
+		if old == nil {
+			fmt.Fprintln(stderr, "tiercache bench: --against goes with --compare")
+			return 2
+		}
+		return compareOnly(old, *against, *out, stdout, stderr)
+	}
+	switch {
+	case *replicas < 2:
 		fmt.Fprintln(stderr, "tiercache bench: --replicas must be at least 2")
+		return 2
+	case *runs < 1:
+		fmt.Fprintln(stderr, "tiercache bench: --runs must be at least 1")
+		return 2
+	case *processes && (*cpuprofile != "" || *memprofile != ""):
+		fmt.Fprintln(stderr, "tiercache bench: a profile covers this process only; drop --processes so the replicas run in it")
 		return 2
 	}
 	if *quick && !flagSet(fs, "duration") {
@@ -54,7 +82,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick}}
+	run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick, Runs: *runs, Processes: *processes, Seed: *seed}}
+	defer run.Close()
 	if *redisURL != "" {
 		opt, err := rueidis.ParseURL(*redisURL)
 		if err != nil || len(opt.InitAddress) == 0 {
@@ -78,20 +107,19 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "throwaway redis-server on %s\n", srv.Addr())
 	}
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(stderr, "tiercache bench:", err)
-			return 1
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, "tiercache bench:", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+	stopProfiles, err := startProfiles(*cpuprofile, *memprofile)
+	if err != nil {
+		fmt.Fprintln(stderr, "tiercache bench:", err)
+		return 1
 	}
+	start := time.Now()
 	rep := bench.Execute(ctx, run, scs, cands, newProgress(stderr))
+	if err := stopProfiles(); err != nil {
+		fmt.Fprintln(stderr, "tiercache bench:", err)
+		return 1
+	}
+	rep.Config.Flags = flagValues(fs)
+	rep.Compared = old
 	rep.WriteText(stdout)
 
 	dir := *out
@@ -102,7 +130,15 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tiercache bench:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "\nreport written to %s (report.md, report.json, report.html)\n", dir)
+	if old != nil {
+		c := bench.Compare(old, rep)
+		c.WriteText(stdout)
+		if err := writeComparison(c, dir); err != nil {
+			fmt.Fprintln(stderr, "tiercache bench:", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "\nreport written to %s (report.md, report.json, report.html) in %s\n", dir, time.Since(start).Round(time.Second))
 	failed := 0
 	for _, r := range rep.Results {
 		if r.Error != "" {
@@ -116,15 +152,101 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeReport(rep *bench.Report, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// compareOnly renders the before/after table of two saved reports.
+func compareOnly(old *bench.Report, against, dir string, stdout, stderr io.Writer) int {
+	rep, err := readReport(against)
+	if err != nil {
+		fmt.Fprintln(stderr, "tiercache bench:", err)
+		return 2
 	}
-	for name, write := range map[string]func(io.Writer) error{
+	c := bench.Compare(old, rep)
+	c.WriteText(stdout)
+	if dir == "" {
+		dir = filepath.Dir(against)
+	}
+	if err := writeComparison(c, dir); err != nil {
+		fmt.Fprintln(stderr, "tiercache bench:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "\ncomparison written to %s (compare.md, compare.html)\n", dir)
+	return 0
+}
+
+func readReport(path string) (*bench.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rep, err := bench.ReadReport(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
+}
+
+// startProfiles starts the CPU profile now and returns what ends it and
+// writes the allocation profile.
+func startProfiles(cpu, mem string) (stop func() error, err error) {
+	var cpuFile *os.File
+	if cpu != "" {
+		if cpuFile, err = os.Create(cpu); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpuFile); err != nil {
+			cpuFile.Close()
+			return nil, err
+		}
+	}
+	return func() error {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			if err := cpuFile.Close(); err != nil {
+				return err
+			}
+		}
+		if mem == "" {
+			return nil
+		}
+		f, err := os.Create(mem)
+		if err != nil {
+			return err
+		}
+		// allocs: every allocation since start (alloc_space), not the live heap.
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
+}
+
+func flagValues(fs *flag.FlagSet) map[string]string {
+	out := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { out[f.Name] = f.Value.String() })
+	return out
+}
+
+func writeReport(rep *bench.Report, dir string) error {
+	return writeFiles(dir, map[string]func(io.Writer) error{
 		"report.md":   func(w io.Writer) error { rep.WriteMarkdown(w); return nil },
 		"report.json": rep.WriteJSON,
 		"report.html": rep.WriteHTML,
-	} {
+	})
+}
+
+func writeComparison(c bench.Comparison, dir string) error {
+	return writeFiles(dir, map[string]func(io.Writer) error{
+		"compare.md":   func(w io.Writer) error { c.WriteMarkdown(w); return nil },
+		"compare.html": c.WriteHTML,
+	})
+}
+
+func writeFiles(dir string, files map[string]func(io.Writer) error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, write := range files {
 		f, err := os.Create(filepath.Join(dir, name))
 		if err != nil {
 			return err
@@ -191,8 +313,8 @@ func newProgress(w io.Writer) *progress {
 	return p
 }
 
-func (p *progress) Start(i, total int, scenario, candidate string) {
-	label := fmt.Sprintf("[%2d/%d] %-9s %-15s", i, total, scenario, candidate)
+func (p *progress) Start(i, total int, scenario, candidate string, run int) {
+	label := fmt.Sprintf("[%3d/%d] %-9s %-17s run %d", i, total, scenario, candidate, run)
 	if !p.tty {
 		fmt.Fprintf(p.w, "%s …\n", label)
 		return
@@ -229,5 +351,5 @@ func (p *progress) Done(i, total int, r bench.Result) {
 	case r.Skipped != "":
 		status = "skipped: " + r.Skipped
 	}
-	fmt.Fprintf(p.w, "[%2d/%d] %-9s %-15s %s\n", i, total, r.Scenario, r.Candidate, status)
+	fmt.Fprintf(p.w, "[%3d/%d] %-9s %-17s run %d %s\n", i, total, r.Scenario, r.Candidate, r.Run, status)
 }

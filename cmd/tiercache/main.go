@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/tiercache/tiercache/bench"
 )
 
 type command struct {
@@ -20,7 +22,12 @@ func commands() []command {
 	}
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if bench.IsWorker() { // `bench --processes` re-executes this binary as a replica
+		os.Exit(bench.ServeWorker())
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
