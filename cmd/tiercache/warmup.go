@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/remote"
 	"github.com/tiercache/tiercache/warmup"
 )
@@ -188,13 +190,20 @@ func copyKeys(ctx context.Context, src, dst rueidis.Client, ns string, keys []st
 	return copied, missing, nil
 }
 
-// store is a remote.Store at the namespace's current generation on c.
+// store is a remote.Store at the namespace's current generation on c. If
+// Redis lost the generation it moves the namespace to a new one, and tells
+// the replicas as a cache would.
 func store(ctx context.Context, c rueidis.Client, ns string) (*remote.Store, error) {
-	st, err := remote.New(remote.Options{Client: c, Namespace: ns, TTL: time.Hour})
+	origin := rand.Uint64() | 1
+	st, err := remote.New(remote.Options{Client: c, Namespace: ns, TTL: time.Hour,
+		GenerationMessage: func(value string) remote.Publication {
+			m := coherence.Message{Origin: origin, Namespace: ns, Kind: coherence.KindFlush, Keys: []string{value}, PublishedAt: time.Now().UnixNano()}
+			return remote.Publication{Channel: ns + ":inv", Message: m.Encode()}
+		}})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.LoadGeneration(ctx); err != nil {
+	if _, err := st.Settle(ctx); err != nil {
 		return nil, err
 	}
 	return st, nil
