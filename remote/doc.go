@@ -5,11 +5,11 @@
 //
 // # Key layout (schema v1)
 //
-//	<ns>:v1:gen                   the namespace's generation (InvalidateAll bumps it)
+//	<ns>:v1:gen                   the namespace's generation, "<gen>@<run id>" (generation.go)
 //	<ns>:v1:g<gen>:{<key>}        the value, an Envelope
 //	<ns>:v1:g<gen>:{<key>}:lease  a fill lease: a random token, PX LeaseTTL
 //	<ns>:v1:g<gen>:{<key>}:wait   a marker: another replica waits for this fill
-//	<ns>:v1:g<gen>:tag:{<tag>}    the set of keys carrying tag
+//	<ns>:v1:g<gen>:tagv:{<tag>}   a tag's version (tags.go)
 //	<ns>:v1:wb:{<ns>}             the write-behind queue (a stream; see queue.go)
 //	<ns>:v1:wb:{<ns>}:dead        its dead letters (a stream)
 //	<ns>:v1:wb:leader             the flusher lease
@@ -24,6 +24,16 @@
 // Cluster hash tag: a value and its lease always live in the same slot, so a
 // script may touch both. (A key that begins with '}' has an empty tag; Redis
 // then hashes whole key names, which only matters in Cluster mode.)
+//
+// # Redis forgets
+//
+// Any key may be evicted and any restart may lose everything: losing a
+// value is a miss, a tag's version invalidates the tag's values, a lease or
+// wait marker delays a waiter by about one load, and the generation key is
+// settled (generation.go): a store that finds it missing, behind, or set
+// under another Redis process moves the namespace to a new generation. On a
+// single Redis every script writing a generation's keys is fenced by it
+// (script.go).
 //
 // # Fenced fills
 //

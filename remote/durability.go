@@ -71,12 +71,12 @@ func nodeDurability(ctx context.Context, c rueidis.Client) (Durability, error) {
 		}
 		return Durability{}, err
 	}
-	policy := infoValue(info, "maxmemory_policy")
-	return Durability{Policy: policy, AOF: infoValue(info, "aof_enabled") == "1", Known: policy != ""}, nil
+	policy := InfoField(info, "maxmemory_policy")
+	return Durability{Policy: policy, AOF: InfoField(info, "aof_enabled") == "1", Known: policy != ""}, nil
 }
 
 // infoValue is one field of an INFO reply.
-func infoValue(info, field string) string {
+func InfoField(info, field string) string {
 	_, rest, ok := strings.Cut(info, "\n"+field+":")
 	if !ok {
 		return ""

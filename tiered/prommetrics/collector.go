@@ -27,7 +27,7 @@ type descs struct {
 	breakerState, breakerOpens,
 	evictions, rejections, droppedSets, fenced, cost,
 	corrupt, fillsVoided, refreshes, earlyRefreshes, secondDeletes,
-	repairs, replayed *prometheus.Desc
+	repairs, replayed, lost, tooLarge *prometheus.Desc
 }
 
 // New makes a collector for src with the constant label cache=name.
@@ -64,6 +64,8 @@ func New(name string, src Source) *Collector {
 		secondDeletes:  d("second_deletes_total", "Delayed second deletes done."),
 		repairs:        d("invalidation_repairs_total", "Invalidation gaps handled by the resumable transport: repaired from the log, or flushed.", "outcome"),
 		replayed:       d("invalidations_replayed_total", "Invalidations applied by replays of the invalidation log."),
+		lost:           d("redis_lost_total", "State this cache found Redis had forgotten, each answered safely: the generation key missing, behind, or set before a Redis restart (a new generation, every replica flushed), or the write-behind queue (its writes gone).", "what"),
+		tooLarge:       d("too_large_total", "Loaded values over MaxValueBytes, returned to their callers but not cached."),
 	}}
 }
 
@@ -78,7 +80,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{d.requests, d.loads, d.loadErrors, d.loadDuration, d.leaseWaits,
 		d.published, d.received, d.lag, d.flushes, d.remoteCalls, d.remoteErrors, d.remoteTimeouts, d.remoteRejected,
 		d.breakerState, d.breakerOpens, d.evictions, d.rejections, d.droppedSets, d.fenced, d.cost,
-		d.corrupt, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes, d.repairs, d.replayed} {
+		d.corrupt, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes, d.repairs, d.replayed, d.lost, d.tooLarge} {
 		ch <- x
 	}
 }
@@ -128,6 +130,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.repairs, s.Bus.Repairs, "repaired")
 	counter(d.repairs, s.Bus.Unrepaired, "flushed")
 	counter(d.replayed, s.Bus.Replayed)
+	lost := s.Remote.Lost
+	counter(d.lost, lost.GenerationMissing, remote.LostGenerationKey)
+	counter(d.lost, lost.GenerationBehind, remote.LostGenerationBehind)
+	counter(d.lost, lost.Restarts, remote.LostRestart)
+	counter(d.lost, lost.Queue, remote.LostQueue)
+	counter(d.tooLarge, s.TooLarge)
 }
 
 func breakerValue(state string) float64 {
