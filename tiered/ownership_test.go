@@ -189,17 +189,7 @@ func TestTrackingOnADefaultClient(t *testing.T) {
 		newCacheOn[string](t, defaultClient(t, srv), trackingOptions("csc")),
 	}
 	ctx := context.Background()
-	before := rs[1].Stats().Bus.Received
-	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
-	// The write's own push reaches replica 1 first, or it would drop the
-	// copy it is about to read.
-	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
-	v, err := rs[1].Get(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, "v1", v)
-	rs[1].WaitLocal()
-	_, ok := rs[1].local.Get("k")
-	require.True(t, ok, "replica 1 holds k locally")
+	primeTracked(t, rs)
 	require.NoError(t, rs[0].Set(ctx, "k", "v2"))
 	require.Eventually(t, func() bool { v, _ := rs[1].Get(ctx, "k"); return v == "v2" }, 5*time.Second, time.Millisecond)
 	assert.Zero(t, rs[1].Stats().Bus.Resubscribes)

@@ -24,21 +24,11 @@ func TestTrackingSeesWritesByOtherPrograms(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[string](t, srv, 2, trackingOptions("track"))
 	ctx := context.Background()
-	before := rs[1].Stats().Bus.Received
-	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
-	// The write's own push reaches replica 1 first, or it would drop the
-	// copy it is about to read.
-	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
-	v, err := rs[1].Get(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, "v1", v)
-	rs[1].WaitLocal()
-	_, ok := rs[1].local.Get("k")
-	require.True(t, ok, "replica 1 holds k locally")
+	primeTracked(t, rs)
 
 	// Another program overwrites the value key with garbage: the replica
 	// must drop its copy (and then treat the garbage as a miss).
-	_, err = srv.Command("SET", rs[1].remote.ValueKey("k"), "written by someone else")
+	_, err := srv.Command("SET", rs[1].remote.ValueKey("k"), "written by someone else")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { _, ok := rs[1].local.Get("k"); return !ok }, 5*time.Second, time.Millisecond)
 	_, err = rs[1].Get(ctx, "k")
@@ -107,4 +97,21 @@ func TestStalenessLedgerTracking(t *testing.T) {
 	assert.GreaterOrEqual(t, res.reads, int64(100_000))
 	assert.Zero(t, res.stale)
 	assert.Positive(t, res.localHits)
+}
+
+// primeTracked writes k = "v1" through rs[0] and makes rs[1] hold it
+// locally, after the write's own tracking push has reached it (or it would
+// drop the copy it is about to read).
+func primeTracked(t *testing.T, rs []*Cache[string]) {
+	t.Helper()
+	ctx := context.Background()
+	before := rs[1].Stats().Bus.Received
+	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
+	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
+	v, err := rs[1].Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v1", v)
+	rs[1].WaitLocal()
+	_, ok := rs[1].local.Get("k")
+	require.True(t, ok, "replica 1 holds k locally")
 }
