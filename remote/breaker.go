@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
@@ -119,34 +118,41 @@ func (s *Store) ResetBreaker() {
 	}
 }
 
-// begin starts a call of op: it asks the breaker, derives the deadline,
-// and returns done, which the caller defers with its result error.
-func (s *Store) begin(ctx context.Context, op Op) (context.Context, func(*error), error) {
+// inflight is one Redis call under way: begin starts it, end counts it
+// and tells the breaker. A value, so a call allocates no closure of its
+// own.
+type inflight struct {
+	s       *Store
+	op      Op
+	allowed func(error) // the breaker's
+	cancel  context.CancelFunc
+}
+
+// begin starts a call of op: it asks the breaker and bounds ctx by
+// Options.Timeout; the caller defers end with its result error.
+func (s *Store) begin(ctx context.Context, op Op) (context.Context, inflight, error) {
 	allowed, err := s.breaker.Load().Allow()
 	if err != nil {
 		s.ops[op].rejected.Add(1)
-		return ctx, nil, ErrUnavailable
+		return ctx, inflight{}, ErrUnavailable
 	}
-	ctx, cancel := s.withTimeout(ctx)
+	ctx, cancel := s.deadlines.bound(ctx)
 	s.ops[op].calls.Add(1)
-	return ctx, func(errp *error) {
-		cancel()
-		err := *errp
-		allowed(err)
-		if err != nil && !answered(err) && !errors.Is(err, context.Canceled) {
-			s.ops[op].errors.Add(1)
-			if errors.Is(err, context.DeadlineExceeded) {
-				s.ops[op].timeouts.Add(1)
-			}
-		}
-	}, nil
+	return ctx, inflight{s: s, op: op, allowed: allowed, cancel: cancel}, nil
 }
 
-func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.opts.Timeout {
-		return context.WithCancel(ctx)
+func (c inflight) end(errp *error) {
+	if c.cancel != nil {
+		c.cancel()
 	}
-	return context.WithTimeout(ctx, s.opts.Timeout)
+	err := *errp
+	c.allowed(err)
+	if err != nil && !answered(err) && !errors.Is(err, context.Canceled) {
+		c.s.ops[c.op].errors.Add(1)
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.s.ops[c.op].timeouts.Add(1)
+		}
+	}
 }
 
 // Stats returns the counters.

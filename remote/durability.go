@@ -28,11 +28,11 @@ func (d Durability) CanEvictQueue() bool { return strings.HasPrefix(d.Policy, "a
 // Durability reads the eviction policy and persistence of the Redis that
 // holds the queue (of every master, on a Cluster: the worst wins).
 func (s *Store) Durability(ctx context.Context) (_ Durability, err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return Durability{}, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	nodes := map[string]rueidis.Client{"": s.opts.Client}
 	if s.cluster {
 		nodes = s.opts.Client.Nodes()

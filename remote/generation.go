@@ -162,11 +162,11 @@ func (s *Store) readGeneration(ctx context.Context) (value, runID string, err er
 // process. It returns the generation in use afterwards. Call it at start,
 // after any gap in invalidations, and periodically: it is one small script.
 func (s *Store) Settle(ctx context.Context) (_ int64, err error) {
-	ctx, done, err := s.begin(ctx, OpGeneration)
+	ctx, inf, err := s.begin(ctx, OpGeneration)
 	if err != nil {
 		return s.Generation(), err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	_, err = s.move(ctx, nil, false)
 	return s.Generation(), err
 }
@@ -183,11 +183,11 @@ func (s *Store) settle(ctx context.Context, g *genState) error {
 // returns the new generation. Options.OnGeneration is not told: the caller
 // knows.
 func (s *Store) BumpGeneration(ctx context.Context) (_ int64, err error) {
-	ctx, done, err := s.begin(ctx, OpGeneration)
+	ctx, inf, err := s.begin(ctx, OpGeneration)
 	if err != nil {
 		return 0, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	return s.move(ctx, nil, true)
 }
 

@@ -65,11 +65,11 @@ func holderExpects(token string) time.Duration {
 // One round trip. A corrupt value is reported in Corrupt (not as an error)
 // so the caller can treat it as a miss and take the lease with Lease.
 func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
-	ctx, done, err := s.begin(ctx, OpGetOrLease)
+	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
 		return LeaseResult{}, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	args := s.leaseArgs(token)
 	for round := 0; ; round++ {
 		r, err := s.leaseReply(s.exec(ctx, getOrLeaseScript, func(g *genState) call {
@@ -93,11 +93,11 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 // GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot
 // on a Cluster client). Results are in the order of keys.
 func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string) (_ []LeaseResult, err error) {
-	ctx, done, err := s.begin(ctx, OpGetOrLease)
+	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
 		return nil, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	args := s.leaseArgs(token)
 	res := s.execMulti(ctx, getOrLeaseScript, func(g *genState) []call {
 		calls := make([]call, len(keys))
@@ -177,11 +177,11 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 
 // Lease takes key's fill lease with token if nobody holds it.
 func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error) {
-	ctx, done, err := s.begin(ctx, OpLease)
+	ctx, inf, err := s.begin(ctx, OpLease)
 	if err != nil {
 		return false, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	c := s.opts.Client
 	err = c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
 	if rueidis.IsRedisNil(err) {
@@ -224,11 +224,11 @@ func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o Fill
 	if err != nil {
 		return false, err
 	}
-	ctx, done, err := s.begin(ctx, OpFill)
+	ctx, inf, err := s.begin(ctx, OpFill)
 	if err != nil {
 		return false, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	n, err := s.exec(ctx, fillScript, func(g *genState) call {
 		return call{keys: g.keys(key), args: args}
 	}).AsInt64()
@@ -258,7 +258,7 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 		args = append(args, a)
 		at = append(at, i)
 	}
-	ctx, done, err := s.begin(ctx, OpFill)
+	ctx, inf, err := s.begin(ctx, OpFill)
 	if err != nil {
 		for i := range errs {
 			if errs[i] == nil {
@@ -275,7 +275,7 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 				break
 			}
 		}
-		done(&first)
+		inf.end(&first)
 	}()
 	res := s.execMulti(ctx, fillScript, func(g *genState) []call {
 		calls := make([]call, len(at))
@@ -316,11 +316,11 @@ return 1
 // takes over); otherwise it is deleted. Errors are ignored: the lease
 // expires by itself.
 func (s *Store) Release(ctx context.Context, key, token string, hold time.Duration, p Publication) {
-	ctx, done, err := s.begin(ctx, OpRelease)
+	ctx, inf, err := s.begin(ctx, OpRelease)
 	if err != nil {
 		return
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	// Unfenced: a lease taken under a generation the namespace has left is
 	// still released there.
 	g := s.state.Load()

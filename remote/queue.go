@@ -62,11 +62,11 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 	if s.cluster {
 		return s.setQueuedInSteps(ctx, key, b, e, p, limit)
 	}
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return "", err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	args := []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key}
 	id, err := s.exec(ctx, setQueuedScript, func(g *genState) call {
 		keys := g.keys(key)
@@ -98,11 +98,11 @@ return redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 'e', ARGV[3])
 
 func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *Envelope, p Publication, limit int) (string, error) {
 	id, err := func() (_ string, err error) {
-		ctx, done, err := s.begin(ctx, OpQueue)
+		ctx, inf, err := s.begin(ctx, OpQueue)
 		if err != nil {
 			return "", err
 		}
-		defer done(&err)
+		defer inf.end(&err)
 		return enqueueScript.Exec(ctx, s.opts.Client, []string{s.QueueKey()}, []string{strconv.Itoa(limit), key, string(b)}).ToString()
 	}()
 	if err != nil {
@@ -129,11 +129,11 @@ type QueueEntry struct {
 // QueueDepth is how many writes wait in the queue (read or not, unflushed)
 // and how many dead letters there are.
 func (s *Store) QueueDepth(ctx context.Context) (queued, dead int64, err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	c := s.opts.Client
 	res := c.DoMulti(ctx, c.B().Xlen().Key(s.QueueKey()).Build(), c.B().Xlen().Key(s.DeadLetterKey()).Build())
 	if queued, err = res[0].AsInt64(); err != nil {
@@ -148,11 +148,11 @@ func (s *Store) QueueDepth(ctx context.Context) (queued, dead int64, err error) 
 // it has none pending it waits up to block for new ones (no wait if block
 // is 0). The consumer group is created when missing.
 func (s *Store) ReadQueue(ctx context.Context, consumer string, count int, block time.Duration) (_ []QueueEntry, err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return nil, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	out, err := s.readGroup(ctx, consumer, "0", count, 0)
 	if err != nil || len(out) == count {
 		return out, err
@@ -244,11 +244,11 @@ const maxIDsPerCall = 4000
 
 // AckQueue acknowledges flushed entries and removes them from the queue.
 func (s *Store) AckQueue(ctx context.Context, ids []string) (err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	for start := 0; start < len(ids); start += maxIDsPerCall {
 		batch := ids[start:min(start+maxIDsPerCall, len(ids))]
 		args := append([]string{queueGroup}, batch...)
@@ -278,11 +278,11 @@ type DeadLetter struct {
 // MoveToDeadLetters appends d to the dead-letter stream and removes it from
 // the queue, atomically.
 func (s *Store) MoveToDeadLetters(ctx context.Context, d DeadLetter) (err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	return deadLetterScript.Exec(ctx, s.opts.Client, []string{s.QueueKey(), s.DeadLetterKey()},
 		[]string{queueGroup, d.ID, d.Key, string(d.Raw), strconv.Itoa(d.Attempts), d.Reason}).Error()
 }
@@ -292,11 +292,11 @@ func (s *Store) MoveToDeadLetters(ctx context.Context, d DeadLetter) (err error)
 // XAUTOCLAIM, and removes consumers left with nothing pending. It returns
 // how many entries it claimed.
 func (s *Store) ClaimQueue(ctx context.Context, consumer string) (_ int, err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return 0, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	c := s.opts.Client
 	claimed, start := 0, "0-0"
 	for {
@@ -374,11 +374,11 @@ const (
 // HoldLeader takes or extends the queue's flusher lease for token; only
 // its holder flushes, so writes to one key reach the writer in queue order.
 func (s *Store) HoldLeader(ctx context.Context, token string, ttl time.Duration) (_ Leadership, err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return NotLeader, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	n, err := holdLeaderScript.Exec(ctx, s.opts.Client, []string{s.leaderKey()},
 		[]string{token, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)}).AsInt64()
 	return Leadership(n), err
@@ -391,10 +391,10 @@ return 0
 
 // ReleaseLeader gives the flusher lease up if token holds it.
 func (s *Store) ReleaseLeader(ctx context.Context, token string) (err error) {
-	ctx, done, err := s.begin(ctx, OpQueue)
+	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	return releaseLeaderScript.Exec(ctx, s.opts.Client, []string{s.leaderKey()}, []string{token}).Error()
 }

@@ -153,6 +153,7 @@ type Store struct {
 	lost         lostCounters
 	warned       sync.Map    // kinds Warn was told of
 	queueSeen    atomic.Bool // ReadQueue found the queue's group
+	deadlines    *deadlines
 }
 
 // New builds a Store over the caller's client; it does no I/O. Its first
@@ -164,7 +165,7 @@ func New(opts Options) (*Store, error) {
 	}
 	opts.setDefaults()
 	cluster := opts.Client.Mode() == rueidis.ClientModeCluster
-	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: cluster, fenced: !cluster}
+	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout)}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
 	s.setState(0, "")
 	return s, nil
@@ -233,11 +234,11 @@ func (s *Store) decode(b []byte) (Envelope, error) {
 
 // Get reads key's envelope: ErrMiss when absent, ErrCorrupt when unreadable.
 func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
-	ctx, done, err := s.begin(ctx, OpGet)
+	ctx, inf, err := s.begin(ctx, OpGet)
 	if err != nil {
 		return Envelope{}, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	c := s.opts.Client
 	b, err := c.Do(ctx, c.B().Get().Key(s.ValueKey(key)).Build()).AsBytes()
 	if rueidis.IsRedisNil(err) {
@@ -266,11 +267,11 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 	if err != nil {
 		return err
 	}
-	ctx, done, err := s.begin(ctx, OpSet)
+	ctx, inf, err := s.begin(ctx, OpSet)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	ttl := s.ttlMillis(0)
 	return s.exec(ctx, setScript, func(g *genState) call {
 		return call{keys: g.keys(key)[:2], args: []string{string(b), ttl, p.Channel, string(p.Message)}, write: true}
@@ -289,11 +290,11 @@ return 1
 // script may only touch one slot), and p is published with the last
 // group: when a replica hears it, every key is already gone.
 func (s *Store) Delete(ctx context.Context, keys []string, p Publication) (err error) {
-	ctx, done, err := s.begin(ctx, OpDelete)
+	ctx, inf, err := s.begin(ctx, OpDelete)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	groups := s.bySlot(keys, func(k string) string { return "{" + k + "}" })
 	for i, g := range groups {
 		pub := Publication{}
@@ -330,11 +331,11 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (_ []Found, err erro
 	for i, k := range keys {
 		rk[i] = s.ValueKey(k)
 	}
-	ctx, done, err := s.begin(ctx, OpMGet)
+	ctx, inf, err := s.begin(ctx, OpMGet)
 	if err != nil {
 		return nil, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	m, err := rueidis.MGet(s.opts.Client, ctx, rk)
 	if err != nil {
 		return nil, err

@@ -57,11 +57,11 @@ func (s *Store) TagVersions(ctx context.Context, tags []string, ttl time.Duratio
 	if len(tags) == 0 {
 		return nil, nil
 	}
-	ctx, done, err := s.begin(ctx, OpTags)
+	ctx, inf, err := s.begin(ctx, OpTags)
 	if err != nil {
 		return nil, err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	ttlMs := s.ttlMillis(max(ttl, s.opts.TTL))
 	out := make([]TagVersion, 0, len(tags))
 	for _, group := range s.bySlot(tags, func(t string) string { return "{" + t + "}" }) {
@@ -92,11 +92,11 @@ return 1
 // with one of them is valid any more, and publishes p, atomically (on a
 // Cluster, one hash slot at a time, p with the last).
 func (s *Store) InvalidateTags(ctx context.Context, tags []string, p Publication) (err error) {
-	ctx, done, err := s.begin(ctx, OpTags)
+	ctx, inf, err := s.begin(ctx, OpTags)
 	if err != nil {
 		return err
 	}
-	defer done(&err)
+	defer inf.end(&err)
 	groups := s.bySlot(tags, func(t string) string { return "{" + t + "}" })
 	for i, group := range groups {
 		pub := Publication{}

@@ -29,11 +29,11 @@ type Cache[V any] struct {
 	remote     *remote.Store
 	bus        transport
 
-	gets, loads flights[V]
-	waiting     waiters
-	refreshing  sync.Map     // keys with a background refresh running here
-	loadEWMA    atomic.Int64 // recent load time, ns (expectedLoad)
-	queueGuard  queueGuard
+	loads      flights[V]
+	waiting    waiters
+	refreshing sync.Map     // keys with a background refresh running here
+	loadEWMA   atomic.Int64 // recent load time, ns (expectedLoad)
+	queueGuard queueGuard
 
 	// life ends at Close; background work (refreshes, second deletes)
 	// runs under it and is waited for.
@@ -231,26 +231,59 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
-	group := &c.gets
-	if load == nil && c.hooks.loader != nil {
+	c.stats.localMisses.Add(1)
+	// Most misses are answered by Redis: one plain GET, its fill fenced by
+	// the local generation taken before it, with no flight and no lease.
+	// The lease script, and a flight shared by this replica's callers,
+	// only come when Redis has no value to give.
+	fence := c.local.Fence(key)
+	env, err := c.remote.Get(ctx, key)
+	if err == nil {
+		v, derr := c.decodeEnvelope(&env)
+		if derr == nil {
+			c.stats.remoteHits.Add(1)
+			return c.fromRemote(key, fence, &env, v, load)
+		}
+		err = derr
+	}
+	if load == nil && c.hooks.loader == nil {
+		switch {
+		case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
+			c.corrupt(err)
+			return zero, ErrNotFound
+		case errors.Is(err, remote.ErrMiss):
+			c.stats.remoteMisses.Add(1)
+			return zero, ErrNotFound
+		case ctx.Err() != nil:
+			return zero, ctx.Err()
+		}
+		c.remoteFailed("get", err)
+		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
+	}
+	if ctx.Err() != nil {
+		return zero, ctx.Err()
+	}
+	if load == nil {
 		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
 	}
-	if load != nil {
-		group = &c.loads
+	// A corrupt value is counted by the lease round, which finds it again.
+	// Redis did not answer: fail open at once, without a second call to
+	// time out.
+	unreachable := err != nil && !errors.Is(err, remote.ErrMiss) && !errors.Is(err, remote.ErrCorrupt) && !errors.Is(err, ErrCodec)
+	if unreachable {
+		c.remoteFailed("get", err)
 	}
-	return group.do(ctx, key, func(fctx context.Context) (V, error) {
+	return c.loads.do(ctx, key, func(fctx context.Context) (V, error) {
 		fctx, cancel := context.WithTimeout(fctx, c.opts.LoadTimeout)
 		defer cancel()
 		// The fence is taken before the re-check and the Redis read, so an
 		// invalidation that lands meanwhile refuses the fill.
 		fence := c.local.Fence(key)
 		if e, ok := c.local.Get(key); ok {
-			c.stats.localHits.inc()
 			return c.hit(e)
 		}
-		c.stats.localMisses.Add(1)
-		if load == nil {
-			return c.readThrough(fctx, key, fence)
+		if unreachable {
+			return c.loadLocalOnly(fctx, key, fence, load, c.callOptions(opts))
 		}
 		return c.readOrLoad(fctx, key, fence, load, c.callOptions(opts))
 	})
@@ -263,30 +296,6 @@ func (c *Cache[V]) hit(e local.Entry[V]) (V, error) {
 		return zero, ErrNotFound
 	}
 	return e.Value, nil
-}
-
-// readThrough reads key from Redis and fills the local tier under fence.
-func (c *Cache[V]) readThrough(ctx context.Context, key string, fence local.Fence) (V, error) {
-	var zero V
-	env, err := c.remote.Get(ctx, key)
-	switch {
-	case errors.Is(err, remote.ErrMiss):
-		c.stats.remoteMisses.Add(1)
-		return zero, ErrNotFound
-	case errors.Is(err, remote.ErrCorrupt):
-		c.corrupt(err)
-		return zero, ErrNotFound
-	case err != nil:
-		c.remoteFailed("get", err)
-		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
-	}
-	v, err := c.decodeEnvelope(&env)
-	if err != nil {
-		c.corrupt(err)
-		return zero, ErrNotFound
-	}
-	c.stats.remoteHits.Add(1)
-	return c.fromRemote(key, fence, &env, v, nil)
 }
 
 // decodeEnvelope decodes a value read from Redis; a tombstone has no
