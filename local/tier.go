@@ -228,13 +228,14 @@ func (t *Tier[V]) stripeOf(key string) *stripe {
 }
 
 // Get returns the entry for key if it is present, unexpired and filled in
-// the current epoch, and no Hold is on. It allocates nothing.
-func (t *Tier[V]) Get(key string) (Entry[V], bool) {
+// the current epoch, and no Hold is on. It allocates and copies nothing:
+// the entry is shared, and never changed once stored; do not change it.
+func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 	s, ok := t.cache.Get(key)
 	if !ok || s.epoch != t.epoch.Load() || t.held.Load() != 0 || (s.tagIdx != nil && t.tagged(s)) {
-		return Entry[V]{}, false
+		return nil, false
 	}
-	return s.Entry, true
+	return &s.Entry, true
 }
 
 // tagged reports whether a tag of s was invalidated after its fence.

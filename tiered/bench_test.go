@@ -34,45 +34,58 @@ func BenchmarkLocalHit(b *testing.B) {
 		seq[i] = keys[z.Uint64()]
 	}
 
-	b.Run("tiercache", func(b *testing.B) {
-		srv := redistest.Start(b)
-		c := newCache[user](b, srv, Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
-		ctx := context.Background()
-		for i, k := range keys {
-			require.NoError(b, c.Set(ctx, k, user{ID: i, Name: k}))
-		}
-		c.local.Wait()
-		before := c.Stats().LocalHits
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(len(seq))
-			for pb.Next() {
-				c.Get(ctx, seq[i&(len(seq)-1)])
+	// Each candidate is read serially, with the default parallelism (one
+	// goroutine per P) and with 8 goroutines per P.
+	shapes := []struct {
+		name string
+		read func(b *testing.B, get func(string))
+	}{
+		{"serial", func(b *testing.B, get func(string)) {
+			i := 0
+			for b.Loop() {
+				get(seq[i&(len(seq)-1)])
 				i++
 			}
+		}},
+		{"parallel", func(b *testing.B, get func(string)) { readParallel(b, seq, get) }},
+		{"parallel-8", func(b *testing.B, get func(string)) { b.SetParallelism(8); readParallel(b, seq, get) }},
+	}
+	srv := redistest.Start(b)
+	c := newCache[user](b, srv, Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+	ctx := context.Background()
+	for i, k := range keys {
+		require.NoError(b, c.Set(ctx, k, user{ID: i, Name: k}))
+	}
+	c.local.Wait()
+	rc, err := ristretto.NewCache(&ristretto.Config[string, user]{NumCounters: 10 * n, MaxCost: 64 << 20, BufferItems: 64, IgnoreInternalCost: true})
+	require.NoError(b, err)
+	defer rc.Close()
+	for i, k := range keys {
+		rc.SetWithTTL(k, user{ID: i, Name: k}, 100, time.Hour)
+	}
+	rc.Wait()
+	for _, shape := range shapes {
+		b.Run(shape.name+"/tiercache", func(b *testing.B) {
+			before := c.Stats().LocalHits
+			b.ReportAllocs()
+			shape.read(b, func(k string) { c.Get(ctx, k) })
+			b.StopTimer()
+			b.ReportMetric(float64(c.Stats().LocalHits-before)/float64(b.N), "local-hit-ratio")
 		})
-		b.StopTimer()
-		hits := c.Stats().LocalHits - before
-		b.ReportMetric(float64(hits)/float64(b.N), "local-hit-ratio")
-	})
-	b.Run("raw-ristretto", func(b *testing.B) {
-		rc, err := ristretto.NewCache(&ristretto.Config[string, user]{NumCounters: 10 * n, MaxCost: 64 << 20, BufferItems: 64, IgnoreInternalCost: true})
-		require.NoError(b, err)
-		defer rc.Close()
-		for i, k := range keys {
-			rc.SetWithTTL(k, user{ID: i, Name: k}, 100, time.Hour)
+		b.Run(shape.name+"/raw-ristretto", func(b *testing.B) {
+			b.ReportAllocs()
+			shape.read(b, func(k string) { rc.Get(k) })
+		})
+	}
+}
+
+func readParallel(b *testing.B, seq []string, get func(string)) {
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(seq))
+		for pb.Next() {
+			get(seq[i&(len(seq)-1)])
+			i++
 		}
-		rc.Wait()
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(len(seq))
-			for pb.Next() {
-				rc.Get(seq[i&(len(seq)-1)])
-				i++
-			}
-		})
 	})
 }
 

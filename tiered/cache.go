@@ -114,6 +114,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		local:      lt,
 		remote:     rs,
 	}
+	c.stats.localHits.init()
 	onBreaker = c.breakerChanged
 	onGeneration = c.generationMoved
 	c.life, c.endLife = context.WithCancel(context.Background())
@@ -224,7 +225,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	if e, ok := c.local.Get(key); ok {
 		c.stats.localHits.inc()
 		if e.RefreshFrom != 0 {
-			c.considerRefresh(key, &e, load)
+			c.considerRefresh(key, e, load)
 		}
 		return c.hit(e)
 	}
@@ -289,7 +290,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	})
 }
 
-func (c *Cache[V]) hit(e local.Entry[V]) (V, error) {
+func (c *Cache[V]) hit(e *local.Entry[V]) (V, error) {
 	if e.Negative {
 		c.stats.negativeHits.Add(1)
 		var zero V

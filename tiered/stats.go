@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"math/bits"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -13,9 +12,7 @@ import (
 
 // Stats is a snapshot of what a cache did since New. Counters only grow.
 type Stats struct {
-	// LocalHits estimates the Get/GetOrLoad calls answered from the local
-	// tier: one hit in 8 is counted, for 8, to keep the hit path free of
-	// contended atomics. Every other counter is exact.
+	// LocalHits counts the reads answered from the local tier.
 	LocalHits     uint64
 	LocalMisses   uint64 // …that went on to Redis
 	RemoteHits    uint64
@@ -122,30 +119,8 @@ func (l *histogram) snapshot() Histogram {
 	return h
 }
 
-// sampledCounter counts local hits, the one event on the hot path. An
-// atomic add per hit costs as much as the hit itself when cores share the
-// counter's cache line, so one hit in sampleEvery is counted, for
-// sampleEvery: an unbiased estimate with a relative error of about
-// sqrt(sampleEvery/n). The sample is drawn from math/rand/v2's top-level
-// source, which is per-thread runtime state, not shared.
-type sampledCounter struct {
-	_ [64]byte // a line of its own: fields read on every hit sit nearby
-	n atomic.Uint64
-	_ [56]byte
-}
-
-const sampleEvery = 8
-
-func (s *sampledCounter) inc() {
-	if rand.Uint32()%sampleEvery == 0 {
-		s.n.Add(sampleEvery)
-	}
-}
-
-func (s *sampledCounter) load() uint64 { return s.n.Load() }
-
 type counters struct {
-	localHits                                           sampledCounter
+	localHits                                           hitCounter
 	localMisses, remoteHits, remoteMisses, remoteErrors atomic.Uint64
 	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
 	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
