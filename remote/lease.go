@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -88,6 +89,90 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 			return LeaseResult{}, err
 		}
 	}
+}
+
+// LeaseOrRead is GetOrLease in plain commands, for a reader that has just
+// found key missing: one pipelined round trip takes the lease (SET NX GET,
+// which returns the holder's token when it is taken), reads the value and
+// the lease's TTL. No script runs, so it costs Redis a fraction of
+// GetOrLease. Reading the value after taking the lease closes the race
+// with a fill that landed since the caller's read: a value present then is
+// reported Found (and the lease given back). A value present but corrupt,
+// or of an invalidated tag, is reported as a miss, Leased or not: the
+// holder's fill replaces it. When another replica holds the lease, a wait
+// marker is set (one more round trip, waiters only), so its fill wakes the
+// caller.
+func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publication) (_ LeaseResult, err error) {
+	ctx, inf, err := s.begin(ctx, OpGetOrLease)
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	defer inf.end(&err)
+	g := s.state.Load()
+	keys := g.keys(key)
+	c := s.opts.Client
+	res := c.DoMulti(ctx,
+		c.B().Set().Key(keys[1]).Value(token).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
+		c.B().Get().Key(keys[0]).Build(),
+		c.B().Pttl().Key(keys[1]).Build())
+	holder, err := res[0].ToString()
+	leased := rueidis.IsRedisNil(err)
+	if err != nil && !leased {
+		return LeaseResult{}, err
+	}
+	r, err := s.leaseRead(ctx, res[1])
+	if err != nil || r.Found {
+		if r.Found && leased { // not needed after all; wake whoever began to wait for it
+			s.run(ctx, releaseScript, g, call{keys: keys, unfenced: true, args: []string{token, "0", p.Channel, string(p.Message)}})
+		}
+		return r, err
+	}
+	if leased {
+		r.Leased = true
+		return r, nil
+	}
+	held, _ := res[2].AsInt64()
+	r.HeldFor = time.Duration(max(held, 0)) * time.Millisecond
+	r.HolderExpects = holderExpects(holder)
+	// The marker, and the value read once more in the same round trip: a
+	// fill that landed before the marker did not see it, and will not wake
+	// us, but it is read here.
+	res = c.DoMulti(ctx,
+		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(max(held, 1)).Build(),
+		c.B().Get().Key(keys[0]).Build())
+	if err := res[0].Error(); err != nil {
+		return LeaseResult{}, err
+	}
+	again, err := s.leaseRead(ctx, res[1])
+	if err != nil || again.Found {
+		return again, err
+	}
+	return r, nil
+}
+
+// leaseRead reads LeaseOrRead's value reply: Found, a miss, or Corrupt (a
+// value of an invalidated tag is a miss).
+func (s *Store) leaseRead(ctx context.Context, res rueidis.RedisResult) (LeaseResult, error) {
+	b, err := res.AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return LeaseResult{}, nil
+	}
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	e, err := s.decode(b)
+	if err == nil {
+		e, err = s.checkTags(ctx, e)
+	}
+	switch {
+	case err == nil:
+		return LeaseResult{Envelope: e, Found: true}, nil
+	case errors.Is(err, ErrCorrupt):
+		return LeaseResult{Corrupt: err}, nil
+	case errors.Is(err, ErrMiss):
+		return LeaseResult{}, nil
+	}
+	return LeaseResult{}, err
 }
 
 // GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot

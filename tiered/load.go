@@ -12,9 +12,9 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-// leaseSlack is added to a holder's remaining lease before a waiter checks
-// again on its own: the holder's expiry, not a poll interval.
-const leaseSlack = 5 * time.Millisecond
+// leaseSlack is added to a waiter's own deadline to look again: past the
+// holder's expiry, or its expected load time.
+const leaseSlack = time.Millisecond
 
 // unknownLoadTime is what a waiter assumes a load takes when its holder
 // had no measure yet.
@@ -30,7 +30,7 @@ func waitFor(r *remote.LeaseResult, round int) time.Duration {
 	if d <= 0 {
 		d = unknownLoadTime
 	}
-	d += d/2 + leaseSlack
+	d += d + leaseSlack
 	d <<= min(round, 6)
 	return min(d, r.HeldFor+leaseSlack)
 }
@@ -63,20 +63,31 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 	for round := 0; ; round++ {
 		if round > 0 {
 			// A wake is an invalidation of the key, which broke the old
-			// fence; this round's read starts now.
+			// fence; this round's read starts now. The value has most
+			// likely landed: a plain read first.
 			fence = c.local.Fence(key)
+			env, err := c.remote.Get(ctx, key)
+			if err == nil {
+				if v, derr := c.decodeEnvelope(&env); derr == nil {
+					c.stats.remoteHits.Add(1)
+					return c.fromRemote(key, fence, &env, v, load)
+				}
+			}
 		}
 		slot := c.waiting.add(key)
-		r, err := c.remote.GetOrLease(ctx, key, token)
-		if err != nil || r.Found || r.Leased || r.Corrupt != nil {
+		r, err := c.remote.LeaseOrRead(ctx, key, token, c.keysPublication(key))
+		if err != nil || r.Found || r.Leased {
 			c.waiting.remove(key, slot)
+		}
+		if r.Corrupt != nil {
+			c.corrupt(r.Corrupt) // a miss: the holder's fill replaces it
 		}
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
 				return zero, ctx.Err()
 			}
-			c.remoteFailed("get_or_lease", err)
+			c.remoteFailed("lease", err)
 			return c.loadLocalOnly(ctx, key, fence, load, co)
 		case r.Found:
 			v, err := c.decodeEnvelope(&r.Envelope)
@@ -84,11 +95,9 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 				c.stats.remoteHits.Add(1)
 				return c.fromRemote(key, fence, &r.Envelope, v, load)
 			}
-			r.Corrupt = err
-			fallthrough
-		case r.Corrupt != nil:
-			// Treat it as a miss; the lease lets the load replace it.
-			c.corrupt(r.Corrupt)
+			// Readable envelope, undecodable value (another value type):
+			// as corrupt, replaced by a load under the lease.
+			c.corrupt(err)
 			leased, err := c.remote.Lease(ctx, key, token)
 			if err != nil || !leased {
 				return c.loadLocalOnly(ctx, key, fence, load, co)
@@ -160,26 +169,33 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 		return zero, fmt.Errorf("%w: encode: %w", ErrCodec, err)
 	}
-	env := c.envelope(payload, took, co.freshFor, 0)
-	env.Tags = tags
-	stored, err := c.remote.Fill(bg, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
-	switch {
-	case errors.Is(err, remote.ErrTooLarge):
+	if len(payload) > c.remote.MaxValueBytes() {
 		// Fail open: the callers get what they asked for, uncached.
 		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 		c.tooLarge(len(payload))
 		return v, nil
+	}
+	env := c.envelope(payload, took, co.freshFor, 0)
+	env.Tags = tags
+	c.fill(bg, key, fence, token, v, &env, payload)
+	return v, nil
+}
+
+// fill writes a loaded value to Redis while the lease holds (waking the
+// replicas that wait), then to the local tier while fence holds.
+func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, token string, v V, env *remote.Envelope, payload []byte) {
+	stored, err := c.remote.Fill(ctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env), Publication: c.keysPublication(key)})
+	switch {
 	case err != nil:
-		c.remoteFailed("fill", err) // fail open: serve the value, cache it locally
+		c.remoteFailed("fill", err) // fail open: cache it locally
 	case !stored:
 		// A write landed while we loaded: what we loaded may be older
-		// than it. Serve it to the callers who asked before, keep it out
-		// of both tiers.
+		// than it. It was served to the callers who asked before; it is
+		// kept out of both tiers.
 		c.stats.fillsVoided.Add(1)
-		return v, nil
+		return
 	}
-	c.fillLocal(fence, key, v, &env, cost(payload), false)
-	return v, nil
+	c.fillLocal(fence, key, v, env, cost(payload), false)
 }
 
 // tooLarge counts (and logs) a loaded value served uncached because its
