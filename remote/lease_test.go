@@ -118,3 +118,47 @@ func TestFillWithTTLAndAlways(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, e.Negative)
 }
+
+func TestLeaseOrRead(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	pub := Publication{Channel: "inv", Message: []byte("filled")}
+
+	holder := LeaseToken(40 * time.Millisecond)
+	r, err := s.LeaseOrRead(ctx, "k", holder, pub)
+	require.NoError(t, err)
+	assert.True(t, r.Leased, "missing: the lease is ours")
+
+	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0), pub)
+	require.NoError(t, err)
+	assert.False(t, r.Leased)
+	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
+	assert.Equal(t, 40*time.Millisecond, r.HolderExpects, "the holder's expected load time travels in its token")
+	n, err := c.Do(ctx, c.B().Exists().Key(s.ValueKey("k")+":wait").Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n, "a waiter marks that it waits")
+
+	ok, err := s.Fill(ctx, "k", holder, &Envelope{Payload: []byte("v")}, FillOptions{Publication: pub})
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "filled", <-msgs, "the fill woke the waiter")
+
+	// Present: found, and a lease taken on the way is given back.
+	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0), pub)
+	require.NoError(t, err)
+	assert.True(t, r.Found)
+	assert.Equal(t, "v", string(r.Envelope.Payload))
+	n, err = c.Do(ctx, c.B().Exists().Key(s.LeaseKey("k")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Zero(t, n, "no lease left behind")
+
+	// Corrupt: a miss, leased.
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.ValueKey("junk")).Value("junk").Build()).Error())
+	r, err = s.LeaseOrRead(ctx, "junk", LeaseToken(0), pub)
+	require.NoError(t, err)
+	assert.ErrorIs(t, r.Corrupt, ErrCorrupt)
+	assert.True(t, r.Leased)
+}
