@@ -113,8 +113,7 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publicatio
 	c := s.opts.Client
 	res := c.DoMulti(ctx,
 		c.B().Set().Key(keys[1]).Value(token).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
-		c.B().Get().Key(keys[0]).Build(),
-		c.B().Pttl().Key(keys[1]).Build())
+		c.B().Get().Key(keys[0]).Build())
 	holder, err := res[0].ToString()
 	leased := rueidis.IsRedisNil(err)
 	if err != nil && !leased {
@@ -131,19 +130,21 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publicatio
 		r.Leased = true
 		return r, nil
 	}
-	held, _ := res[2].AsInt64()
-	r.HeldFor = time.Duration(max(held, 0)) * time.Millisecond
 	r.HolderExpects = holderExpects(holder)
-	// The marker, and the value read once more in the same round trip: a
-	// fill that landed before the marker did not see it, and will not wake
-	// us, but it is read here.
+	// The marker (for at most a lease: longer is harmless, the fill
+	// deletes it), the lease's time left, and the value read once more in
+	// the same round trip: a fill that landed before the marker did not
+	// see it, and will not wake us, but it is read here.
 	res = c.DoMulti(ctx,
-		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(max(held, 1)).Build(),
+		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
+		c.B().Pttl().Key(keys[1]).Build(),
 		c.B().Get().Key(keys[0]).Build())
 	if err := res[0].Error(); err != nil {
 		return LeaseResult{}, err
 	}
-	again, err := s.leaseRead(ctx, res[1])
+	held, _ := res[1].AsInt64()
+	r.HeldFor = time.Duration(max(held, 0)) * time.Millisecond
+	again, err := s.leaseRead(ctx, res[2])
 	if err != nil || again.Found {
 		return again, err
 	}
