@@ -93,15 +93,15 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 
 // LeaseOrRead is GetOrLease in plain commands, for a reader that has just
 // found key missing: one pipelined round trip takes the lease (SET NX GET,
-// which returns the holder's token when it is taken), reads the value and
-// the lease's TTL. No script runs, so it costs Redis a fraction of
+// which returns the holder's token when it is taken) and reads the value.
+// No script runs, so it costs Redis a fraction of
 // GetOrLease. Reading the value after taking the lease closes the race
 // with a fill that landed since the caller's read: a value present then is
 // reported Found (and the lease given back). A value present but corrupt,
 // or of an invalidated tag, is reported as a miss, Leased or not: the
 // holder's fill replaces it. When another replica holds the lease, a wait
-// marker is set (one more round trip, waiters only), so its fill wakes the
-// caller.
+// marker is set and the lease's time left read (one more round trip,
+// waiters only), so its fill wakes the caller.
 func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publication) (_ LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
