@@ -113,7 +113,7 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publicatio
 	c := s.opts.Client
 	res := c.DoMulti(ctx,
 		c.B().Set().Key(keys[1]).Value(token).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
-		c.B().Get().Key(keys[0]).Build())
+		s.getOnce(keys[0]))
 	holder, err := res[0].ToString()
 	leased := rueidis.IsRedisNil(err)
 	if err != nil && !leased {
@@ -138,7 +138,7 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publicatio
 	res = c.DoMulti(ctx,
 		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
 		c.B().Pttl().Key(keys[1]).Build(),
-		c.B().Get().Key(keys[0]).Build())
+		s.getOnce(keys[0]))
 	if err := res[0].Error(); err != nil {
 		return LeaseResult{}, err
 	}

@@ -240,7 +240,7 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	}
 	defer inf.end(&err)
 	c := s.opts.Client
-	b, err := c.Do(ctx, c.B().Get().Key(s.ValueKey(key)).Build()).AsBytes()
+	b, err := c.Do(ctx, s.getOnce(s.ValueKey(key))).AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return Envelope{}, ErrMiss
 	}
@@ -373,4 +373,12 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (_ []Found, err erro
 		}
 	}
 	return out, nil
+}
+
+// getOnce is GET without rueidis's retries: rueidis retries a read-only
+// command on a connection error until its ctx ends, which would make a
+// read of a Redis that is down wait out the whole timeout instead of
+// failing open at once (the breaker then takes over).
+func (s *Store) getOnce(redisKey string) rueidis.Completed {
+	return s.opts.Client.B().Arbitrary("GET").Keys(redisKey).Build()
 }
