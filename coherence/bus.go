@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/wait"
 )
 
 // maxResubscribeBackoff caps the pause between failed subscription attempts.
@@ -296,7 +298,7 @@ func (b *Bus) receive(ctx context.Context) {
 				return
 			}
 			b.refusals.refused("subscribe", ref)
-			if !sleep(ctx, refusedRetry) {
+			if !wait.Sleep(ctx, refusedRetry) {
 				return
 			}
 			continue
@@ -346,23 +348,11 @@ func (b *Bus) started() bool {
 // a Sentinel failover until the retry finds the new master, and a retry is
 // only a dial.
 func backOff(ctx context.Context, d *time.Duration) bool {
-	if !sleep(ctx, *d) {
+	if !wait.Sleep(ctx, *d) {
 		return false
 	}
 	*d = min(2**d, maxResubscribeBackoff)
 	return true
-}
-
-// sleep waits d, or reports false if ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // onSubscription runs on the connection's reader goroutine: no blocking.

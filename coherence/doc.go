@@ -77,5 +77,6 @@
 // is retried every second. An error reply proves a connection alive: it is
 // never treated as a lost connection, and never flushes.
 //
-// The package imports nothing from the rest of tiercache.
+// The package imports nothing from the rest of tiercache but two internal
+// helpers (the pause of its retry loops, and the order of stream ids).
 package coherence

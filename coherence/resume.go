@@ -3,11 +3,11 @@ package coherence
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/streamid"
 )
 
 // A resumable bus (Options.LogKey or Options.SlotLogKey set) repairs gaps
@@ -100,7 +100,7 @@ func (l *streamLog) start(ctx context.Context) (err error) {
 }
 
 func (l *streamLog) seen(id string) {
-	if id != "" && (l.pos == "" || StreamIDLess(l.pos, id)) {
+	if id != "" && (l.pos == "" || streamid.Less(l.pos, id)) {
 		l.pos = id
 	}
 }
@@ -161,18 +161,4 @@ func applyEntries(entries []rueidis.XRangeEntry, apply func(string)) {
 			apply(raw)
 		}
 	}
-}
-
-// StreamIDLess reports whether Redis stream id a comes before b.
-func StreamIDLess(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	if am != bm {
-		x, _ := strconv.ParseUint(am, 10, 64)
-		y, _ := strconv.ParseUint(bm, 10, 64)
-		return x < y
-	}
-	x, _ := strconv.ParseUint(as, 10, 64)
-	y, _ := strconv.ParseUint(bs, 10, 64)
-	return x < y
 }

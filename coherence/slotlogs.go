@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/streamid"
 )
 
 // slotLogs is a Redis Cluster's invalidation log: one stream per hash slot
@@ -71,7 +73,7 @@ func (l *slotLogs) seen(id string) {
 
 // advance moves a slot's pos up to entry.
 func (l *slotLogs) advance(sl uint16, entry string) {
-	if p := l.pos[sl]; p == "" || StreamIDLess(p, entry) {
+	if p := l.pos[sl]; p == "" || streamid.Less(p, entry) {
 		l.pos[sl] = entry
 	}
 }
@@ -114,7 +116,7 @@ func (l *slotLogs) replay(ctx context.Context, apply func(string)) error {
 	cmds := make(rueidis.Commands, clusterSlots)
 	for sl := range uint16(clusterSlots) {
 		r := slotRead{slot: sl, start: floorID}
-		if p := l.pos[sl]; p != "" && !StreamIDLess(p, floorID) {
+		if p := l.pos[sl]; p != "" && !streamid.Less(p, floorID) {
 			r.start, r.exact = p, true
 		}
 		reads[sl] = r
@@ -185,7 +187,7 @@ func (l *slotLogs) checkNotTrimmed(ctx context.Context, slots []uint16, floorID 
 		if err != nil {
 			return errPositionLost // missing before Redis 7: no way to tell
 		}
-		if !StreamIDLess(deleted, floorID) {
+		if !streamid.Less(deleted, floorID) {
 			return errPositionLost
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/wait"
 )
 
 // GapTrackingFlush: Redis told a tracking connection that every key may
@@ -231,7 +233,7 @@ func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error,
 				return
 			}
 			t.refusals.refused("tracking", ref)
-			if !sleep(ctx, refusedRetry) {
+			if !wait.Sleep(ctx, refusedRetry) {
 				return
 			}
 			continue

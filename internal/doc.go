@@ -1,5 +1,12 @@
-// Package internal groups what several rooms of tiercache share and users
-// must not import: redisserver (throwaway redis-server processes for tests
-// and the bench CLI), redistest (its test helpers) and ledger (the staleness
-// ledger of the tests and the bench scenarios).
+// Package internal groups what several packages of tiercache share and
+// users must not import:
+//
+//   - histogram, ratelog, wait, streamid: the duration histogram of the
+//     statistics, the rate-limited logger, the background loops' pauses and
+//     the order of Redis stream ids, shared by tiered, writebehind and
+//     coherence;
+//   - redisserver (throwaway redis-server processes for tests and the bench
+//     CLI), redistest (its test helpers), cachetest (caches for the tests of
+//     the packages around tiered), leaktest (goroutine-leak allowances) and
+//     ledger (the staleness ledger of the tests and the bench scenarios).
 package internal

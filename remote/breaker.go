@@ -68,7 +68,6 @@ type LostStats struct {
 	GenerationMissing uint64 // the generation key was gone: a new generation
 	GenerationBehind  uint64 // it held an older generation: a new one
 	Restarts          uint64 // it was set under another Redis process: a new one
-	Queue             uint64 // the write-behind queue stream was gone
 }
 
 type opCounters struct {
@@ -166,7 +165,7 @@ func (s *Store) Stats() Stats {
 	st.BreakerOpens = s.breakerOpens.Load()
 	st.Lost = LostStats{
 		GenerationMissing: s.lost[0].Load(), GenerationBehind: s.lost[1].Load(),
-		Restarts: s.lost[2].Load(), Queue: s.lost[3].Load(),
+		Restarts: s.lost[2].Load(),
 	}
 	return st
 }

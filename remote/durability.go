@@ -25,17 +25,23 @@ type Durability struct {
 // queue has none).
 func (d Durability) CanEvictQueue() bool { return strings.HasPrefix(d.Policy, "allkeys-") }
 
-// Durability reads the eviction policy and persistence of the Redis that
-// holds the queue (of every master, on a Cluster: the worst wins).
+// Durability reads the eviction policy and persistence of the store's
+// Redis (ReadDurability), through its breaker.
 func (s *Store) Durability(ctx context.Context) (_ Durability, err error) {
 	ctx, inf, err := s.begin(ctx, OpQueue)
 	if err != nil {
 		return Durability{}, err
 	}
 	defer inf.end(&err)
-	nodes := map[string]rueidis.Client{"": s.opts.Client}
-	if s.cluster {
-		nodes = s.opts.Client.Nodes()
+	return ReadDurability(ctx, s.opts.Client)
+}
+
+// ReadDurability reads the eviction policy and persistence of the Redis
+// behind c (of every master, on a Cluster: the worst wins).
+func ReadDurability(ctx context.Context, c rueidis.Client) (Durability, error) {
+	nodes := map[string]rueidis.Client{"": c}
+	if c.Mode() == rueidis.ClientModeCluster {
+		nodes = c.Nodes()
 	}
 	out := Durability{Known: true, AOF: true}
 	for _, c := range nodes {

@@ -110,7 +110,6 @@ const (
 	LostGenerationKey    = "generation-missing"
 	LostGenerationBehind = "generation-behind"
 	LostRestart          = "redis-restarted"
-	LostQueue            = "write-behind-queue"
 )
 
 var checkGenerationScript = newScript(`
@@ -274,7 +273,7 @@ func (s *Store) changed(c GenerationChange) {
 // GenerationKey is the Redis key holding the namespace's generation.
 func (s *Store) GenerationKey() string { return s.genKey }
 
-type lostCounters [4]atomic.Uint64
+type lostCounters [3]atomic.Uint64
 
 func lostIndex(what string) int {
 	switch what {
@@ -282,8 +281,6 @@ func lostIndex(what string) int {
 		return 0
 	case LostGenerationBehind:
 		return 1
-	case LostRestart:
-		return 2
 	}
-	return 3
+	return 2 // LostRestart
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tiered"
 	"github.com/tiercache/tiercache/warmup"
+	"github.com/tiercache/tiercache/writebehind"
 )
 
 // leastPrivilege is the ACL docs/operations.md gives a tiercache user, per
@@ -95,7 +96,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 
 		require.NoError(t, cache.SetBehind(ctx, "behind", "v"), tr)
 		delivered := make(chan struct{})
-		f, err := tiered.NewFlusher(cache, tiered.FlusherOptions[string]{Writer: func(context.Context, []tiered.Write[string]) error {
+		f, err := writebehind.New(writebehind.Options[string]{Client: c, Namespace: ns, Writer: func(context.Context, []writebehind.Write[string]) error {
 			close(delivered)
 			return nil
 		}})

@@ -157,10 +157,10 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(co
 	c.stats.loads.Add(1)
 	start := time.Now()
 	defer func() {
-		c.stats.loadDuration.observe(time.Since(start))
+		c.stats.loadDuration.Observe(time.Since(start))
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
-			c.log.error("loader-panic", "batch loader panicked", "panic", p)
+			c.log.Error("loader-panic", "batch loader panicked", "panic", p)
 		}
 		if err != nil {
 			c.stats.loadErrors.Add(1)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/internal/ratelog"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -20,7 +21,7 @@ import (
 type Cache[V any] struct {
 	sampler    Sampler // nil: no sampling
 	sampleMask uint32
-	log        *logger
+	log        *ratelog.Logger
 	opts       Options
 	hooks      hooks[V]
 	origin     uint64
@@ -71,7 +72,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(opts.Logger, opts.LogEvery, opts.Namespace)
+	log := ratelog.New(opts.Logger, opts.LogEvery, "cache", opts.Namespace)
 	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, MaxEntries: opts.LocalMaxEntries, TTLJitter: opts.TTLJitter})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -97,7 +98,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		WaitTimeout:        opts.WaitTimeout,
 		GenerationMessage:  func(value string) remote.Publication { return generationPublication(msgOrigin, &opts, value) },
 		OnGeneration:       func(g remote.GenerationChange) { onGeneration(g) },
-		Warn:               func(kind, msg string, err error) { log.warn(kind, msg, "err", err) },
+		Warn:               func(kind, msg string, err error) { log.Warn(kind, msg, "err", err) },
 	})
 	if err != nil {
 		lt.Close()
@@ -416,7 +417,7 @@ func (c *Cache[V]) xfetch(target int64, loadMicros uint32, now int64) bool {
 // applyInvalidation runs on the bus goroutine for every peer's message.
 func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 	c.stats.received.Add(1)
-	c.stats.lag.observe(time.Duration(time.Now().UnixNano() - m.PublishedAt))
+	c.stats.lag.Observe(time.Duration(time.Now().UnixNano() - m.PublishedAt))
 	switch m.Kind {
 	case coherence.KindKeys:
 		c.local.Invalidate(m.Keys...)
@@ -452,28 +453,28 @@ func (c *Cache[V]) flush(reason string) {
 	c.waiting.wakeAll()
 	c.stats.flushes(reason).Add(1)
 	if reason != flushReasonMessage {
-		c.log.warn("flush:"+reason, "local tier flushed: invalidations may have been missed", "reason", reason)
+		c.log.Warn("flush:"+reason, "local tier flushed: invalidations may have been missed", "reason", reason)
 	}
 }
 
 // corrupt counts (and logs) an unreadable value in Redis.
 func (c *Cache[V]) corrupt(err error) {
 	c.stats.corrupt.Add(1)
-	c.log.warn("corrupt", "unreadable value in redis, treated as a miss", "err", err)
+	c.log.Warn("corrupt", "unreadable value in redis, treated as a miss", "err", err)
 }
 
 // remoteFailed counts (and logs) a failed Redis call the cache answered
 // around.
 func (c *Cache[V]) remoteFailed(op string, err error) {
 	c.stats.remoteErrors.Add(1)
-	c.log.warn("remote:"+op, "redis call failed", "op", op, "err", err)
+	c.log.Warn("remote:"+op, "redis call failed", "op", op, "err", err)
 }
 
 // breakerChanged runs when the Redis breaker changes state. While it was
 // open this replica could not hear every invalidation reliably, so when a
 // probe closes it again the local tier is flushed.
 func (c *Cache[V]) breakerChanged(from, to string) {
-	c.log.warn("breaker", "redis circuit breaker "+to, "from", from, "to", to)
+	c.log.Warn("breaker", "redis circuit breaker "+to, "from", from, "to", to)
 	if to != "closed" {
 		return
 	}
@@ -544,7 +545,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 // start: a configuration error (the ACL user's), which retrying will not
 // fix, logged as such.
 func (c *Cache[V]) refused(err error) {
-	c.log.error("refused", "redis refused a command the invalidation transport needs: check the ACL user's permissions (docs/operations.md)", "err", err)
+	c.log.Error("refused", "redis refused a command the invalidation transport needs: check the ACL user's permissions (docs/operations.md)", "err", err)
 }
 
 // applyTracked applies a tracking push: the Redis keys that changed.
@@ -586,7 +587,7 @@ func (c *Cache[V]) applyRepair(reason coherence.GapReason, replayed int) {
 	if reason == coherence.GapResubscribe {
 		c.remote.ResetBreaker() // Redis answered our SUBSCRIBE: it is back
 	}
-	c.log.warn("repair:"+string(reason), "invalidations missed and replayed from the log", "reason", reason, "replayed", replayed)
+	c.log.Warn("repair:"+string(reason), "invalidations missed and replayed from the log", "reason", reason, "replayed", replayed)
 }
 
 func logSize(o *Options) int {

@@ -57,11 +57,10 @@
 //
 // SetBehind is Set plus, in the same script (in two steps on a Cluster), an
 // entry in the namespace's durable write queue (a Redis stream, bounded by
-// Options.WriteBehindLimit). A Flusher, run on any replicas (one holds a lease and flushes, the others
-// stand by), delivers the queue to a BatchWriter in batches, coalescing
-// writes to one key, at least once, acknowledging only what the writer
-// accepted, and dead-lettering writes it refuses MaxAttempts times. See
-// docs/write-behind.md.
+// Options.WriteBehindLimit). A writebehind.Flusher, run on any replicas or
+// in a worker of its own (one holds a lease and flushes, the others stand
+// by), delivers the queue to the source of truth in batches, at least
+// once. See package writebehind and docs/write-behind.md.
 //
 // Errors wrap the sentinel errors of this package (ErrNotFound, ErrClosed,
 // ErrInvalidKey, …); test them with errors.Is.

@@ -3,13 +3,11 @@ package tiered
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -45,20 +43,7 @@ func evictingRedis(t *testing.T) (srv *redisserver.Server, evicted func() int64)
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
-	return srv, func() int64 { return infoField(t, c, "stats", "evicted_keys") }
-}
-
-// infoField reads one numeric field of an INFO section.
-func infoField(t *testing.T, c rueidis.Client, section, field string) int64 {
-	t.Helper()
-	info, err := c.Do(context.Background(), c.B().Info().Section(section).Build()).ToString()
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(info, field+":")
-	require.True(t, ok, "INFO %s has no %s", section, field)
-	v, _, _ := strings.Cut(rest, "\r\n")
-	n, err := strconv.ParseInt(v, 10, 64)
-	require.NoError(t, err)
-	return n
+	return srv, func() int64 { return redistest.InfoField(t, c, "stats", "evicted_keys") }
 }
 
 // TestLedgerUnderEviction: the staleness ledger with InvalidateAll every

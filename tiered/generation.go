@@ -29,7 +29,7 @@ func generationPublication(origin uint64, o *Options, value string) remote.Publi
 func (c *Cache[V]) generationMoved(g remote.GenerationChange) {
 	c.flush(flushReasonGeneration)
 	if g.Lost != "" {
-		c.log.warn("lost:"+g.Lost, "redis lost the namespace generation: the namespace moved to a new one and every replica drops its local tier",
+		c.log.Warn("lost:"+g.Lost, "redis lost the namespace generation: the namespace moved to a new one and every replica drops its local tier",
 			"lost", g.Lost, "from", g.From, "to", g.To)
 	}
 }

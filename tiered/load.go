@@ -202,7 +202,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, toke
 // encoding is over Options.MaxValueBytes.
 func (c *Cache[V]) tooLarge(n int) {
 	c.stats.tooLarge.Add(1)
-	c.log.warn("too-large", "loaded value over MaxValueBytes: returned to its callers, not cached", "bytes", n, "limit", c.remote.MaxValueBytes())
+	c.log.Warn("too-large", "loaded value over MaxValueBytes: returned to its callers, not cached", "bytes", n, "limit", c.remote.MaxValueBytes())
 }
 
 // fillTombstone remembers that the loader found nothing.
@@ -295,11 +295,11 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 	start := time.Now()
 	defer func() {
 		took = time.Since(start)
-		c.stats.loadDuration.observe(took)
+		c.stats.loadDuration.Observe(took)
 		c.observeLoad(took)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
-			c.log.error("loader-panic", "loader panicked", "panic", p)
+			c.log.Error("loader-panic", "loader panicked", "panic", p)
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			c.stats.loadErrors.Add(1)

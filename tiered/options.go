@@ -158,7 +158,7 @@ type Options struct {
 	WriteBehindLimit int
 	// AllowQueueEviction lets write-behind run on a Redis whose
 	// maxmemory-policy is allkeys-*, which can evict the queue and the
-	// acknowledged writes in it. Without it SetBehind and Flusher.Run
+	// acknowledged writes in it. Without it SetBehind (and writebehind.Flusher.Run)
 	// refuse there with ErrQueueUnsafe. With it, a lost queue is detected
 	// by the flusher and counted (Stats.Remote.Lost.Queue), not prevented.
 	// Default false.

@@ -1,11 +1,10 @@
 package tiered
 
 import (
-	"math/bits"
 	"sync/atomic"
-	"time"
 
 	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -66,58 +65,12 @@ var FlushReasons = []string{
 
 // Histogram counts durations in power-of-two microsecond buckets: bucket i
 // holds durations in [2^(i-1), 2^i) µs, bucket 0 those under 1 µs, the last
-// everything longer.
-type Histogram struct {
-	Buckets [HistogramBuckets]uint64
-	Count   uint64
-	SumNs   uint64
-}
+// everything longer. Quantile estimates a quantile; BucketUpperBound gives
+// a bucket's bound.
+type Histogram = histogram.Snapshot
 
 // HistogramBuckets is the number of buckets of a Histogram (1 µs to ~16 s).
-const HistogramBuckets = 25
-
-// BucketUpperBound is the exclusive upper bound of bucket i.
-func (Histogram) BucketUpperBound(i int) time.Duration {
-	return time.Duration(uint64(1)<<i) * time.Microsecond
-}
-
-// Quantile estimates the q-quantile (0 < q ≤ 1) as a bucket's upper bound.
-func (h Histogram) Quantile(q float64) time.Duration {
-	if h.Count == 0 {
-		return 0
-	}
-	want := uint64(q * float64(h.Count))
-	var seen uint64
-	for i, n := range h.Buckets {
-		seen += n
-		if seen >= want && n > 0 {
-			return h.BucketUpperBound(i)
-		}
-	}
-	return h.BucketUpperBound(HistogramBuckets - 1)
-}
-
-type histogram struct {
-	buckets    [HistogramBuckets]atomic.Uint64
-	count, sum atomic.Uint64
-}
-
-func (l *histogram) observe(d time.Duration) {
-	d = max(d, 0) // clocks of different hosts may disagree
-	i := min(bits.Len64(uint64(d/time.Microsecond)), HistogramBuckets-1)
-	l.buckets[i].Add(1)
-	l.count.Add(1)
-	l.sum.Add(uint64(d))
-}
-
-func (l *histogram) snapshot() Histogram {
-	var h Histogram
-	for i := range l.buckets {
-		h.Buckets[i] = l.buckets[i].Load()
-	}
-	h.Count, h.SumNs = l.count.Load(), l.sum.Load()
-	return h
-}
+const HistogramBuckets = histogram.Buckets
 
 type counters struct {
 	localHits                                           hitCounter
@@ -127,7 +80,7 @@ type counters struct {
 	secondDeletes                                       atomic.Uint64
 	published, received, negativeHits, tooLarge         atomic.Uint64
 	flushByReason                                       [7]atomic.Uint64
-	lag, loadDuration                                   histogram
+	lag, loadDuration                                   histogram.Recorder
 }
 
 func (c *counters) flushes(reason string) *atomic.Uint64 {
@@ -160,8 +113,8 @@ func (c *Cache[V]) Stats() Stats {
 		InvalidationsPublished: s.published.Load(),
 		InvalidationsReceived:  s.received.Load(),
 		Flushes:                make(map[string]uint64, len(FlushReasons)),
-		Lag:                    s.lag.snapshot(),
-		LoadDuration:           s.loadDuration.snapshot(),
+		Lag:                    s.lag.Snapshot(),
+		LoadDuration:           s.loadDuration.Snapshot(),
 		NegativeHits:           s.negativeHits.Load(),
 		TooLarge:               s.tooLarge.Load(),
 		LocalCost:              c.local.Cost(),

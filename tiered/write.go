@@ -22,7 +22,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 
 // SetBehind writes v behind: both tiers are updated and peers invalidated
 // exactly as Set does, and in the same atomic step the write is appended
-// to the namespace's durable queue in Redis, which a Flusher persists to
+// to the namespace's durable queue in Redis, which a writebehind.Flusher persists to
 // the source of truth later, in batches, at least once. Options.Writer is
 // not called. When Options.WriteBehindLimit writes already wait, SetBehind
 // fails with ErrQueueFull and changes nothing.

@@ -3,6 +3,8 @@ package redistest
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +45,23 @@ func ClientWith(tb testing.TB, opt rueidis.ClientOption) rueidis.Client {
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// InfoField reads one numeric field of an INFO section.
+func InfoField(tb testing.TB, c rueidis.Client, section, field string) int64 {
+	tb.Helper()
+	info, err := c.Do(context.Background(), c.B().Info().Section(section).Build()).ToString()
+	if err != nil {
+		tb.Fatalf("INFO %s: %v", section, err)
+	}
+	_, rest, ok := strings.Cut(info, field+":")
+	if !ok {
+		tb.Fatalf("INFO %s has no %s", section, field)
+	}
+	v, _, _ := strings.Cut(rest, "\r\n")
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		tb.Fatalf("INFO %s %s: %v", section, field, err)
+	}
+	return n
 }

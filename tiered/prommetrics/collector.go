@@ -9,14 +9,14 @@ import (
 	"github.com/tiercache/tiercache/tiered"
 )
 
-// Source is what a Collector reads: any *tiered.Cache[V].
-type Source interface {
+// CacheSource is what a cache collector reads: any *tiered.Cache[V].
+type CacheSource interface {
 	Stats() tiered.Stats
 }
 
-// Collector is a prometheus.Collector over one cache's Stats.
-type Collector struct {
-	src   Source
+// cacheCollector is a prometheus.Collector over one cache's Stats.
+type cacheCollector struct {
+	src   CacheSource
 	descs descs
 }
 
@@ -30,13 +30,14 @@ type descs struct {
 	repairs, replayed, lost, tooLarge *prometheus.Desc
 }
 
-// New makes a collector for src with the constant label cache=name.
-func New(name string, src Source) *Collector {
+// NewCacheCollector returns a collector of a cache's statistics, with the
+// constant label cache=name; register it on a registry you own.
+func NewCacheCollector(name string, src CacheSource) prometheus.Collector {
 	l := prometheus.Labels{"cache": name}
 	d := func(metric, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("tiercache_"+metric, help, labels, l)
 	}
-	return &Collector{src: src, descs: descs{
+	return &cacheCollector{src: src, descs: descs{
 		requests:       d("requests_total", "Reads by the tier that answered and the result: local hit/miss/stale/negative, remote hit/miss.", "tier", "result"),
 		loads:          d("loads_total", "Loader calls (single and batch)."),
 		loadErrors:     d("load_errors_total", "Loader calls that failed or panicked (not-found excluded)."),
@@ -64,18 +65,13 @@ func New(name string, src Source) *Collector {
 		secondDeletes:  d("second_deletes_total", "Delayed second deletes done."),
 		repairs:        d("invalidation_repairs_total", "Invalidation gaps handled by the resumable transport: repaired from the log, or flushed.", "outcome"),
 		replayed:       d("invalidations_replayed_total", "Invalidations applied by replays of the invalidation log."),
-		lost:           d("redis_lost_total", "State this cache found Redis had forgotten, each answered safely: the generation key missing, behind, or set before a Redis restart (a new generation, every replica flushed), or the write-behind queue (its writes gone).", "what"),
+		lost:           d("redis_lost_total", "State this cache found Redis had forgotten, each answered safely: the generation key missing, behind, or set before a Redis restart (a new generation, every replica flushed).", "what"),
 		tooLarge:       d("too_large_total", "Loaded values over MaxValueBytes, returned to their callers but not cached."),
 	}}
 }
 
-// Register makes a collector for src and registers it on reg.
-func Register(reg prometheus.Registerer, name string, src Source) error {
-	return reg.Register(New(name, src))
-}
-
 // Describe sends every metric's description.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := &c.descs
 	for _, x := range []*prometheus.Desc{d.requests, d.loads, d.loadErrors, d.loadDuration, d.leaseWaits,
 		d.published, d.received, d.lag, d.flushes, d.remoteCalls, d.remoteErrors, d.remoteTimeouts, d.remoteRejected,
@@ -86,7 +82,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect reads one Stats snapshot and sends every metric.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Stats()
 	d := &c.descs
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
@@ -134,7 +130,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.lost, lost.GenerationMissing, remote.LostGenerationKey)
 	counter(d.lost, lost.GenerationBehind, remote.LostGenerationBehind)
 	counter(d.lost, lost.Restarts, remote.LostRestart)
-	counter(d.lost, lost.Queue, remote.LostQueue)
 	counter(d.tooLarge, s.TooLarge)
 }
 

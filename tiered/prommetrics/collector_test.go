@@ -18,6 +18,8 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tiered"
+	"github.com/tiercache/tiercache/warmup"
+	"github.com/tiercache/tiercache/writebehind"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -40,9 +42,9 @@ func TestCollectorExposition(t *testing.T) {
 	users := newCache(t, opts("svc:users"))
 	orders := newCache(t, opts("svc:orders"))
 	reg := prometheus.NewPedanticRegistry()
-	require.NoError(t, Register(reg, "users", users))
-	require.NoError(t, Register(reg, "orders", orders))
-	assert.Error(t, Register(reg, "users", users), "a second collector with the same name is refused")
+	require.NoError(t, reg.Register(NewCacheCollector("users", users)))
+	require.NoError(t, reg.Register(NewCacheCollector("orders", orders)))
+	assert.Error(t, reg.Register(NewCacheCollector("users", users)), "a second collector with the same name is refused")
 
 	ctx := context.Background()
 	_, err := users.GetOrLoad(ctx, "secret-key-42", func(context.Context) (string, error) { return "v", nil })
@@ -139,7 +141,7 @@ func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 
 	exported := map[string]bool{}
 	ch := make(chan *prometheus.Desc, 64)
-	New("x", nil).Describe(ch)
+	NewCacheCollector("x", nil).Describe(ch)
 	close(ch)
 	for d := range ch {
 		name := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())[1]
@@ -163,8 +165,8 @@ func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 
 func TestWarmupProgress(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	requested, done, ready := 100, 40, false
-	require.NoError(t, RegisterWarmup(reg, "users", func() (int, int, bool) { return requested, done, ready }))
+	w := &fakeWarmup{report: warmup.Report{Requested: 100, Found: 30, Loaded: 10}}
+	require.NoError(t, reg.Register(NewWarmupCollector("users", w)))
 	expected := `
 # HELP tiercache_warmup_keys Warm-up keys requested and done so far.
 # TYPE tiercache_warmup_keys gauge
@@ -175,16 +177,16 @@ tiercache_warmup_keys{cache="users",state="requested"} 100
 tiercache_warmup_ready{cache="users"} 0
 `
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(expected)))
-	done, ready = 100, true
+	w.report.Found, w.ready = 90, true
 	assert.Equal(t, 1.0, testutil.ToFloat64(metric(t, reg, "tiercache_warmup_keys", map[string]string{"state": "done"}))/100)
 }
 
 func TestFlusherMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	st := tiered.FlusherStats{Leader: true, Batches: 3, Written: 10, Retries: 2, DeadLetters: 1, QueueDepth: 42, DeadLetterDepth: 1}
+	st := writebehind.Stats{Leader: true, Batches: 3, Written: 10, Retries: 2, DeadLetters: 1, QueueDepth: 42, DeadLetterDepth: 1}
 	st.FlushDuration.Buckets[10] = 3
 	st.FlushDuration.Count, st.FlushDuration.SumNs = 3, 3e6
-	require.NoError(t, RegisterFlusher(reg, "users", func() tiered.FlusherStats { return st }))
+	require.NoError(t, reg.Register(NewFlusherCollector("users", fakeFlusher{st})))
 	expected := `
 # HELP tiercache_writebehind_queue_depth Writes queued and not yet flushed, as last read by the lease holder.
 # TYPE tiercache_writebehind_queue_depth gauge
@@ -204,8 +206,20 @@ tiercache_writebehind_writes_total{cache="users"} 10
 		"tiercache_writebehind_dead_letters_total", "tiercache_writebehind_writes_total"))
 	n, err := testutil.GatherAndCount(reg)
 	require.NoError(t, err)
-	assert.Equal(t, 11, n, "every flusher metric is exported")
+	assert.Equal(t, 12, n, "every flusher metric is exported")
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	assert.Empty(t, problems)
 }
+
+type fakeWarmup struct {
+	report warmup.Report
+	ready  bool
+}
+
+func (w *fakeWarmup) Progress() warmup.Report { return w.report }
+func (w *fakeWarmup) IsReady() bool           { return w.ready }
+
+type fakeFlusher struct{ stats writebehind.Stats }
+
+func (f fakeFlusher) Stats() writebehind.Stats { return f.stats }

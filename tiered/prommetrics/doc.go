@@ -6,7 +6,12 @@
 // default registry and nothing happens at import:
 //
 //	reg := prometheus.NewRegistry()
-//	if err := prommetrics.Register(reg, "users", users); err != nil { … }
+//	reg.MustRegister(prommetrics.NewCacheCollector("users", users))
+//
+// Each source has a constructor of that one shape, returning a
+// prometheus.Collector: NewCacheCollector (a tiered.Cache),
+// NewFlusherCollector (a writebehind.Flusher), NewWarmupCollector (a
+// warmup.Warmup) and NewRedisCollector (the Redis under them, from INFO).
 //
 // Every metric has the constant label cache (the name you give, one per
 // cache: a cache is one key pattern). No label ever holds a raw key. The

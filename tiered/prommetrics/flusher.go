@@ -3,27 +3,27 @@ package prommetrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tiercache/tiercache/tiered"
+	"github.com/tiercache/tiercache/writebehind"
 )
 
-// FlusherSource is what a flusher collector reads: (*tiered.Flusher[V]).Stats.
-type FlusherSource func() tiered.FlusherStats
+// FlusherSource is what a flusher collector reads: any
+// *writebehind.Flusher[V].
+type FlusherSource interface {
+	Stats() writebehind.Stats
+}
 
 type flusherCollector struct {
 	src FlusherSource
 	queueDepth, deadDepth, leader, batches, written, coalesced,
-	retries, deadLetters, claimed, redisErrors, duration *prometheus.Desc
+	retries, deadLetters, claimed, redisErrors, queueLost, duration *prometheus.Desc
 }
 
-// RegisterFlusher exposes a write-behind flusher's stats on reg, with the
-// constant label cache=name: tiercache_writebehind_* (queue and dead-letter
-// depth, lease, batches, writes, coalesced writes, retries, dead letters,
-// claimed entries, Redis errors, and the flush duration histogram).
-func RegisterFlusher(reg prometheus.Registerer, name string, src FlusherSource) error {
-	return reg.Register(newFlusherCollector(name, src))
-}
-
-func newFlusherCollector(name string, src FlusherSource) *flusherCollector {
+// NewFlusherCollector returns a collector of a write-behind flusher's
+// statistics, with the constant label cache=name: tiercache_writebehind_*
+// (queue and dead-letter depth, lease, batches, writes, coalesced writes,
+// retries, dead letters, claimed entries, Redis errors, queues lost, and
+// the flush duration histogram).
+func NewFlusherCollector(name string, src FlusherSource) prometheus.Collector {
 	l := prometheus.Labels{"cache": name}
 	d := func(metric, help string) *prometheus.Desc {
 		return prometheus.NewDesc("tiercache_writebehind_"+metric, help, nil, l)
@@ -40,19 +40,20 @@ func newFlusherCollector(name string, src FlusherSource) *flusherCollector {
 		deadLetters: d("dead_letters_total", "Queue entries moved to the dead-letter stream."),
 		claimed:     d("claimed_total", "Entries claimed from a flusher that died or lost its lease."),
 		redisErrors: d("redis_errors_total", "Flusher rounds cut short by a Redis failure."),
+		queueLost:   d("queue_lost_total", "Times Redis lost the queue (evicted, or restarted without persistence) with the writes it held."),
 		duration:    d("flush_duration_seconds", "Writer call durations."),
 	}
 }
 
 func (c *flusherCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queueDepth, c.deadDepth, c.leader, c.batches, c.written,
-		c.coalesced, c.retries, c.deadLetters, c.claimed, c.redisErrors, c.duration} {
+		c.coalesced, c.retries, c.deadLetters, c.claimed, c.redisErrors, c.queueLost, c.duration} {
 		ch <- d
 	}
 }
 
 func (c *flusherCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.src()
+	s := c.src.Stats()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
@@ -71,5 +72,6 @@ func (c *flusherCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.deadLetters, s.DeadLetters)
 	counter(c.claimed, s.Claimed)
 	counter(c.redisErrors, s.RedisErrors)
+	counter(c.queueLost, s.QueueLost)
 	ch <- histogram(c.duration, s.FlushDuration)
 }

@@ -1,37 +1,42 @@
 package prommetrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
 
-// WarmupProgress reports a warm-up's keys requested and done so far, and
-// whether it is over; with package warmup:
-//
-//	func() (int, int, bool) { p := w.Progress(); return p.Requested, p.Found + p.Loaded + p.Failed, w.IsReady() }
-type WarmupProgress func() (requested, done int, ready bool)
+	"github.com/tiercache/tiercache/warmup"
+)
+
+// WarmupSource is what a warm-up collector reads: a *warmup.Warmup.
+type WarmupSource interface {
+	Progress() warmup.Report
+	IsReady() bool
+}
 
 type warmupCollector struct {
-	progress    WarmupProgress
+	src         WarmupSource
 	keys, ready *prometheus.Desc
 }
 
-// RegisterWarmup exposes a warm-up's progress on reg:
-// tiercache_warmup_keys{state="requested"|"done"} and tiercache_warmup_ready.
-func RegisterWarmup(reg prometheus.Registerer, name string, progress WarmupProgress) error {
+// NewWarmupCollector returns a collector of a warm-up's progress, with the
+// constant label cache=name: tiercache_warmup_keys{state="requested"|"done"}
+// and tiercache_warmup_ready.
+func NewWarmupCollector(name string, src WarmupSource) prometheus.Collector {
 	l := prometheus.Labels{"cache": name}
-	return reg.Register(&warmupCollector{
-		progress: progress,
-		keys:     prometheus.NewDesc("tiercache_warmup_keys", "Warm-up keys requested and done so far.", []string{"state"}, l),
-		ready:    prometheus.NewDesc("tiercache_warmup_ready", "1 once the warm-up is over (finished or out of budget).", nil, l),
-	})
+	return &warmupCollector{
+		src:   src,
+		keys:  prometheus.NewDesc("tiercache_warmup_keys", "Warm-up keys requested and done so far.", []string{"state"}, l),
+		ready: prometheus.NewDesc("tiercache_warmup_ready", "1 once the warm-up is over (finished or out of budget).", nil, l),
+	}
 }
 
 func (c *warmupCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.keys; ch <- c.ready }
 
 func (c *warmupCollector) Collect(ch chan<- prometheus.Metric) {
-	requested, done, ready := c.progress()
-	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(requested), "requested")
-	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(done), "done")
+	p := c.src.Progress()
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(p.Requested), "requested")
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(p.Found+p.Loaded+p.Failed), "done")
 	r := 0.0
-	if ready {
+	if c.src.IsReady() {
 		r = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, r)

@@ -1,4 +1,4 @@
-package tiered
+package writebehind
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // TestWriteBehindRefusesAnEvictingRedis: on allkeys-lru the queue could be
@@ -25,14 +27,14 @@ func TestWriteBehindRefusesAnEvictingRedis(t *testing.T) {
 	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
 	c := newCache[int](t, srv, testOptions("unsafe"))
 	err := c.SetBehind(ctx, "k", 1)
-	require.ErrorIs(t, err, ErrQueueUnsafe)
+	require.ErrorIs(t, err, tiered.ErrQueueUnsafe)
 	assert.ErrorContains(t, err, "allkeys-lru")
-	q, _, err := c.remote.QueueDepth(ctx)
+	q, _, err := queueDepth(c, ctx)
 	require.NoError(t, err)
 	assert.Zero(t, q, "nothing was queued")
 	_, err = c.Get(ctx, "k")
-	assert.ErrorIs(t, err, ErrNotFound, "nothing was cached")
-	f, err := NewFlusher(c, fastFlusher(newFakeSource()))
+	assert.ErrorIs(t, err, tiered.ErrNotFound, "nothing was cached")
+	f, err := newFlusher(c, fastFlusher(newFakeSource()))
 	require.NoError(t, err)
 	assert.ErrorIs(t, f.Run(ctx), ErrQueueUnsafe, "the flusher refuses at once")
 
@@ -73,7 +75,7 @@ func TestWriteBehindUnderMemoryPressureLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	f, err := NewFlusher(rs[0], fastFlusher(src))
+	f, err := newFlusher(rs[0], fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, f)
 
@@ -106,7 +108,7 @@ func TestWriteBehindUnderMemoryPressureLosesNothing(t *testing.T) {
 			lost++
 		}
 	}
-	used := infoField(t, admin, "memory", "used_memory")
+	used := redistest.InfoField(t, admin, "memory", "used_memory")
 	t.Logf("write-behind under memory pressure, source down 3 s: acknowledged=%d refused=%d lost=%d used_memory=%d", acked.Load(), refused.Load(), lost, used)
 	assert.Positive(t, acked.Load())
 	assert.Positive(t, refused.Load(), "Redis must really have been full")
@@ -130,7 +132,9 @@ func TestLostQueueIsReported(t *testing.T) {
 		}
 		return nil
 	})
-	f, err := NewFlusher(c, fastFlusher(src))
+	fo := fastFlusher(src)
+	fo.AllowQueueEviction = true
+	f, err := newFlusher(c, fo)
 	require.NoError(t, err)
 	runFlusher(t, f)
 	for i := range 20 {
@@ -138,9 +142,8 @@ func TestLostQueueIsReported(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return f.Stats().Retries > 0 }, 10*time.Second, time.Millisecond)
 	admin := redistest.Client(t, srv)
-	require.NoError(t, admin.Do(ctx, admin.B().Del().Key(c.remote.QueueKey()).Build()).Error()) // as an eviction would
+	require.NoError(t, admin.Do(ctx, admin.B().Del().Key(remote.QueueKey(c.ns)).Build()).Error()) // as an eviction would
 	require.Eventually(t, func() bool { return f.Stats().QueueLost == 1 }, 10*time.Second, time.Millisecond)
-	assert.Equal(t, uint64(1), c.Stats().Remote.Lost.Queue)
 	require.NoError(t, c.SetBehind(ctx, "after", 1))
 	sourceUp.Store(true)
 	require.Eventually(t, func() bool { _, ok := src.get("after"); return ok }, 10*time.Second, time.Millisecond)

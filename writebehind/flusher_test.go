@@ -1,4 +1,4 @@
-package tiered
+package writebehind
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // fakeSource is a source of truth in memory that records every delivery.
@@ -100,8 +102,8 @@ func runFlusher[V any](t *testing.T, f *Flusher[V]) (stop func()) {
 	return stop
 }
 
-func fastFlusher(src *fakeSource) FlusherOptions[int] {
-	return FlusherOptions[int]{
+func fastFlusher(src *fakeSource) Options[int] {
+	return Options[int]{
 		Writer:       src.write,
 		Interval:     20 * time.Millisecond,
 		WriteTimeout: 200 * time.Millisecond,
@@ -112,10 +114,10 @@ func fastFlusher(src *fakeSource) FlusherOptions[int] {
 }
 
 // waitDrained waits until the queue is empty and nothing is pending.
-func waitDrained(t *testing.T, c *Cache[int]) {
+func waitDrained(t *testing.T, c *replica[int]) {
 	t.Helper()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		q, _, err := c.remote.QueueDepth(context.Background())
+		q, _, err := queueDepth(c, context.Background())
 		assert.NoError(ct, err)
 		assert.Zero(ct, q, "queued writes")
 	}, 20*time.Second, 5*time.Millisecond)
@@ -134,12 +136,12 @@ func TestSetBehindWritesBothTiersAndFlushesInOrder(t *testing.T) {
 	// Both tiers and the peer see the write before any flusher ran.
 	require.Eventually(t, func() bool { v, err := rs[1].Get(ctx, "a"); return err == nil && v == 105 },
 		5*time.Second, time.Millisecond)
-	q, _, err := rs[0].remote.QueueDepth(ctx)
+	q, _, err := queueDepth(rs[0], ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 6, q)
 
 	src := newFakeSource()
-	f, err := NewFlusher(rs[1], fastFlusher(src))
+	f, err := newFlusher(rs[1], fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, f)
 	waitDrained(t, rs[0])
@@ -154,7 +156,7 @@ func TestSetBehindWritesBothTiersAndFlushesInOrder(t *testing.T) {
 	assert.True(t, st.Leader)
 }
 
-func mustGetOrLoad(t *testing.T, c *Cache[int], key string, v int) int {
+func mustGetOrLoad(t *testing.T, c *replica[int], key string, v int) int {
 	t.Helper()
 	got, err := c.GetOrLoad(context.Background(), key, func(context.Context) (int, error) { return v, nil })
 	require.NoError(t, err)
@@ -172,17 +174,17 @@ func TestSetBehindFullQueueIsAClearErrorAndChangesNothing(t *testing.T) {
 		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i), i))
 	}
 	err := c.SetBehind(ctx, "k0", 99)
-	require.ErrorIs(t, err, ErrQueueFull)
+	require.ErrorIs(t, err, tiered.ErrQueueFull)
 	v, err := c.Get(ctx, "k0")
 	require.NoError(t, err)
 	assert.Equal(t, 0, v, "a refused write leaves the value as it was")
-	q, _, err := c.remote.QueueDepth(ctx)
+	q, _, err := queueDepth(c, ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, q)
 
 	// Once flushed, the queue takes writes again.
 	src := newFakeSource()
-	f, err := NewFlusher(c, fastFlusher(src))
+	f, err := newFlusher(c, fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, f)
 	waitDrained(t, c)
@@ -203,7 +205,7 @@ func TestFlusherRetriesAnUnavailableSourceAndLosesNothing(t *testing.T) {
 			return errors.New("database unavailable")
 		}
 	})
-	f, err := NewFlusher(c, fastFlusher(src))
+	f, err := newFlusher(c, fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, f)
 	for i := range 200 {
@@ -220,7 +222,7 @@ func TestFlusherRetriesAnUnavailableSourceAndLosesNothing(t *testing.T) {
 	}
 	st := f.Stats()
 	assert.Zero(t, st.DeadLetters, "an unavailable source is not a poison write")
-	_, dead, err := c.remote.QueueDepth(ctx)
+	_, dead, err := queueDepth(c, ctx)
 	require.NoError(t, err)
 	assert.Zero(t, dead)
 }
@@ -233,7 +235,7 @@ func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
 	src.setRefuse(refuseKey("poison", errors.New("constraint violated")))
 	opts := fastFlusher(src)
 	opts.MaxAttempts = 3
-	f, err := NewFlusher(c, opts)
+	f, err := newFlusher(c, opts)
 	require.NoError(t, err)
 	runFlusher(t, f)
 	require.NoError(t, c.SetBehind(ctx, "poison", -1))
@@ -250,7 +252,7 @@ func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
 	assert.False(t, seen)
 	assert.EqualValues(t, 1, f.Stats().DeadLetters)
 
-	dead, err := c.opts.Client.Do(ctx, c.opts.Client.B().Xrange().Key(c.remote.DeadLetterKey()).Start("-").End("+").Build()).AsXRange()
+	dead, err := c.client.Do(ctx, c.client.B().Xrange().Key(remote.QueueKey(c.ns)+":dead").Start("-").End("+").Build()).AsXRange()
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	assert.Equal(t, "poison", dead[0].FieldValues["k"])
@@ -279,7 +281,7 @@ func TestWriterPanicIsIsolatedToItsWrite(t *testing.T) {
 		require.NoError(t, c.SetBehind(ctx, fmt.Sprint("k", i), i))
 	}
 	require.NoError(t, c.SetBehind(ctx, "boom", 1))
-	f, err := NewFlusher(c, opts)
+	f, err := newFlusher(c, opts)
 	require.NoError(t, err)
 	runFlusher(t, f)
 	waitDrained(t, c)
@@ -294,13 +296,13 @@ func TestUndecodableQueueEntryIsDeadLettered(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newCache[int](t, srv, testOptions("garbage"))
 	ctx := context.Background()
-	_, err := srv.Command("XADD", c.remote.QueueKey(), "*", "k", "x", "e", "not an envelope")
+	_, err := srv.Command("XADD", remote.QueueKey(c.ns), "*", "k", "x", "e", "not an envelope")
 	require.NoError(t, err)
-	_, err = srv.Command("XADD", c.remote.QueueKey(), "*", "nofields", "1")
+	_, err = srv.Command("XADD", remote.QueueKey(c.ns), "*", "nofields", "1")
 	require.NoError(t, err)
 	require.NoError(t, c.SetBehind(ctx, "ok", 1))
 	src := newFakeSource()
-	f, err := NewFlusher(c, fastFlusher(src))
+	f, err := newFlusher(c, fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, f)
 	waitDrained(t, c)
@@ -316,7 +318,7 @@ func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	src := newFakeSource()
 	var fs []*Flusher[int]
 	for _, c := range rs {
-		f, err := NewFlusher(c, fastFlusher(src))
+		f, err := newFlusher(c, fastFlusher(src))
 		require.NoError(t, err)
 		fs = append(fs, f)
 	}
@@ -343,11 +345,11 @@ func TestStandbyRoundDoesNotBackOff(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[int](t, srv, 2, testOptions("standby"))
 	src := newFakeSource()
-	leader, err := NewFlusher(rs[0], fastFlusher(src))
+	leader, err := newFlusher(rs[0], fastFlusher(src))
 	require.NoError(t, err)
 	runFlusher(t, leader)
 	require.Eventually(t, func() bool { return leader.Stats().Leader }, 5*time.Second, time.Millisecond)
-	standby, err := NewFlusher(rs[1], fastFlusher(src))
+	standby, err := newFlusher(rs[1], fastFlusher(src))
 	require.NoError(t, err)
 	for range 3 {
 		settled, err := standby.round(context.Background())
@@ -361,7 +363,7 @@ func TestFlusherOptionsAreValidated(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newCache[int](t, srv, testOptions("fopts"))
 	ok := func(context.Context, []Write[int]) error { return nil }
-	for _, o := range []FlusherOptions[int]{
+	for _, o := range []Options[int]{
 		{},
 		{Writer: ok, BatchSize: -1},
 		{Writer: ok, BatchSize: 20_000},
@@ -369,7 +371,7 @@ func TestFlusherOptionsAreValidated(t *testing.T) {
 		{Writer: ok, MaxAttempts: -1},
 		{Writer: ok, WriteTimeout: time.Second, LeaseTTL: time.Second},
 	} {
-		_, err := NewFlusher(c, o)
+		_, err := newFlusher(c, o)
 		assert.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
 	}
 }

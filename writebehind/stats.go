@@ -1,13 +1,19 @@
-package tiered
+package writebehind
 
 import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/histogram"
 )
 
-// FlusherStats is a snapshot of what a Flusher did since NewFlusher.
-type FlusherStats struct {
+// Histogram is a distribution of durations in power-of-two microsecond
+// buckets (the same type as tiered.Histogram).
+type Histogram = histogram.Snapshot
+
+// Stats is a snapshot of what a Flusher did since New.
+type Stats struct {
 	Leader      bool   // it holds the flusher lease now
 	Batches     uint64 // writer calls (a panic's splits count once)
 	Written     uint64 // coalesced writes the writer accepted
@@ -30,14 +36,14 @@ type flusherCounters struct {
 	batches, written, coalesced, retries atomic.Uint64
 	deadLetters, claimed, redisErrors    atomic.Uint64
 	queueLost                            atomic.Uint64
-	flushDuration                        histogram
+	flushDuration                        histogram.Recorder
 	depth, deadDepth, depthAt            atomic.Int64
 }
 
 // Stats returns a snapshot of the flusher's counters; it does no I/O.
-func (f *Flusher[V]) Stats() FlusherStats {
+func (f *Flusher[V]) Stats() Stats {
 	s := &f.stats
-	return FlusherStats{
+	return Stats{
 		Leader:          s.leader.Load(),
 		Batches:         s.batches.Load(),
 		Written:         s.written.Load(),
@@ -47,7 +53,7 @@ func (f *Flusher[V]) Stats() FlusherStats {
 		Claimed:         s.claimed.Load(),
 		RedisErrors:     s.redisErrors.Load(),
 		QueueLost:       s.queueLost.Load(),
-		FlushDuration:   s.flushDuration.snapshot(),
+		FlushDuration:   s.flushDuration.Snapshot(),
 		QueueDepth:      s.depth.Load(),
 		DeadLetterDepth: s.deadDepth.Load(),
 	}
@@ -55,7 +61,7 @@ func (f *Flusher[V]) Stats() FlusherStats {
 
 // QueueDepth reads the lengths of the queue and the dead-letter stream.
 func (f *Flusher[V]) QueueDepth(ctx context.Context) (queued, dead int64, err error) {
-	return f.cache.remote.QueueDepth(ctx)
+	return f.queue.depth(ctx)
 }
 
 // refreshDepth rereads the depths once a second at most.
@@ -65,7 +71,7 @@ func (f *Flusher[V]) refreshDepth(ctx context.Context) {
 		return
 	}
 	f.stats.depthAt.Store(now)
-	if q, d, err := f.cache.remote.QueueDepth(ctx); err == nil {
+	if q, d, err := f.queue.depth(ctx); err == nil {
 		f.stats.depth.Store(q)
 		f.stats.deadDepth.Store(d)
 	}

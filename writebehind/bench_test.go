@@ -1,4 +1,4 @@
-package tiered
+package writebehind
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // BenchmarkSetBehind measures the writes one replica absorbs, against Set
@@ -24,11 +25,11 @@ func BenchmarkSetBehind(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			srv := redistest.Start(b)
-			c := newCache[user](b, srv, Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+			c := newCache[user](b, srv, tiered.Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if behind {
-				f, err := NewFlusher(c, FlusherOptions[user]{Writer: func(context.Context, []Write[user]) error { return nil }})
+				f, err := newFlusher(c, Options[user]{Writer: func(context.Context, []Write[user]) error { return nil }})
 				require.NoError(b, err)
 				go f.Run(ctx)
 			}
@@ -65,14 +66,14 @@ func BenchmarkFlush(b *testing.B) {
 			// A namespace per run: a run's last batch may be left
 			// unacknowledged when it stops, and must not reach the next.
 			run++
-			c := newCache[user](b, srv, Options{Namespace: fmt.Sprint("flush", run), LocalTTL: time.Hour,
+			c := newCache[user](b, srv, tiered.Options{Namespace: fmt.Sprint("flush", run), LocalTTL: time.Hour,
 				RemoteTTL: time.Hour, PingInterval: -1, WriteBehindLimit: 1 << 30})
 			for i := range b.N {
 				require.NoError(b, c.SetBehind(ctx, fmt.Sprint("k", i), user{ID: i}))
 			}
 			var delivered int
 			done := make(chan struct{})
-			f, err := NewFlusher(c, FlusherOptions[user]{BatchSize: batch, Writer: func(_ context.Context, ws []Write[user]) error {
+			f, err := newFlusher(c, Options[user]{BatchSize: batch, Writer: func(_ context.Context, ws []Write[user]) error {
 				delivered += len(ws)
 				if delivered == b.N { // distinct keys: nothing coalesces
 					close(done)

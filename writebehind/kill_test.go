@@ -1,4 +1,4 @@
-package tiered
+package writebehind
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // The source of truth of the kill test is a Redis list, so that a flusher
@@ -43,8 +44,8 @@ func listWriter(client rueidis.Client, hangAfter int) BatchWriter[int] {
 	}
 }
 
-func killFlusherOptions(w BatchWriter[int]) FlusherOptions[int] {
-	return FlusherOptions[int]{Writer: w, BatchSize: 64, Interval: 20 * time.Millisecond,
+func killFlusherOptions(w BatchWriter[int]) Options[int] {
+	return Options[int]{Writer: w, BatchSize: 64, Interval: 20 * time.Millisecond,
 		WriteTimeout: 300 * time.Millisecond, LeaseTTL: time.Second, RetryBackoff: 10 * time.Millisecond}
 }
 
@@ -59,11 +60,10 @@ func TestFlusherProcess(t *testing.T) {
 	require.NoError(t, err)
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
 	require.NoError(t, err)
-	opts := testOptions("kill")
-	opts.Client = client
-	c, err := New[int](context.Background(), opts)
-	require.NoError(t, err)
-	f, err := NewFlusher(c, killFlusherOptions(listWriter(client, hang)))
+	// A flush-only worker: a client, a namespace, a writer; no cache.
+	opts := killFlusherOptions(listWriter(client, hang))
+	opts.Client, opts.Namespace = client, "kill"
+	f, err := New(opts)
 	require.NoError(t, err)
 	require.NoError(t, f.Run(context.Background())) // until killed
 }
@@ -82,7 +82,7 @@ func TestKilledFlusherIsTakenOver(t *testing.T) {
 	require.NoError(t, child.Start())
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 	leaderKey := "kill:v1:wb:leader"
-	queueKey := rs[0].remote.QueueKey()
+	queueKey := remote.QueueKey(rs[0].ns)
 	require.Eventually(t, func() bool {
 		s, err := admin.Do(ctx, admin.B().Get().Key(leaderKey).Build()).ToString()
 		return err == nil && s != ""
@@ -143,7 +143,7 @@ func TestKilledFlusherIsTakenOver(t *testing.T) {
 	require.Positive(t, inFlight, "the flusher died holding unacknowledged writes")
 
 	// The standby in this process takes over once the lease runs out.
-	f, err := NewFlusher(rs[0], killFlusherOptions(listWriter(admin, 0)))
+	f, err := newFlusher(rs[0], killFlusherOptions(listWriter(admin, 0)))
 	require.NoError(t, err)
 	runFlusher(t, f)
 	require.Eventually(t, func() bool { return f.Stats().Written > 200 }, 20*time.Second, time.Millisecond)

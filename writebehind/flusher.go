@@ -1,4 +1,4 @@
-package tiered
+package writebehind
 
 import (
 	"context"
@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/internal/ratelog"
+	"github.com/tiercache/tiercache/internal/streamid"
+	"github.com/tiercache/tiercache/internal/wait"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -30,7 +32,7 @@ type Write[V any] struct {
 }
 
 // SeqLess reports whether queue id a comes before b.
-func SeqLess(a, b string) bool { return coherence.StreamIDLess(a, b) }
+func SeqLess(a, b string) bool { return streamid.Less(a, b) }
 
 // BatchWriter persists writes to the source of truth, within ctx's
 // deadline. It returns nil when every write was accepted; WriteErrors to
@@ -38,7 +40,7 @@ func SeqLess(a, b string) bool { return coherence.StreamIDLess(a, b) }
 // the source is unavailable, so that none was accepted.
 //
 // A refused write counts an attempt and is dead-lettered after
-// FlusherOptions.MaxAttempts; an unavailable source counts none and is
+// Options.MaxAttempts; an unavailable source counts none and is
 // retried with back-off for as long as it takes. A panic refuses the
 // batch's writes; the flusher then splits the batch to find the write
 // that panics and delivers the others.
@@ -48,79 +50,10 @@ type BatchWriter[V any] func(ctx context.Context, writes []Write[V]) error
 type WriteErrors map[int]error
 
 func (e WriteErrors) Error() string {
-	return fmt.Sprintf("tiered: %d writes refused", len(e))
+	return fmt.Sprintf("writebehind: %d writes refused", len(e))
 }
 
-// FlusherOptions configures a Flusher. Zero values mean the defaults.
-type FlusherOptions[V any] struct {
-	// Writer persists batches. Required.
-	Writer BatchWriter[V]
-	// BatchSize bounds the queued writes read per batch (before writes to
-	// one key are coalesced). Default 256, at most 10,000.
-	BatchSize int
-	// Interval is how long an idle flusher waits for new writes before it
-	// looks again (a blocking read). Default 100ms; at most half the
-	// cache's RemoteTimeout.
-	Interval time.Duration
-	// WriteTimeout is the deadline of one Writer call. Default 5s.
-	WriteTimeout time.Duration
-	// MaxAttempts is how often a write may be refused before it moves to
-	// the dead-letter stream. Default 5.
-	MaxAttempts int
-	// RetryBackoff is the pause after a batch that was not wholly
-	// accepted; it doubles up to MaxBackoff. Defaults 100ms and 5s.
-	RetryBackoff, MaxBackoff time.Duration
-	// LeaseTTL is the flusher lease: one flusher per namespace flushes
-	// while the others stand by, and a standby takes over at most LeaseTTL
-	// after the flusher dies. Default 3 × WriteTimeout; it must be at
-	// least 2 × WriteTimeout + Interval.
-	LeaseTTL time.Duration
-}
-
-func (o *FlusherOptions[V]) setDefaults(remoteTimeout time.Duration) {
-	if o.BatchSize == 0 {
-		o.BatchSize = 256
-	}
-	if o.Interval == 0 {
-		o.Interval = min(100*time.Millisecond, remoteTimeout/2)
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 5 * time.Second
-	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = 5
-	}
-	if o.RetryBackoff == 0 {
-		o.RetryBackoff = 100 * time.Millisecond
-	}
-	if o.MaxBackoff == 0 {
-		o.MaxBackoff = max(5*time.Second, o.RetryBackoff)
-	}
-	if o.LeaseTTL == 0 {
-		o.LeaseTTL = max(3*o.WriteTimeout, 2*o.WriteTimeout+o.Interval)
-	}
-}
-
-func (o *FlusherOptions[V]) validate(remoteTimeout time.Duration) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: flusher: %s", ErrInvalidOptions, fmt.Sprintf(format, a...))
-	}
-	switch {
-	case o.Writer == nil:
-		return bad("Writer is nil")
-	case o.BatchSize < 0 || o.BatchSize > 10_000:
-		return bad("BatchSize %d not in 1–10000", o.BatchSize)
-	case o.Interval < 0 || o.Interval > remoteTimeout/2:
-		return bad("Interval %v not in (0, RemoteTimeout/2 = %v]", o.Interval, remoteTimeout/2)
-	case o.WriteTimeout < 0 || o.MaxAttempts < 0 || o.RetryBackoff < 0 || o.MaxBackoff < 0:
-		return bad("WriteTimeout, MaxAttempts, RetryBackoff and MaxBackoff must not be negative")
-	case o.LeaseTTL < 0:
-		return bad("LeaseTTL %v < 0", o.LeaseTTL)
-	}
-	return nil
-}
-
-// Flusher persists a namespace's write-behind queue (see SetBehind) through
+// Flusher persists a namespace's write-behind queue (tiered.Cache.SetBehind) through
 // a BatchWriter, at least once. Any number of replicas may run one; they
 // elect one holder of a lease in Redis, which flushes while the others
 // stand by, so writes to one key reach the writer in queue order.
@@ -133,8 +66,9 @@ func (o *FlusherOptions[V]) validate(remoteTimeout time.Duration) error {
 // unacknowledged. Writes refused MaxAttempts times, and queue entries that
 // cannot be decoded, move to the dead-letter stream (remote.DeadLetterKey).
 type Flusher[V any] struct {
-	cache    *Cache[V]
-	opts     FlusherOptions[V]
+	opts     Options[V]
+	queue    *queue
+	log      *ratelog.Logger
 	consumer string
 	// attempts counts refusals per queue id; only the lease holder's loop
 	// touches it, and it holds no more than the consumer's pending entries.
@@ -142,18 +76,17 @@ type Flusher[V any] struct {
 	stats    flusherCounters
 }
 
-// NewFlusher builds a flusher of c's namespace; Run starts it.
-func NewFlusher[V any](c *Cache[V], opts FlusherOptions[V]) (*Flusher[V], error) {
-	if err := opts.validate(c.opts.RemoteTimeout); err != nil {
+// New builds a flusher of a namespace's queue from a client, namespace and
+// codec: a worker that only flushes needs no cache. Run starts it.
+func New[V any](opts Options[V]) (*Flusher[V], error) {
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	opts.setDefaults(c.opts.RemoteTimeout)
-	if opts.LeaseTTL < 2*opts.WriteTimeout+opts.Interval {
-		return nil, fmt.Errorf("%w: flusher: LeaseTTL %v < 2 × WriteTimeout + Interval", ErrInvalidOptions, opts.LeaseTTL)
-	}
+	opts.setDefaults()
 	return &Flusher[V]{
-		cache:    c,
 		opts:     opts,
+		queue:    newQueue(opts.Client, opts.Namespace, opts.RemoteTimeout, opts.MaxValueBytes),
+		log:      ratelog.New(opts.Logger, opts.LogEvery, "cache", opts.Namespace),
 		consumer: "flusher-" + remote.NewToken(),
 		attempts: make(map[string]int),
 	}, nil
@@ -161,31 +94,26 @@ func NewFlusher[V any](c *Cache[V], opts FlusherOptions[V]) (*Flusher[V], error)
 
 // Run flushes until ctx ends, then gives the lease up (what it read and did
 // not flush stays queued for the next holder) and returns nil. Redis
-// failures are counted and retried; Run returns an error only for a closed
-// cache, or at once with ErrQueueUnsafe on a Redis that may evict the queue
-// (see Options.AllowQueueEviction). A queue Redis lost meanwhile is logged
-// as an error and counted (Stats.Remote.Lost.Queue, FlusherStats.QueueLost),
-// and flushing goes on with what is queued since.
+// failures are counted and retried; Run returns an error only at once, with
+// ErrQueueUnsafe, on a Redis that may evict the queue (see
+// Options.AllowQueueEviction). A queue Redis lost meanwhile is logged as an
+// error and counted (Stats.QueueLost), and flushing goes on with what is
+// queued since.
 func (f *Flusher[V]) Run(ctx context.Context) error {
-	if err := f.cache.checkQueue(ctx); err != nil {
+	if err := f.checkDurability(ctx); err != nil {
 		return err
 	}
 	defer f.stats.leader.Store(false)
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), f.cache.opts.RemoteTimeout)
-		defer cancel()
-		_ = f.cache.remote.ReleaseLeader(rctx, f.consumer)
+		_ = f.queue.releaseLeader(context.Background(), f.consumer)
 	}()
 	var pause time.Duration // the current back-off
 	for ctx.Err() == nil {
-		if f.cache.closed.Load() {
-			return ErrClosed
-		}
 		settled, err := f.round(ctx)
 		switch {
-		case errors.Is(err, remote.ErrQueueLost):
+		case errors.Is(err, errQueueLost):
 			f.stats.queueLost.Add(1)
-			f.cache.log.error("queue:lost", "write-behind queue lost by Redis: the writes it held are gone", "err", err)
+			f.log.Error("queue:lost", "write-behind queue lost by Redis: the writes it held are gone", "err", err)
 			continue
 		case err != nil:
 			if ctx.Err() == nil {
@@ -198,7 +126,7 @@ func (f *Flusher[V]) Run(ctx context.Context) error {
 		default:
 			pause = f.backoff(pause)
 		}
-		if !sleep(ctx, pause) {
+		if !wait.Sleep(ctx, pause) {
 			break
 		}
 	}
@@ -218,59 +146,45 @@ func (f *Flusher[V]) backoff(last time.Duration) time.Duration {
 // a growing back-off would delay its takeover.
 func (f *Flusher[V]) round(ctx context.Context) (settled bool, err error) {
 	started := time.Now()
-	lead, err := f.cache.remote.HoldLeader(ctx, f.consumer, f.opts.LeaseTTL)
+	lead, err := f.queue.holdLeader(ctx, f.consumer, f.opts.LeaseTTL)
 	if err != nil {
 		return false, err
 	}
 	leaseEnd := started.Add(f.opts.LeaseTTL)
 	switch lead {
-	case remote.NotLeader:
+	case notLeader:
 		f.stats.leader.Store(false)
 		clear(f.attempts)
 		// A standby looks again well within one lease.
-		sleep(ctx, f.opts.LeaseTTL/4)
+		wait.Sleep(ctx, f.opts.LeaseTTL/4)
 		return true, nil
-	case remote.NewLeader:
+	case newLeader:
 		f.stats.leader.Store(true)
 		clear(f.attempts)
-		n, err := f.cache.remote.ClaimQueue(ctx, f.consumer)
+		n, err := f.queue.claim(ctx, f.consumer)
 		f.stats.claimed.Add(uint64(n))
 		if err != nil {
 			return false, err
 		}
 	}
 	f.refreshDepth(ctx)
-	entries, err := f.cache.remote.ReadQueue(ctx, f.consumer, f.opts.BatchSize, f.opts.Interval)
+	entries, err := f.queue.read(ctx, f.consumer, f.opts.BatchSize, f.opts.Interval)
 	if err != nil || len(entries) == 0 {
 		return err == nil, err
 	}
 	// The writer's deadline leaves time to acknowledge before the lease
 	// could pass to another flusher.
 	deadline := time.Now().Add(f.opts.WriteTimeout)
-	if end := leaseEnd.Add(-f.cache.opts.RemoteTimeout); end.Before(deadline) {
+	if end := leaseEnd.Add(-f.opts.RemoteTimeout); end.Before(deadline) {
 		deadline = end
 	}
 	return f.flush(ctx, entries, deadline)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // pendingWrite is one coalesced write and the queue entries it stands for.
 type pendingWrite struct {
-	entries []remote.QueueEntry
-	last    remote.QueueEntry
+	entries []entry
+	last    entry
 }
 
 func (p *pendingWrite) ids() []string {
@@ -283,7 +197,7 @@ func (p *pendingWrite) ids() []string {
 
 // flush delivers one batch, in queue order, and reports whether all of it
 // was accepted.
-func (f *Flusher[V]) flush(ctx context.Context, entries []remote.QueueEntry, deadline time.Time) (bool, error) {
+func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.Time) (bool, error) {
 	byKey := make(map[string]*pendingWrite, len(entries))
 	var order []*pendingWrite
 	writes := make([]Write[V], 0, len(entries))
@@ -306,7 +220,7 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []remote.QueueEntry, dea
 	var poison []*pendingWrite
 	kept := order[:0]
 	for _, p := range order {
-		v, err := f.cache.decode(p.last.Envelope.Payload)
+		v, err := f.decode(p.last.Envelope.Payload)
 		if err != nil {
 			poison = append(poison, p)
 			continue
@@ -334,7 +248,7 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []remote.QueueEntry, dea
 	began := time.Now()
 	outcome := f.deliver(wctx, writes)
 	cancel()
-	f.stats.flushDuration.observe(time.Since(began))
+	f.stats.flushDuration.Observe(time.Since(began))
 	f.stats.batches.Add(1)
 
 	var accepted []string
@@ -366,7 +280,7 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []remote.QueueEntry, dea
 	if len(accepted) > 0 {
 		// If this fails the writes stay pending and are delivered again:
 		// at least once.
-		if err := f.cache.remote.AckQueue(ctx, accepted); err != nil {
+		if err := f.queue.ack(ctx, accepted); err != nil {
 			return false, err
 		}
 		for _, id := range accepted {
@@ -431,8 +345,8 @@ func (f *Flusher[V]) deadLetterAll(ctx context.Context, p *pendingWrite, why err
 	return nil
 }
 
-func (f *Flusher[V]) deadLetter(ctx context.Context, e remote.QueueEntry, attempts int, why error) error {
-	err := f.cache.remote.MoveToDeadLetters(ctx, remote.DeadLetter{
+func (f *Flusher[V]) deadLetter(ctx context.Context, e entry, attempts int, why error) error {
+	err := f.queue.moveToDeadLetters(ctx, deadLetter{
 		ID: e.ID, Key: e.Key, Raw: e.Raw, Attempts: attempts, Reason: why.Error(),
 	})
 	if err == nil {
@@ -440,4 +354,13 @@ func (f *Flusher[V]) deadLetter(ctx context.Context, e remote.QueueEntry, attemp
 		f.stats.deadLetters.Add(1)
 	}
 	return err
+}
+
+// decode decodes a queued value with the codec.
+func (f *Flusher[V]) decode(payload []byte) (V, error) {
+	var v V
+	if err := f.opts.Codec.Unmarshal(payload, &v); err != nil {
+		return v, fmt.Errorf("%w: %w", ErrCodec, err)
+	}
+	return v, nil
 }

@@ -1,0 +1,34 @@
+package writebehind
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tiercache/tiercache/remote"
+)
+
+// checkDurability refuses to flush a queue Redis may evict (allkeys-*)
+// unless Options.AllowQueueEviction, and says when persistence is off. A
+// Redis that cannot be asked is not judged: the rounds will fail and retry.
+func (f *Flusher[V]) checkDurability(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.RemoteTimeout)
+	defer cancel()
+	d, err := remote.ReadDurability(ctx, f.opts.Client)
+	if err != nil {
+		return nil
+	}
+	switch {
+	case !d.Known:
+		f.log.Warn("queue:unverified", "write-behind: cannot read the eviction policy (CONFIG and INFO refused): make sure it is noeviction or volatile-*, and that persistence is on")
+	case d.CanEvictQueue() && !f.opts.AllowQueueEviction:
+		err := fmt.Errorf("%w: Redis maxmemory-policy is %s, which can evict the queue and every acknowledged write it holds; use noeviction or a volatile-* policy, or a dedicated Redis, or set Options.AllowQueueEviction to accept losses", ErrQueueUnsafe, d.Policy)
+		f.log.Error("queue:unsafe", "write-behind flusher refused", "err", err)
+		return err
+	case d.CanEvictQueue():
+		f.log.Warn("queue:evictable", "write-behind on an evicting Redis (AllowQueueEviction): queued writes may be lost; losses are counted", "policy", d.Policy)
+	}
+	if d.Known && !d.AOF {
+		f.log.Warn("queue:no-aof", "write-behind: Redis persistence (appendonly) is off: a restart loses the queued writes")
+	}
+	return nil
+}
