@@ -45,7 +45,7 @@ func newTiercache(ctx context.Context, env Env) (Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := tiered.Options{
+	opts := tiered.Options[string]{
 		Client: rc, Namespace: env.Namespace, LocalTTL: env.LocalTTL, RemoteTTL: env.RemoteTTL,
 		BreakerCooldown: 500 * time.Millisecond,
 	}

@@ -156,17 +156,18 @@ func TestSlotLogs(t *testing.T) {
 	})
 
 	t.Run("pings-keep-the-floor-young", func(t *testing.T) {
-		// With a 2.5 s age, a floor 0.5 s old is too old. Pings coming
-		// back keep moving it up; once they stop, gaps are reported.
-		// (A replay moves the floor too, so the test lets time pass
-		// without one.)
-		f := startSlotLogBus(t, cl, 2500*time.Millisecond)
-		time.Sleep(time.Second)
+		// With a 3.5 s age, a floor 1.5 s old is too old. Pings coming
+		// back (every 50 ms) keep moving it up; once they stop, gaps are
+		// reported. Time itself is what is tested, so the test lets 2 s
+		// pass each way, without a replay (which moves the floor too); the
+		// margin leaves pings 1.5 s to come back on a loaded machine.
+		f := startSlotLogBus(t, cl, 3500*time.Millisecond)
+		time.Sleep(2 * time.Second)
 		require.True(t, f.resync(), "the pings moved the floor")
 		nowhere := "nobody:listens"
 		f.bus.pingTo.Store(&nowhere)
-		time.Sleep(time.Second)
-		require.False(t, f.resync(), "no ping came back for a second")
+		time.Sleep(2 * time.Second)
+		require.False(t, f.resync(), "no ping came back for two seconds")
 		assert.True(t, f.rec.hasGap("test"))
 	})
 }

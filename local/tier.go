@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,10 +32,6 @@ type Options struct {
 	// More stripes mean fewer fills refused by an unrelated key's
 	// invalidation. Default 4096.
 	Stripes int
-	// TTLJitter shortens each entry's TTL by a random fraction in
-	// [0, TTLJitter), so entries filled together do not expire together.
-	// Must be in [0, 1). Default 0.
-	TTLJitter float64
 }
 
 // Defaults, and what an entry costs the heap beyond its value.
@@ -60,8 +55,6 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: NumCounters %d < 0", ErrInvalidOptions, o.NumCounters)
 	case o.Stripes < 0 || o.Stripes > 1<<20:
 		return fmt.Errorf("%w: Stripes %d not in [0, 2^20]", ErrInvalidOptions, o.Stripes)
-	case o.TTLJitter < 0 || o.TTLJitter >= 1:
-		return fmt.Errorf("%w: TTLJitter %v not in [0, 1)", ErrInvalidOptions, o.TTLJitter)
 	}
 	return nil
 }
@@ -153,7 +146,6 @@ type Tier[V any] struct {
 	stripes []stripe
 	mask    uint64
 	seed    maphash.Seed
-	jitter  float64
 	// minCharge is what an entry costs at least: MaxCost/MaxEntries.
 	minCharge int64
 	epoch     atomic.Uint64
@@ -181,7 +173,6 @@ func New[V any](opts Options) (*Tier[V], error) {
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:       uint64(opts.Stripes - 1),
 		seed:       maphash.MakeSeed(),
-		jitter:     opts.TTLJitter,
 	}
 	t.epoch.Store(1)
 	// The counters are part of the bound: entries get what they leave.
@@ -337,9 +328,6 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 func (t *Tier[V]) set(s *stripe, key string, v *stored[V], cost int64, ttl time.Duration) bool {
 	if ttl <= 0 {
 		return false
-	}
-	if t.jitter > 0 {
-		ttl -= time.Duration(rand.Float64() * t.jitter * float64(ttl))
 	}
 	if !t.cache.SetWithTTL(key, v, cost, ttl) {
 		t.dropped.Add(1)

@@ -141,7 +141,7 @@ func TestReplace(t *testing.T) {
 }
 
 func TestTTLExpires(t *testing.T) {
-	tier := newTier(t, Options{TTLJitter: 0.5})
+	tier := newTier(t, Options{})
 	require.True(t, tier.Fill(tier.Fence("k"), "k", Entry[int64]{Value: 1}, 1, 40*time.Millisecond))
 	tier.Wait()
 	require.Eventually(t, func() bool {
@@ -194,7 +194,7 @@ func countHeld(tier *Tier[int64], n int) int {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Options{{MaxCost: -1}, {NumCounters: -1}, {Stripes: -1}, {TTLJitter: 1}, {TTLJitter: -0.1}} {
+	for _, o := range []Options{{MaxCost: -1}, {NumCounters: -1}, {Stripes: -1}} {
 		_, err := New[int](o)
 		assert.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
 	}

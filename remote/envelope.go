@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -57,6 +58,15 @@ type Envelope struct {
 	Tags       []TagVersion // the tags the value was written with
 	Payload    []byte       // the codec's bytes, uncompressed
 	header     []byte       // the wire header it was decoded from, if any
+}
+
+// TTL is how long the envelope was stamped to live in Redis (from its
+// write to its expiry), or 0 when it does not say.
+func (e *Envelope) TTL() time.Duration {
+	if e.ExpiresAt == 0 || e.ExpiresAt <= e.WrittenAt {
+		return 0
+	}
+	return time.Duration(e.ExpiresAt - e.WrittenAt)
 }
 
 // TagVersion is a tag and the version it had when a value was written.

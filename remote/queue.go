@@ -62,7 +62,7 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 		return "", err
 	}
 	defer inf.end(&err)
-	args := []string{string(b), s.ttlMillis(0), p.Channel, string(p.Message), strconv.Itoa(limit), key}
+	args := []string{string(b), s.ttlMillis(e.TTL()), p.Channel, string(p.Message), strconv.Itoa(limit), key}
 	id, err := s.exec(ctx, setQueuedScript, func(g *genState) call {
 		keys := g.keys(key)
 		return call{keys: []string{keys[0], keys[1], s.QueueKey()}, args: args, write: true}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,9 +28,6 @@ type Options struct {
 	Namespace string
 	// TTL is how long values live in Redis. Required.
 	TTL time.Duration
-	// TTLJitter shortens each TTL by a random fraction in [0, TTLJitter).
-	// Must be in [0, 1). Default 0.
-	TTLJitter float64
 	// LeaseTTL bounds how long a fill lease holds. Default 5s.
 	LeaseTTL time.Duration
 	// MaxValueBytes bounds a payload before compression. Default 1 MiB.
@@ -87,8 +83,6 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: Namespace is empty", ErrInvalidOptions)
 	case o.TTL <= 0:
 		return fmt.Errorf("%w: TTL %v must be positive", ErrInvalidOptions, o.TTL)
-	case o.TTLJitter < 0 || o.TTLJitter >= 1:
-		return fmt.Errorf("%w: TTLJitter %v not in [0, 1)", ErrInvalidOptions, o.TTLJitter)
 	case o.LeaseTTL < 0:
 		return fmt.Errorf("%w: LeaseTTL %v < 0", ErrInvalidOptions, o.LeaseTTL)
 	case o.MaxValueBytes < 0:
@@ -209,13 +203,11 @@ type Publication struct {
 	Message []byte
 }
 
-// ttlMillis is ttl (the store's TTL when zero) with jitter, in ms.
+// ttlMillis is ttl (the store's TTL when zero), in ms. Jitter is the
+// caller's: it stamps the envelope with the expiry it chose.
 func (s *Store) ttlMillis(ttl time.Duration) string {
 	if ttl <= 0 {
 		ttl = s.opts.TTL
-	}
-	if s.opts.TTLJitter > 0 {
-		ttl -= time.Duration(rand.Float64() * s.opts.TTLJitter * float64(ttl))
 	}
 	return strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
 }
@@ -272,7 +264,7 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 		return err
 	}
 	defer inf.end(&err)
-	ttl := s.ttlMillis(0)
+	ttl := s.ttlMillis(e.TTL())
 	return s.exec(ctx, setScript, func(g *genState) call {
 		return call{keys: g.keys(key)[:2], args: []string{string(b), ttl, p.Channel, string(p.Message)}, write: true}
 	}).Error()

@@ -36,7 +36,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Namespace: "n", TTL: time.Second},
 		{Client: c, TTL: time.Second},
 		{Client: c, Namespace: "n"},
-		{Client: c, Namespace: "n", TTL: time.Second, TTLJitter: 1},
+		{Client: c, Namespace: "n", TTL: -time.Second},
 		{Client: c, Namespace: "n", TTL: time.Second, MaxValueBytes: -1},
 	} {
 		_, err := New(o)
@@ -47,7 +47,7 @@ func TestOptionsValidate(t *testing.T) {
 func TestSetGetDelete(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv)
-	s := newStore(t, c, Options{TTL: time.Minute, TTLJitter: 0.1})
+	s := newStore(t, c, Options{TTL: time.Minute})
 	ctx := context.Background()
 
 	_, err := s.Get(ctx, "k")
@@ -65,7 +65,14 @@ func TestSetGetDelete(t *testing.T) {
 	assert.Less(t, raw, int64(len(big)/2), "large payloads are stored compressed")
 	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.ValueKey("k")).Build()).AsInt64()
 	require.NoError(t, err)
-	assert.InDelta(t, 57_000, pttl, 3_500, "TTL with ≤10%% jitter")
+	assert.InDelta(t, 59_000, pttl, 1_500, "an envelope without expiry lives the store's TTL")
+
+	now := time.Now().UnixNano()
+	stamped := &Envelope{WrittenAt: now, ExpiresAt: now + int64(20*time.Second), Payload: []byte("v")}
+	require.NoError(t, s.Set(ctx, "k", stamped, Publication{Channel: "ch", Message: []byte("m")}))
+	pttl, err = c.Do(ctx, c.B().Pttl().Key(s.ValueKey("k")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.InDelta(t, 19_500, pttl, 1_000, "an envelope lives as long as it was stamped to")
 
 	require.NoError(t, s.Delete(ctx, []string{"k", "absent"}, Publication{Channel: "ch", Message: []byte("m")}))
 	_, err = s.Get(ctx, "k")

@@ -57,7 +57,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 	for _, tr := range []tiered.Transport{tiered.TransportPubSub, tiered.TransportResumable, tiered.TransportTracking} {
 		hot, err := warmup.NewTracker(warmup.TrackerOptions{Client: c, Namespace: ns})
 		require.NoError(t, err)
-		cache, err := tiered.New[string](ctx, tiered.Options{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour,
+		cache, err := tiered.New[string](ctx, tiered.Options[string]{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour,
 			Transport: tr, PingInterval: 10 * time.Millisecond, Sampler: hot, SampleEvery: 1, Logger: warned.logger()})
 		require.NoError(t, err, tr)
 		require.NoError(t, cache.Set(ctx, "k", "v", tiered.WithTags("t")), tr)
@@ -72,7 +72,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		require.NoError(t, cache.Delete(ctx, "loaded"), tr)
 		// A load another replica holds the lease of: the waiter reads the
 		// lease's TTL (PTTL in the lease script).
-		peer, err := tiered.New[string](ctx, tiered.Options{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, Transport: tr})
+		peer, err := tiered.New[string](ctx, tiered.Options[string]{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, Transport: tr})
 		require.NoError(t, err, tr)
 		inLoad, release := make(chan struct{}), make(chan struct{})
 		first := make(chan error, 1)
@@ -147,7 +147,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 	// the generation key go undetected.
 	restricted := aclUser(t, srv, slices.DeleteFunc(slices.Clone(rules), func(r string) bool { return r == "+info" })...)
 	var noInfo warnings
-	cache, err := tiered.New[string](ctx, tiered.Options{Client: restricted, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, Logger: noInfo.logger()})
+	cache, err := tiered.New[string](ctx, tiered.Options[string]{Client: restricted, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, Logger: noInfo.logger()})
 	require.NoError(t, err)
 	defer cache.Close()
 	require.NoError(t, cache.Set(ctx, "k", "v"))

@@ -19,7 +19,7 @@ import (
 
 func TestLocalHitAllocatesNothing(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[user](t, srv, testOptions("ns"))
+	c := newCache[user](t, srv, testOptions[user]("ns"))
 	ctx := context.Background()
 	require.NoError(t, c.Set(ctx, "42", user{ID: 42, Name: "Ada"}))
 	c.local.Wait()

@@ -51,7 +51,7 @@ func BenchmarkLocalHit(b *testing.B) {
 		{"parallel-8", func(b *testing.B, get func(string)) { b.SetParallelism(8); readParallel(b, seq, get) }},
 	}
 	srv := redistest.Start(b)
-	c := newCache[user](b, srv, Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+	c := newCache[user](b, srv, Options[user]{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
 	ctx := context.Background()
 	for i, k := range keys {
 		require.NoError(b, c.Set(ctx, k, user{ID: i, Name: k}))
@@ -108,7 +108,7 @@ func BenchmarkClusterSet(b *testing.B) {
 func benchmarkSet(b *testing.B, client func(testing.TB) rueidis.Client, ping time.Duration) {
 	for _, tr := range []Transport{TransportPubSub, TransportResumable} {
 		b.Run(string(tr), func(b *testing.B) {
-			c, err := New[user](context.Background(), Options{Namespace: "bench-" + string(tr), LocalTTL: time.Hour, RemoteTTL: time.Hour,
+			c, err := New[user](context.Background(), Options[user]{Namespace: "bench-" + string(tr), LocalTTL: time.Hour, RemoteTTL: time.Hour,
 				PingInterval: ping, Transport: tr, Client: client(b)})
 			if err != nil {
 				b.Fatal(err)
@@ -132,7 +132,7 @@ func benchmarkSet(b *testing.B, client func(testing.TB) rueidis.Client, ping tim
 // the callers' latency quantiles (target: p99 ≤ loader + 5 ms).
 func BenchmarkStampede(b *testing.B) {
 	srv := redistest.Start(b)
-	rs := replicas[string](b, srv, 4, Options{Namespace: "stampede", LocalTTL: time.Minute, RemoteTTL: time.Minute, PingInterval: -1})
+	rs := replicas[string](b, srv, 4, Options[string]{Namespace: "stampede", LocalTTL: time.Minute, RemoteTTL: time.Minute, PingInterval: -1})
 	var calls atomic.Int64
 	load := func(context.Context) (string, error) {
 		calls.Add(1)
@@ -159,7 +159,7 @@ func BenchmarkMiss(b *testing.B) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
 	b.Run("tiercache", func(b *testing.B) {
-		c := newCache[string](b, srv, Options{Namespace: "miss", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+		c := newCache[string](b, srv, Options[string]{Namespace: "miss", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
 		require.NoError(b, c.Set(ctx, "k", "value"))
 		load := func(context.Context) (string, error) { return "", errors.New("unused") }
 		b.ReportAllocs()

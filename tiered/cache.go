@@ -22,8 +22,7 @@ type Cache[V any] struct {
 	sampler    Sampler // nil: no sampling
 	sampleMask uint32
 	log        *ratelog.Logger
-	opts       Options
-	hooks      hooks[V]
+	opts       Options[V]
 	origin     uint64
 	channel    string
 	local      *local.Tier[V]
@@ -47,18 +46,13 @@ type Cache[V any] struct {
 	stats  counters
 }
 
-// DefaultStartTimeout bounds New when its ctx has no deadline: Redis
-// unreachable, or a subscription that never confirms, fails New after this
-// long instead of blocking it forever.
-const DefaultStartTimeout = 10 * time.Second
-
 // New builds a cache and subscribes it to its namespace's invalidations. It
 // returns once the subscription is confirmed, so no write that completes
 // after New returns can be missed. It fails (ErrRemote) if ctx ends first,
 // or after DefaultStartTimeout when ctx has no deadline, with the last
 // attempt's error; and at once, with Redis's reply (NOPERM …), if Redis
 // refuses a command the transport needs: see the ACL in docs/operations.md.
-func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
+func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -68,12 +62,8 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		defer cancel()
 	}
 	opts.setDefaults()
-	h, err := hooksOf[V](&opts)
-	if err != nil {
-		return nil, err
-	}
 	log := ratelog.New(opts.Logger, opts.LogEvery, "cache", opts.Namespace)
-	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, MaxEntries: opts.LocalMaxEntries, TTLJitter: opts.TTLJitter})
+	lt, err := local.New[V](local.Options{MaxCost: opts.LocalMaxCost, MaxEntries: opts.LocalMaxEntries})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
@@ -84,7 +74,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 	rs, err := remote.New(remote.Options{
 		Client:             opts.Client,
 		Namespace:          opts.Namespace,
-		TTL:                opts.RemoteTTL, // jitter is applied here, per write, so envelopes know their expiry
+		TTL:                opts.RemoteTTL, // jittered per write here, so envelopes know their expiry
 		LeaseTTL:           opts.LeaseTTL,
 		MaxValueBytes:      opts.MaxValueBytes,
 		CompressAbove:      opts.CompressAbove,
@@ -96,7 +86,7 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		InvalidationLogAge: opts.InvalidationLogAge,
 		WaitReplicas:       opts.WaitReplicas,
 		WaitTimeout:        opts.WaitTimeout,
-		GenerationMessage:  func(value string) remote.Publication { return generationPublication(msgOrigin, &opts, value) },
+		GenerationMessage:  func(value string) remote.Publication { return generationPublication(msgOrigin, opts.Namespace, value) },
 		OnGeneration:       func(g remote.GenerationChange) { onGeneration(g) },
 		Warn:               func(kind, msg string, err error) { log.Warn(kind, msg, "err", err) },
 	})
@@ -109,7 +99,6 @@ func New[V any](ctx context.Context, opts Options) (*Cache[V], error) {
 		sampleMask: uint32(opts.SampleEvery - 1),
 		log:        log,
 		opts:       opts,
-		hooks:      h,
 		origin:     msgOrigin,
 		channel:    opts.Namespace + ":inv",
 		local:      lt,
@@ -248,7 +237,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		}
 		err = derr
 	}
-	if load == nil && c.hooks.loader == nil {
+	if load == nil && c.opts.Loader == nil {
 		switch {
 		case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
 			c.corrupt(err)
@@ -266,7 +255,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		return zero, ctx.Err()
 	}
 	if load == nil {
-		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
+		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
 	}
 	// A corrupt value is counted by the lease round, which finds it again.
 	// Redis did not answer: fail open at once, without a second call to
@@ -331,7 +320,7 @@ const xfetchHorizon = 20
 // considering a refresh.
 func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Envelope, payloadCost int64, replace bool) {
 	now := time.Now().UnixNano()
-	ttl := c.opts.LocalTTL
+	ttl := c.jitter(c.opts.LocalTTL)
 	if env.ExpiresAt != 0 {
 		ttl = min(ttl, time.Duration(env.ExpiresAt-now))
 	}
@@ -590,7 +579,7 @@ func (c *Cache[V]) applyRepair(reason coherence.GapReason, replayed int) {
 	c.log.Warn("repair:"+string(reason), "invalidations missed and replayed from the log", "reason", reason, "replayed", replayed)
 }
 
-func logSize(o *Options) int {
+func logSize[V any](o *Options[V]) int {
 	if o.Transport == TransportResumable {
 		return o.InvalidationLogSize
 	}

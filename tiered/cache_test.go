@@ -23,7 +23,7 @@ type user struct {
 
 func TestGetSetDelete(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[user](t, srv, 2, testOptions("svc:users"))
+	rs := replicas[user](t, srv, 2, testOptions[user]("svc:users"))
 	ctx := context.Background()
 
 	_, err := rs[0].Get(ctx, "42")
@@ -64,7 +64,7 @@ func TestGetSetDelete(t *testing.T) {
 
 func TestGetOrLoadOneLoadPerKeyPerReplica(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions("ns"))
+	c := newCache[string](t, srv, testOptions[string]("ns"))
 	var calls atomic.Int32
 	release := make(chan struct{})
 	load := func(ctx context.Context) (string, error) {
@@ -91,7 +91,7 @@ func TestGetOrLoadOneLoadPerKeyPerReplica(t *testing.T) {
 	assert.Equal(t, int32(1), calls.Load())
 
 	// Now cached in both tiers: no more loads, here or on a new replica.
-	other := newCache[string](t, srv, testOptions("ns"))
+	other := newCache[string](t, srv, testOptions[string]("ns"))
 	v, err := other.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) { return "", errors.New("must not load") })
 	require.NoError(t, err)
 	assert.Equal(t, "loaded", v)
@@ -99,7 +99,7 @@ func TestGetOrLoadOneLoadPerKeyPerReplica(t *testing.T) {
 
 func TestGetOrLoadHonoursCallerCtx(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions("ns"))
+	c := newCache[string](t, srv, testOptions[string]("ns"))
 	release := make(chan struct{})
 	load := func(ctx context.Context) (string, error) {
 		<-release
@@ -128,7 +128,7 @@ func TestLoadStartedBeforeAWriteNeverOverwritesIt(t *testing.T) {
 	for _, write := range []string{"set", "delete"} {
 		t.Run(write, func(t *testing.T) {
 			srv := redistest.Start(t)
-			rs := replicas[string](t, srv, 2, testOptions("ns"))
+			rs := replicas[string](t, srv, 2, testOptions[string]("ns"))
 			ctx := context.Background()
 			started, release := make(chan struct{}), make(chan struct{})
 			got := make(chan string)
@@ -166,7 +166,7 @@ func TestLoadStartedBeforeAWriteNeverOverwritesIt(t *testing.T) {
 
 func TestLoaderErrorsAndPanics(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := testOptions("ns")
+	opts := testOptions[string]("ns")
 	opts.LoadBackoff = 20 * time.Millisecond
 	c := newCache[string](t, srv, opts)
 	ctx := context.Background()
@@ -180,7 +180,7 @@ func TestLoaderErrorsAndPanics(t *testing.T) {
 	v, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "ok", nil })
 	require.NoError(t, err)
 	assert.Equal(t, "ok", v)
-	other := newCache[string](t, srv, testOptions("ns"))
+	other := newCache[string](t, srv, testOptions[string]("ns"))
 	v, err = other.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "ok", v)
@@ -189,7 +189,7 @@ func TestLoaderErrorsAndPanics(t *testing.T) {
 
 func TestBadInputGetsAClearError(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := testOptions("ns")
+	opts := testOptions[string]("ns")
 	opts.MaxValueBytes = 100
 	c := newCache[string](t, srv, opts)
 	ctx := context.Background()
@@ -216,13 +216,13 @@ func TestBadInputGetsAClearError(t *testing.T) {
 	_, err = c.Get(ctx, "big")
 	assert.ErrorIs(t, err, ErrNotFound)
 
-	fc := newCache[func()](t, srv, testOptions("fn"))
+	fc := newCache[func()](t, srv, testOptions[func()]("fn"))
 	assert.ErrorIs(t, fc.Set(ctx, "k", func() {}), ErrCodec)
 }
 
 func TestCorruptRedisValueIsAMiss(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[user](t, srv, testOptions("ns"))
+	c := newCache[user](t, srv, testOptions[user]("ns"))
 	rc := redistest.Client(t, srv)
 	ctx := context.Background()
 	for _, junk := range []string{"not an envelope", "tc\x01\x00" + strings.Repeat("\x00", 28) + "{not json"} {
@@ -234,7 +234,7 @@ func TestCorruptRedisValueIsAMiss(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, u.ID)
 	assert.Equal(t, uint64(3), c.Stats().Corrupt)
-	other := newCache[user](t, srv, testOptions("ns"))
+	other := newCache[user](t, srv, testOptions[user]("ns"))
 	u, err = other.Get(ctx, "k")
 	require.NoError(t, err, "the load replaced the corrupt value in Redis")
 	assert.Equal(t, 1, u.ID)
@@ -243,16 +243,16 @@ func TestCorruptRedisValueIsAMiss(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
-	good := Options{Client: rc, Namespace: "ns", LocalTTL: time.Second, RemoteTTL: time.Minute}
-	for name, mutate := range map[string]func(*Options){
-		"nil client":         func(o *Options) { o.Client = nil },
-		"empty namespace":    func(o *Options) { o.Namespace = "" },
-		"brace in namespace": func(o *Options) { o.Namespace = "a{b}" },
-		"space in namespace": func(o *Options) { o.Namespace = "a b" },
-		"no local TTL":       func(o *Options) { o.LocalTTL = 0 },
-		"local over remote":  func(o *Options) { o.LocalTTL = time.Hour },
-		"jitter 1":           func(o *Options) { o.TTLJitter = 1 },
-		"negative cost":      func(o *Options) { o.LocalMaxCost = -1 },
+	good := Options[string]{Client: rc, Namespace: "ns", LocalTTL: time.Second, RemoteTTL: time.Minute}
+	for name, mutate := range map[string]func(*Options[string]){
+		"nil client":         func(o *Options[string]) { o.Client = nil },
+		"empty namespace":    func(o *Options[string]) { o.Namespace = "" },
+		"brace in namespace": func(o *Options[string]) { o.Namespace = "a{b}" },
+		"space in namespace": func(o *Options[string]) { o.Namespace = "a b" },
+		"no local TTL":       func(o *Options[string]) { o.LocalTTL = 0 },
+		"local over remote":  func(o *Options[string]) { o.LocalTTL = time.Hour },
+		"jitter 1":           func(o *Options[string]) { o.TTLJitter = 1 },
+		"negative cost":      func(o *Options[string]) { o.LocalMaxCost = -1 },
 	} {
 		o := good
 		mutate(&o)
@@ -266,7 +266,7 @@ func TestOptionsValidate(t *testing.T) {
 
 func TestUseAfterClose(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions("ns"))
+	c := newCache[string](t, srv, testOptions[string]("ns"))
 	ctx := context.Background()
 	require.NoError(t, c.Set(ctx, "k", "v"))
 	c.Close()
@@ -281,7 +281,7 @@ func TestUseAfterClose(t *testing.T) {
 
 func TestNewFailsWhenRedisDoesNotAnswer(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := testOptions("ns")
+	opts := testOptions[string]("ns")
 	opts.Client = redistest.Client(t, srv)
 	require.NoError(t, srv.Pause())
 	defer srv.Resume()
@@ -294,8 +294,8 @@ func TestNewFailsWhenRedisDoesNotAnswer(t *testing.T) {
 
 func TestNamespacesAreIsolated(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newCache[string](t, srv, testOptions("svc-a"))
-	b := newCache[string](t, srv, testOptions("svc-b"))
+	a := newCache[string](t, srv, testOptions[string]("svc-a"))
+	b := newCache[string](t, srv, testOptions[string]("svc-b"))
 	ctx := context.Background()
 	require.NoError(t, a.Set(ctx, "k", "from a"))
 	require.NoError(t, b.Set(ctx, "k", "from b"))
@@ -313,7 +313,7 @@ func TestNamespacesAreIsolated(t *testing.T) {
 func TestCloseUnsubscribesFromTheCallersClient(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
-	opts := testOptions("ns")
+	opts := testOptions[string]("ns")
 	opts.Client = rc
 	subscribers := func() int64 {
 		arr, err := rc.Do(context.Background(), rc.B().PubsubNumsub().Channel("ns:inv").Build()).ToArray()

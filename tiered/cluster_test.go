@@ -18,7 +18,7 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-func clusterReplicas[V any](t *testing.T, cl *redistest.Cluster, n int, opts Options) []*Cache[V] {
+func clusterReplicas[V any](t *testing.T, cl *redistest.Cluster, n int, opts Options[V]) []*Cache[V] {
 	t.Helper()
 	var rs []*Cache[V]
 	for range n {
@@ -44,7 +44,7 @@ func TestCluster(t *testing.T) {
 	const clusterGrace = 300 * time.Millisecond
 
 	t.Run("convergence", func(t *testing.T) {
-		testConvergence(t, clusterReplicas[int](t, cl, 4, testOptions("cconv")), TransportPubSub)
+		testConvergence(t, clusterReplicas[int](t, cl, 4, testOptions[int]("cconv")), TransportPubSub)
 	})
 	t.Run("staleness-ledger", func(t *testing.T) {
 		res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 64, minReads: 100_000, minDuration: 2 * time.Second,
@@ -86,7 +86,7 @@ func TestCluster(t *testing.T) {
 	t.Run("tracking", func(t *testing.T) {
 		// One tracking connection per node: every key's change is seen,
 		// whichever node holds it.
-		o := testOptions("ctrack")
+		o := testOptions[int]("ctrack")
 		o.Transport = TransportTracking
 		rs := clusterReplicas[int](t, cl, 4, o)
 		testConvergence(t, rs, TransportTracking)
@@ -103,7 +103,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	t.Run("features", func(t *testing.T) {
-		testClusterFeatures(t, clusterReplicas[string](t, cl, 3, testOptions("cfeat")))
+		testClusterFeatures(t, clusterReplicas[string](t, cl, 3, testOptions[string]("cfeat")))
 	})
 	t.Run("resumable", func(t *testing.T) {
 		testClusterResumable(t, cl, clusterGrace)
@@ -111,7 +111,7 @@ func TestCluster(t *testing.T) {
 	t.Run("write-behind-queued-but-not-cached", func(t *testing.T) {
 		// The key's node is paused, the queue's is not: the write is
 		// queued, the cache step fails, and SetBehind says so.
-		o := testOptions("cwbq")
+		o := testOptions[int]("cwbq")
 		o.RemoteTimeout = 200 * time.Millisecond
 		c := clusterReplicas[int](t, cl, 1, o)[0]
 		ctx := context.Background()
@@ -215,7 +215,7 @@ func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Durati
 		return redistest.ClientWith(tb, rueidis.ClientOption{InitAddress: cl.Addrs(), DialCtxFn: dial, DisableCache: true})
 	}
 	t.Run("convergence", func(t *testing.T) {
-		o := testOptions("cres")
+		o := testOptions[int]("cres")
 		o.Transport = TransportResumable
 		testConvergence(t, clusterReplicas[int](t, cl, 4, o), TransportResumable)
 	})
@@ -247,12 +247,12 @@ func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Durati
 		assert.Zero(t, res.resubscribeFlushes, "the logs reach back: no flush")
 	})
 	t.Run("options", func(t *testing.T) {
-		for name, set := range map[string]func(*Options){
-			"no pings":              func(o *Options) { o.PingInterval = -1 },
-			"age under 2s + ping":   func(o *Options) { o.InvalidationLogAge, o.PingInterval = 5*time.Second, 3*time.Second },
-			"age under the minimum": func(o *Options) { o.InvalidationLogAge = time.Second },
+		for name, set := range map[string]func(*Options[int]){
+			"no pings":              func(o *Options[int]) { o.PingInterval = -1 },
+			"age under 2s + ping":   func(o *Options[int]) { o.InvalidationLogAge, o.PingInterval = 5*time.Second, 3*time.Second },
+			"age under the minimum": func(o *Options[int]) { o.InvalidationLogAge = time.Second },
 		} {
-			o := testOptions("cresopt")
+			o := testOptions[int]("cresopt")
 			o.Transport, o.Client = TransportResumable, cl.Client(t)
 			set(&o)
 			_, err := New[int](context.Background(), o)

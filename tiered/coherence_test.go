@@ -24,7 +24,7 @@ func TestConvergence(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, tr := range []Transport{TransportPubSub, TransportResumable, TransportTracking} {
 		t.Run(string(tr), func(t *testing.T) {
-			opts := testOptions("conv-" + string(tr))
+			opts := testOptions[int]("conv-" + string(tr))
 			opts.Transport = tr
 			testConvergence(t, replicas[int](t, srv, 4, opts), tr)
 		})

@@ -2,7 +2,7 @@
 // (ristretto) in front of a shared Redis (rueidis), kept coherent across
 // every replica of a service.
 //
-//	users, err := tiered.New[User](ctx, tiered.Options{
+//	users, err := tiered.New[User](ctx, tiered.Options[User]{
 //		Client:    rc,          // the caller's rueidis client
 //		Namespace: "svc:users", // prefixes keys, names the invalidation channel
 //		LocalTTL:  30 * time.Second,

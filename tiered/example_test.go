@@ -34,7 +34,7 @@ func Example() {
 	defer rc.Close()
 
 	ctx := context.Background()
-	users, err := tiered.New[User](ctx, tiered.Options{
+	users, err := tiered.New[User](ctx, tiered.Options[User]{
 		Client:    rc,
 		Namespace: "svc:users",
 		LocalTTL:  30 * time.Second,

@@ -95,7 +95,7 @@ func TestLedgerUnderEviction(t *testing.T) {
 func TestStampedeUnderEviction(t *testing.T) {
 	srv, evicted := evictingRedis(t)
 	before := evicted()
-	rs := replicas[string](t, srv, 4, testOptions("stampede-evict"))
+	rs := replicas[string](t, srv, 4, testOptions[string]("stampede-evict"))
 	rc := redistest.Client(t, srv)
 	const loadTime = 50 * time.Millisecond
 	for round, lose := range []string{"", "", ":wait", ":wait", ":lease", ":lease"} {

@@ -18,10 +18,10 @@ import (
 
 // generationPublication is the message that announces a new generation:
 // every replica adopts it and flushes its local tier.
-func generationPublication(origin uint64, o *Options, value string) remote.Publication {
-	m := coherence.Message{Origin: origin, Namespace: o.Namespace, Kind: coherence.KindFlush,
+func generationPublication(origin uint64, namespace, value string) remote.Publication {
+	m := coherence.Message{Origin: origin, Namespace: namespace, Kind: coherence.KindFlush,
 		Keys: []string{value}, PublishedAt: time.Now().UnixNano()}
-	return remote.Publication{Channel: o.Namespace + ":inv", Message: m.Encode()}
+	return remote.Publication{Channel: namespace + ":inv", Message: m.Encode()}
 }
 
 // generationMoved runs when the store moved to another generation: what

@@ -111,7 +111,7 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 	if run.grace > 0 {
 		grace = run.grace
 	}
-	opts := testOptions(fmt.Sprintf("ledger%d", rand.IntN(1e6)))
+	opts := testOptions[int64](fmt.Sprintf("ledger%d", rand.IntN(1e6)))
 	opts.FreshFor = run.freshFor
 	opts.Transport = run.transport
 	opts.WaitReplicas = run.waitReplicas

@@ -267,10 +267,7 @@ func localTags(tags []string) []remote.TagVersion {
 func (c *Cache[V]) envelope(payload []byte, took time.Duration, freshFor, ttl time.Duration) remote.Envelope {
 	now := time.Now()
 	if ttl <= 0 {
-		ttl = c.opts.RemoteTTL
-		if j := c.opts.TTLJitter; j > 0 {
-			ttl -= time.Duration(rand.Float64() * j * float64(ttl))
-		}
+		ttl = c.jitter(c.opts.RemoteTTL)
 	}
 	e := remote.Envelope{
 		WrittenAt:  now.UnixNano(),
@@ -286,7 +283,18 @@ func (c *Cache[V]) envelope(payload []byte, took time.Duration, freshFor, ttl ti
 
 // ttlOf is the Redis TTL an envelope was stamped with.
 func (c *Cache[V]) ttlOf(e *remote.Envelope) time.Duration {
-	return max(time.Duration(e.ExpiresAt-e.WrittenAt), time.Millisecond)
+	return max(e.TTL(), time.Millisecond)
+}
+
+// jitter shortens d by a random fraction in [0, TTLJitter), so entries
+// filled together do not expire together. It is the only place TTLs are
+// jittered: Redis copies get it through the envelope's expiry, local
+// copies in fillLocal.
+func (c *Cache[V]) jitter(d time.Duration) time.Duration {
+	if j := c.opts.TTLJitter; j > 0 {
+		d -= time.Duration(rand.Float64() * j * float64(d))
+	}
+	return d
 }
 
 // callLoader runs the loader, turning a panic into ErrLoaderPanic.
@@ -314,8 +322,8 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 // every replica drops its stale copy and reads the fresh one. seen is the
 // ExpiresAt of the copy being refreshed: every write stamps its own.
 func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), seen int64, tags []string) {
-	if load == nil && c.hooks.loader != nil {
-		load = func(ctx context.Context) (V, error) { return c.hooks.loader(ctx, key) }
+	if load == nil && c.opts.Loader != nil {
+		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
 	}
 	if load == nil || c.closed.Load() {
 		return // nothing to refresh with: the value lives until it expires

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
 
@@ -21,18 +22,48 @@ var JSONCodec Codec = remote.JSON{}
 // BytesCodec stores []byte and string values unencoded.
 var BytesCodec Codec = remote.Bytes{}
 
-// Options configures a Cache. Zero values mean the documented defaults;
-// Client, Namespace, LocalTTL and RemoteTTL are required. New's start-up is
-// bounded by its ctx, or by DefaultStartTimeout (10 s) when ctx has no
-// deadline.
-type Options struct {
+// The defaults of Options, named by the fields' comments and by
+// docs/operations.md.
+const (
+	DefaultLocalMaxCost        = local.DefaultMaxCost    // 64 MiB
+	DefaultLocalMaxEntries     = local.DefaultMaxEntries // 100,000
+	DefaultTTLJitter           = 0.1
+	DefaultMaxKeyBytes         = 512
+	DefaultMaxValueBytes       = 1 << 20
+	DefaultCompressAbove       = 1024
+	DefaultMaxTags             = 32
+	DefaultLoadTimeout         = 30 * time.Second
+	DefaultLeaseTTL            = 5 * time.Second
+	DefaultLoadBackoff         = 100 * time.Millisecond
+	DefaultNegativeTTL         = 5 * time.Second
+	DefaultEarlyRefreshBeta    = 1.0
+	DefaultRemoteTimeout       = 500 * time.Millisecond
+	DefaultBreakerThreshold    = 5
+	DefaultBreakerCooldown     = time.Second
+	DefaultInvalidationQueue   = 4096
+	DefaultPingInterval        = time.Second
+	DefaultInvalidationLogSize = 10_000
+	DefaultInvalidationLogAge  = 30 * time.Second
+	DefaultWriteBehindLimit    = 100_000
+	DefaultLogEvery            = 10 * time.Second
+	DefaultSampleEvery         = 64
+	// DefaultStartTimeout bounds New when its ctx has no deadline: Redis
+	// unreachable, or a subscription that never confirms, fails New after
+	// this long instead of blocking it forever.
+	DefaultStartTimeout = 10 * time.Second
+
+	maxNamespaceLen = 128
+)
+
+// Options configures a Cache of values of type V. Zero values mean the
+// documented defaults (the Default… constants); Client, Namespace,
+// LocalTTL and RemoteTTL are required.
+type Options[V any] struct {
+	// Required.
+
 	// Client is the caller's rueidis client; the cache never closes it.
-	// Single, Sentinel and Cluster clients work the same, with rueidis's
-	// default options (client-side caching on) too. AUTH, ACL users and
-	// TLS are configured on it; the ACL a cache needs is in
-	// docs/operations.md. Each cache also holds one connection of its own
-	// for invalidations (one per node for TransportTracking on a
-	// Cluster), taken from the client's pool and closed by Close.
+	// Single, Sentinel and Cluster clients work the same. AUTH, ACL users
+	// and TLS are configured on it.
 	Client rueidis.Client
 	// Namespace prefixes every Redis key and names the invalidation
 	// channel "<Namespace>:inv". 1–128 bytes, no spaces, braces or control
@@ -46,78 +77,71 @@ type Options struct {
 	// RemoteTTL is how long a value lives in Redis. Must be positive.
 	RemoteTTL time.Duration
 
+	// The source of truth.
+
+	// Loader makes the cache read-through: Get calls it on a miss in both
+	// tiers (GetOrLoad's own loader takes precedence). Optional.
+	Loader func(ctx context.Context, key string) (V, error)
+	// Writer makes Set write-through: it is called first, and the cache is
+	// written only when it succeeds. Optional.
+	Writer func(ctx context.Context, key string, v V) error
+
+	// The local tier.
+
 	// LocalMaxCost bounds the local tier's heap, in bytes: each entry is
 	// charged its encoded size (standing for its decoded value) plus
 	// local.EntryOverhead (320 B, measured), and the admission counters
 	// (about 47 B per LocalMaxEntries) come out of it too. A full tier
-	// measured 1.06–1.12× its budget. Default 64 MiB.
+	// measured 0.97–1.08× its budget. Default DefaultLocalMaxCost.
 	LocalMaxCost int64
 	// LocalMaxEntries bounds the local tier's entries (each is charged at
 	// least LocalMaxCost/LocalMaxEntries) and sizes its admission counters
 	// (10 per entry), so a large LocalMaxCost costs no extra counting.
-	// Raise it when many small values should fit. Default 100,000.
+	// Raise it when many small values should fit. Default
+	// DefaultLocalMaxEntries.
 	LocalMaxEntries int64
-	// TTLJitter shortens each TTL, local and remote, by a random fraction
-	// in [0, TTLJitter), so entries filled together do not expire together.
-	// Default 0.1; negative disables; must be below 1.
-	TTLJitter float64
+
+	// Values.
+
 	// Codec encodes values for Redis. Default JSONCodec.
 	Codec Codec
-	// MaxKeyBytes bounds key length. Default 512.
+	// MaxKeyBytes bounds key length. Default DefaultMaxKeyBytes.
 	MaxKeyBytes int
-	// MaxValueBytes bounds an encoded value (before compression).
-	// Default 1 MiB.
+	// MaxValueBytes bounds an encoded value (before compression); a loaded
+	// value over it is returned to its callers uncached. Default
+	// DefaultMaxValueBytes.
 	MaxValueBytes int
 	// CompressAbove compresses encoded values of at least this many bytes
-	// in Redis (s2). Default 1024; negative disables.
+	// in Redis (s2). Default DefaultCompressAbove; negative disables.
 	CompressAbove int
-	// RemoteTimeout is the deadline of every Redis call whose ctx has none
-	// sooner. Default 500ms.
-	RemoteTimeout time.Duration
-	// LeaseTTL bounds a fill lease: how long a load that started before a
-	// write is kept from overwriting it. Default 5s.
-	LeaseTTL time.Duration
+	// TTLJitter shortens each TTL, local and remote, by a random fraction
+	// in [0, TTLJitter), so entries filled together do not expire together.
+	// Default DefaultTTLJitter; negative disables; must be below 1.
+	TTLJitter float64
+	// MaxTags bounds the tags of one call. Default DefaultMaxTags.
+	MaxTags int
+
+	// Loads and freshness.
+
 	// LoadTimeout bounds a load. A load is shared by every caller of the
 	// key on this replica, so it does not end when one caller's ctx does;
-	// it ends when it returns or after LoadTimeout. Default 30s.
+	// it ends when it returns or after LoadTimeout. Default
+	// DefaultLoadTimeout.
 	LoadTimeout time.Duration
-	// InvalidationQueue bounds invalidations received but not yet applied;
-	// overflowing it flushes the local tier. Default 4096.
-	InvalidationQueue int
-	// PingInterval is how often the cache checks that its invalidation
-	// subscription still delivers. Default 1s; negative disables.
-	PingInterval time.Duration
-	// WaitReplicas, when positive, makes Set, Delete, SetBehind and
-	// InvalidateAll wait until that many Redis replicas have the write
-	// (WAIT, in the same round trip), failing with ErrRemote after
-	// WaitTimeout if they do not. Redis replicates asynchronously: without
-	// this, a write acknowledged by a master that dies before replicating
-	// it is lost in a Sentinel failover, and the new master serves the older
-	// value until RemoteTTL. Default 0: off.
-	WaitReplicas int
-	// WaitTimeout bounds that wait. Default half of RemoteTimeout (and no
-	// more).
-	WaitTimeout time.Duration
-	// Transport is how invalidations reach the other replicas:
-	// TransportPubSub (the default), TransportResumable or
-	// TransportTracking. Every replica of a namespace must use the same
-	// one, except that tracking replicas can share a namespace with
-	// pub/sub ones (writes publish either way).
-	Transport Transport
-	// InvalidationLogSize caps TransportResumable's invalidation log (Redis
-	// trims it approximately). A replica cut off for longer than the fleet
-	// takes to publish this many invalidations flushes its local tier, as
-	// with TransportPubSub. Default 10,000. On a Redis Cluster the log is
-	// kept per hash slot, and this caps each slot's.
-	InvalidationLogSize int
-	// InvalidationLogAge is how long TransportResumable's per-slot logs
-	// keep an invalidation on a Redis Cluster (a slot's log also expires
-	// after this long without writes). A replica cut off for longer than
-	// about InvalidationLogAge minus 2 s flushes its local tier. At least
-	// 5 s; default 30 s. Unused on a single Redis, whose one log is capped
-	// by InvalidationLogSize alone.
-	InvalidationLogAge time.Duration
-
+	// LeaseTTL bounds a fill lease: how long a load that started before a
+	// write is kept from overwriting it, and how long a dead loader delays
+	// the fleet. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// LoadBackoff is how long the fleet waits after a failed load before
+	// another replica tries the origin again. Callers of the failed load
+	// get its error; waiters on other replicas do not. Default
+	// DefaultLoadBackoff.
+	LoadBackoff time.Duration
+	// NegativeTTL is how long a loader's ErrNotFound is remembered, as a
+	// tombstone in both tiers, so a missing row does not hammer the
+	// origin. Writing the key ends it. Default DefaultNegativeTTL;
+	// negative disables.
+	NegativeTTL time.Duration
 	// FreshFor turns on stale-while-revalidate: a value is fresh for
 	// FreshFor after it is written; after that, until it expires, it is
 	// served at once while one refresh per fleet runs in the background
@@ -127,64 +151,95 @@ type Options struct {
 	// EarlyRefreshBeta is XFetch's β: a hit refreshes early, in the
 	// background, when now − δ·β·ln(rand) ≥ fresh-until (or the expiry),
 	// δ being the value's last load time. Larger β refreshes earlier.
-	// Default 1; negative disables.
+	// Default DefaultEarlyRefreshBeta; negative disables.
 	EarlyRefreshBeta float64
-	// NegativeTTL is how long a loader's ErrNotFound is remembered, as a
-	// tombstone in both tiers, so a missing row does not hammer the
-	// origin. Writing the key ends it. Default 5s; negative disables.
-	NegativeTTL time.Duration
-	// LoadBackoff is how long the fleet waits after a failed load before
-	// another replica tries the origin again. Callers of the failed load
-	// get its error; waiters on other replicas do not. Default 100ms.
-	LoadBackoff time.Duration
-	// Loader makes the cache read-through: a
-	// func(ctx context.Context, key string) (V, error) that Get calls on a
-	// miss in both tiers (GetOrLoad's own loader takes precedence).
-	// Optional; New checks its type.
-	Loader any
-	// Writer makes Set write-through to the source of truth: a
-	// func(ctx context.Context, key string, v V) error called first; the
-	// cache is written only when it succeeds. Optional; New checks its type.
-	Writer any
-	// DoubleDeleteDelay, when positive, makes Delete invalidate the keys a
-	// second time after this delay, for callers who write a database
-	// whose reads may lag (write-around). Default 0: off.
-	DoubleDeleteDelay time.Duration
-	// MaxTags bounds the tags of one Set. Default 32.
-	MaxTags int
-	// WriteBehindLimit bounds the write-behind queue: SetBehind fails with
-	// ErrQueueFull, changing nothing, while this many writes wait to be
-	// flushed. Default 100,000.
-	WriteBehindLimit int
-	// AllowQueueEviction lets write-behind run on a Redis whose
-	// maxmemory-policy is allkeys-*, which can evict the queue and the
-	// acknowledged writes in it. Without it SetBehind (and writebehind.Flusher.Run)
-	// refuse there with ErrQueueUnsafe. With it, a lost queue is detected
-	// by the flusher and counted (Stats.Remote.Lost.Queue), not prevented.
-	// Default false.
-	AllowQueueEviction bool
 
+	// Redis calls.
+
+	// RemoteTimeout is the deadline of every Redis call whose ctx has none
+	// sooner. Default DefaultRemoteTimeout.
+	RemoteTimeout time.Duration
 	// BreakerThreshold is how many consecutive Redis failures (timeouts,
 	// connection errors) open the circuit breaker; while it is open Redis
 	// is not called (reads fail open to the local tier and the loader,
 	// writes fail at once) until a probe after BreakerCooldown succeeds.
-	// Default 5.
+	// Default DefaultBreakerThreshold.
 	BreakerThreshold int
 	// BreakerCooldown is how long the breaker stays open before a probe.
-	// Default 1s.
+	// Default DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
+	// WaitReplicas, when positive, makes Set, Delete, SetBehind and
+	// InvalidateAll wait until that many Redis replicas have the write
+	// (WAIT, in the same round trip), failing with ErrRemote after
+	// WaitTimeout if they do not. Redis replicates asynchronously: without
+	// this, a write acknowledged by a master that dies before replicating
+	// it is lost in a Sentinel failover. Default 0: off.
+	WaitReplicas int
+	// WaitTimeout bounds that wait. Default half of RemoteTimeout (and no
+	// more).
+	WaitTimeout time.Duration
+
+	// Invalidations.
+
+	// Transport is how invalidations reach the other replicas:
+	// TransportPubSub (the default), TransportResumable or
+	// TransportTracking. Every replica of a namespace must use the same
+	// one, except that tracking replicas can share a namespace with
+	// pub/sub ones (writes publish either way).
+	Transport Transport
+	// InvalidationQueue bounds invalidations received but not yet applied;
+	// overflowing it flushes the local tier. Default
+	// DefaultInvalidationQueue.
+	InvalidationQueue int
+	// PingInterval is how often the cache checks that its invalidation
+	// subscription still delivers, and settles the namespace generation
+	// with Redis. Default DefaultPingInterval; negative disables.
+	PingInterval time.Duration
+	// InvalidationLogSize caps TransportResumable's invalidation log (Redis
+	// trims it approximately). A replica cut off for longer than the fleet
+	// takes to publish this many invalidations flushes its local tier, as
+	// with TransportPubSub. On a Redis Cluster the log is kept per hash
+	// slot, and this caps each slot's. Default DefaultInvalidationLogSize.
+	InvalidationLogSize int
+	// InvalidationLogAge is how long TransportResumable's per-slot logs
+	// keep an invalidation on a Redis Cluster (a slot's log also expires
+	// after this long without writes). A replica cut off for longer than
+	// about InvalidationLogAge minus 2 s flushes its local tier. At least
+	// 5 s; default DefaultInvalidationLogAge. Unused on a single Redis,
+	// whose one log is capped by InvalidationLogSize alone.
+	InvalidationLogAge time.Duration
+	// DoubleDeleteDelay, when positive, makes Delete invalidate the keys a
+	// second time after this delay, for callers who write a database
+	// whose reads may lag (write-around). Default 0: off.
+	DoubleDeleteDelay time.Duration
+
+	// Write-behind.
+
+	// WriteBehindLimit bounds the write-behind queue: SetBehind fails with
+	// ErrQueueFull, changing nothing, while this many writes wait to be
+	// flushed. Default DefaultWriteBehindLimit.
+	WriteBehindLimit int
+	// AllowQueueEviction lets SetBehind queue on a Redis whose
+	// maxmemory-policy is allkeys-*, which can evict the queue and the
+	// acknowledged writes in it; without it SetBehind refuses there with
+	// ErrQueueUnsafe (writebehind.Options has the same switch). Default
+	// false.
+	AllowQueueEviction bool
+
+	// Observability.
+
 	// Logger receives the cache's warnings and errors, each kind at most
 	// once per LogEvery with a count of those suppressed. Default: silent.
 	Logger *slog.Logger
-	// LogEvery rate-limits repeated log lines of one kind. Default 10s.
+	// LogEvery rate-limits repeated log lines of one kind. Default
+	// DefaultLogEvery.
 	LogEvery time.Duration
-
 	// Sampler, when set, is shown a sample of the keys read (local hits
-	// included): package warmup's Tracker uses it to learn the fleet's hot
+	// included): package warmup's HotKeys uses it to learn the fleet's hot
 	// keys. Sample must be fast and must not block.
 	Sampler Sampler
 	// SampleEvery shows the Sampler one read in SampleEvery, on average
-	// (rounded up to a power of two). Default 64.
+	// (rounded up to a power of two). Default DefaultSampleEvery.
 	SampleEvery int
 }
 
@@ -193,12 +248,7 @@ type Sampler interface {
 	Sample(key string)
 }
 
-const (
-	defaultJitter   = 0.1
-	maxNamespaceLen = 128
-)
-
-func (o *Options) validate() error {
+func (o *Options[V]) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
 	}
@@ -248,64 +298,55 @@ func (o *Options) validate() error {
 	return nil
 }
 
-func (o *Options) setDefaults() {
+// setDefaults fills in every default, so the layers below get explicit
+// values and keep none of their own for the cache.
+func (o *Options[V]) setDefaults() {
+	setZero(&o.LocalMaxCost, DefaultLocalMaxCost)
+	setZero(&o.LocalMaxEntries, DefaultLocalMaxEntries)
 	switch {
 	case o.TTLJitter == 0:
-		o.TTLJitter = defaultJitter
+		o.TTLJitter = DefaultTTLJitter
 	case o.TTLJitter < 0:
 		o.TTLJitter = 0
 	}
 	if o.Codec == nil {
 		o.Codec = JSONCodec
 	}
-	if o.MaxKeyBytes == 0 {
-		o.MaxKeyBytes = 512
-	}
-	if o.RemoteTimeout == 0 {
-		o.RemoteTimeout = 500 * time.Millisecond
-	}
-	if o.LoadTimeout == 0 {
-		o.LoadTimeout = 30 * time.Second
-	}
-	if o.LeaseTTL == 0 {
-		o.LeaseTTL = 5 * time.Second
-	}
-	switch {
-	case o.EarlyRefreshBeta == 0:
-		o.EarlyRefreshBeta = 1
-	case o.EarlyRefreshBeta < 0:
-		o.EarlyRefreshBeta = 0
-	}
+	setZero(&o.MaxKeyBytes, DefaultMaxKeyBytes)
+	setZero(&o.MaxValueBytes, DefaultMaxValueBytes)
+	setZero(&o.CompressAbove, DefaultCompressAbove)
+	setZero(&o.MaxTags, DefaultMaxTags)
+	setZero(&o.LoadTimeout, DefaultLoadTimeout)
+	setZero(&o.LeaseTTL, DefaultLeaseTTL)
+	setZero(&o.LoadBackoff, DefaultLoadBackoff)
 	switch {
 	case o.NegativeTTL == 0:
-		o.NegativeTTL = 5 * time.Second
+		o.NegativeTTL = DefaultNegativeTTL
 	case o.NegativeTTL < 0:
 		o.NegativeTTL = 0
 	}
-	if o.LoadBackoff == 0 {
-		o.LoadBackoff = 100 * time.Millisecond
+	switch {
+	case o.EarlyRefreshBeta == 0:
+		o.EarlyRefreshBeta = DefaultEarlyRefreshBeta
+	case o.EarlyRefreshBeta < 0:
+		o.EarlyRefreshBeta = 0
 	}
-	if o.MaxTags == 0 {
-		o.MaxTags = 32
+	setZero(&o.RemoteTimeout, DefaultRemoteTimeout)
+	setZero(&o.BreakerThreshold, DefaultBreakerThreshold)
+	setZero(&o.BreakerCooldown, DefaultBreakerCooldown)
+	if o.WaitTimeout == 0 || o.WaitTimeout >= o.RemoteTimeout {
+		o.WaitTimeout = o.RemoteTimeout / 2 // WAIT must end before the call's deadline does
 	}
 	if o.Transport == "" {
 		o.Transport = TransportPubSub
 	}
-	if o.InvalidationLogSize == 0 {
-		o.InvalidationLogSize = 10_000
-	}
-	if o.InvalidationLogAge == 0 {
-		o.InvalidationLogAge = 30 * time.Second
-	}
-	if o.WriteBehindLimit == 0 {
-		o.WriteBehindLimit = 100_000
-	}
-	if o.LogEvery == 0 {
-		o.LogEvery = 10 * time.Second
-	}
-	if o.SampleEvery == 0 {
-		o.SampleEvery = 64
-	}
+	setZero(&o.InvalidationQueue, DefaultInvalidationQueue)
+	setZero(&o.PingInterval, DefaultPingInterval)
+	setZero(&o.InvalidationLogSize, DefaultInvalidationLogSize)
+	setZero(&o.InvalidationLogAge, DefaultInvalidationLogAge)
+	setZero(&o.WriteBehindLimit, DefaultWriteBehindLimit)
+	setZero(&o.LogEvery, DefaultLogEvery)
+	setZero(&o.SampleEvery, DefaultSampleEvery)
 	n := 1
 	for n < o.SampleEvery {
 		n <<= 1
@@ -313,92 +354,10 @@ func (o *Options) setDefaults() {
 	o.SampleEvery = n
 }
 
-// hooks are the typed forms of Options.Loader and Options.Writer.
-type hooks[V any] struct {
-	loader func(ctx context.Context, key string) (V, error)
-	writer func(ctx context.Context, key string, v V) error
-}
-
-func hooksOf[V any](o *Options) (hooks[V], error) {
-	var h hooks[V]
-	if o.Loader != nil {
-		f, ok := o.Loader.(func(context.Context, string) (V, error))
-		if !ok {
-			return h, fmt.Errorf("%w: Loader is %T, want func(context.Context, string) (%T, error)", ErrInvalidOptions, o.Loader, *new(V))
-		}
-		h.loader = f
+// setZero sets *p to d when it is zero.
+func setZero[T comparable](p *T, d T) {
+	var zero T
+	if *p == zero {
+		*p = d
 	}
-	if o.Writer != nil {
-		f, ok := o.Writer.(func(context.Context, string, V) error)
-		if !ok {
-			return h, fmt.Errorf("%w: Writer is %T, want func(context.Context, string, %T) error", ErrInvalidOptions, o.Writer, *new(V))
-		}
-		h.writer = f
-	}
-	return h, nil
 }
-
-// CallOption adjusts one call.
-type CallOption func(*callOptions)
-
-type callOptions struct {
-	freshFor    time.Duration
-	hasFreshFor bool
-	tags        []string
-}
-
-// WithFreshFor overrides Options.FreshFor for the value this call writes
-// (Set, or a load by Get/GetOrLoad).
-func WithFreshFor(d time.Duration) CallOption {
-	return func(o *callOptions) { o.freshFor, o.hasFreshFor = d, true }
-}
-
-// WithTags tags the value the call writes: by Set or SetBehind, or by the
-// load of GetOrLoad, GetOrLoadMany or a read-through Get. InvalidateTags of
-// any of the tags invalidates it, in both tiers of every replica. A tagged
-// value costs one more small Redis read when it is read from Redis (its
-// tags' versions), and a tagged load one more before it loads.
-func WithTags(tags ...string) CallOption {
-	return func(o *callOptions) { o.tags = append(o.tags, tags...) }
-}
-
-func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
-	co := callOptions{freshFor: c.opts.FreshFor}
-	for _, o := range opts {
-		o(&co)
-	}
-	return co
-}
-
-// Transport names a way invalidations travel between replicas.
-type Transport string
-
-const (
-	// TransportPubSub publishes each invalidation on the namespace's
-	// channel, <namespace>:inv, in the script that makes the write. A
-	// replica that may have missed messages (a resubscribe, an overflow, a
-	// ping that did not come back) flushes its local tier.
-	TransportPubSub Transport = "pubsub"
-	// TransportResumable is TransportPubSub plus an invalidation log: each
-	// message is also appended to a capped Redis stream, <namespace>:v1:invlog,
-	// in the same script, and a replica that may have missed messages
-	// replays the log from the last one it saw instead of flushing. It
-	// flushes only when the log was trimmed past that point. The price is
-	// one XADD per write and the stream's memory. On a Redis Cluster there
-	// is one log per hash slot, <namespace>:v1:invlog:{<tag>}, trimmed by
-	// InvalidationLogAge as well, and a replay reads all 16,384 of them in
-	// one pipelined round; it relies on the bus's pings, so PingInterval
-	// must not be negative there.
-	TransportResumable Transport = "resumable"
-	// TransportTracking uses Redis server-assisted invalidation instead of
-	// the channel: one dedicated RESP3 connection per replica runs CLIENT
-	// TRACKING ON BCAST PREFIX <namespace>:v1:g, and Redis pushes the name
-	// of every value key that is written, deleted, expired or evicted — by
-	// this library or by any other program. A lost connection flushes, as
-	// with TransportPubSub. Two differences: a replica's own writes are
-	// pushed back to it, so it drops its own fresh copy (the next read goes
-	// to Redis); and waiters of a fleet load are woken by the fill's key
-	// change. Needs Redis 6+ and a RESP3 client (rueidis's default). On a
-	// Cluster there is one tracking connection per node.
-	TransportTracking Transport = "tracking"
-)

@@ -26,7 +26,7 @@ func defaultClient(t testing.TB, srv *redisserver.Server) rueidis.Client {
 }
 
 // newCacheOn builds a cache on a given (shared) client.
-func newCacheOn[V any](t testing.TB, c rueidis.Client, opts Options) *Cache[V] {
+func newCacheOn[V any](t testing.TB, c rueidis.Client, opts Options[V]) *Cache[V] {
 	t.Helper()
 	opts.Client = c
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -85,8 +85,8 @@ func TestNewCloseCyclesLeaveNothingBehind(t *testing.T) {
 	shared := []rueidis.Client{redistest.Client(t, srv), defaultClient(t, srv)}
 	transports := []Transport{TransportPubSub, TransportResumable, TransportTracking}
 	const ns = "cycles"
-	opts := func(tr Transport) Options {
-		o := testOptions(ns)
+	opts := func(tr Transport) Options[string] {
+		o := testOptions[string](ns)
 		o.Transport, o.LocalMaxCost, o.PingInterval = tr, 1<<20, 20*time.Millisecond
 		return o
 	}
@@ -185,8 +185,8 @@ func TestNewCloseCyclesLeaveNothingBehind(t *testing.T) {
 func TestTrackingOnADefaultClient(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := []*Cache[string]{
-		newCacheOn[string](t, defaultClient(t, srv), trackingOptions("csc")),
-		newCacheOn[string](t, defaultClient(t, srv), trackingOptions("csc")),
+		newCacheOn[string](t, defaultClient(t, srv), trackingOptions[string]("csc")),
+		newCacheOn[string](t, defaultClient(t, srv), trackingOptions[string]("csc")),
 	}
 	ctx := context.Background()
 	primeTracked(t, rs)
@@ -208,7 +208,7 @@ func TestNewRefusedByTheACLFailsAtOnce(t *testing.T) {
 		_, err := srv.Command("ACL", "SETUSER", "svc", "reset", "on", ">pw", "~acl:*", "&acl:*", "+@all", tc.missing)
 		require.NoError(t, err)
 		c := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "pw", DisableCache: true})
-		o := testOptions("acl")
+		o := testOptions[string]("acl")
 		o.Client, o.Transport = c, tc.transport
 		start := time.Now()
 		_, err = New[string](context.Background(), o)
@@ -228,7 +228,7 @@ func TestNewGivesUpAfterDefaultStartTimeout(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv)
 	srv.Kill()
-	o := testOptions("gone")
+	o := testOptions[string]("gone")
 	o.Client = c
 	start := time.Now()
 	_, err := New[string](context.Background(), o)

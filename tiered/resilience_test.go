@@ -19,8 +19,8 @@ import (
 )
 
 // outageOptions: a short remote timeout, a quick breaker.
-func outageOptions(ns string) Options {
-	o := testOptions(ns)
+func outageOptions[V any](ns string) Options[V] {
+	o := testOptions[V](ns)
 	o.RemoteTimeout = 100 * time.Millisecond
 	o.BreakerThreshold = 3
 	o.BreakerCooldown = 200 * time.Millisecond
@@ -83,7 +83,7 @@ func recovered(t *testing.T, c *Cache[string], start time.Time) time.Duration {
 
 func TestFailOpenWhenRedisIsKilled(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, outageOptions("killed"))
+	c := newCache[string](t, srv, outageOptions[string]("killed"))
 	keys := warmUp(t, c, 10)
 	srv.Kill()
 	lat := failOpen(t, c, keys)
@@ -105,7 +105,7 @@ func TestFailOpenWhenRedisIsKilled(t *testing.T) {
 
 func TestFailOpenWhenRedisIsPaused(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, outageOptions("paused"))
+	c := newCache[string](t, srv, outageOptions[string]("paused"))
 	keys := warmUp(t, c, 10)
 	require.NoError(t, srv.Pause())
 	lat := failOpen(t, c, keys)
@@ -121,7 +121,7 @@ func TestFailOpenWhenRedisIsPaused(t *testing.T) {
 
 func TestCloseWhileOperationsAreInFlight(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions("inflight"))
+	c := newCache[string](t, srv, testOptions[string]("inflight"))
 	ctx := context.Background()
 	started := make(chan struct{})
 	var once sync.Once
@@ -153,7 +153,7 @@ func TestCloseWhileOperationsAreInFlight(t *testing.T) {
 func TestAuthenticatedACLClient(t *testing.T) {
 	srv := redistest.Start(t, "--user", "default", "off", "--user", "svc", "on", ">s3cret", "~*", "&*", "+@all")
 	good := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "s3cret", DisableCache: true})
-	opts := testOptions("secure")
+	opts := testOptions[string]("secure")
 	opts.Client = good
 	ctx := context.Background()
 	c, err := New[string](ctx, opts)
@@ -173,7 +173,7 @@ func TestRepeatedErrorsAreLoggedRateLimited(t *testing.T) {
 	srv := redistest.Start(t)
 	var buf bytes.Buffer
 	var mu sync.Mutex
-	opts := outageOptions("logs")
+	opts := outageOptions[string]("logs")
 	opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
 	opts.LogEvery = time.Hour
 	c := newCache[string](t, srv, opts)
@@ -202,7 +202,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions("panics"))
+	c := newCache[string](t, srv, testOptions[string]("panics"))
 	release := make(chan struct{})
 	load := func(context.Context) (string, error) {
 		<-release

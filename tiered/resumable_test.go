@@ -51,7 +51,7 @@ func singleClient(srv *redisserver.Server) func(testing.TB, dialFunc) rueidis.Cl
 func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	t.Helper()
 	ctx := context.Background()
-	opts := testOptions(fmt.Sprintf("cut-%s-%d", run.transport, run.logSize))
+	opts := testOptions[int](fmt.Sprintf("cut-%s-%d", run.transport, run.logSize))
 	opts.Transport, opts.InvalidationLogSize = run.transport, run.logSize
 	opts.PingInterval = 100 * time.Millisecond
 	opts.Client = run.client(t, nil)

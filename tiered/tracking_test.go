@@ -12,8 +12,8 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-func trackingOptions(ns string) Options {
-	o := testOptions(ns)
+func trackingOptions[V any](ns string) Options[V] {
+	o := testOptions[V](ns)
 	o.Transport = TransportTracking
 	return o
 }
@@ -22,7 +22,7 @@ func trackingOptions(ns string) Options {
 // redis-cli SET, never through tiercache, still invalidates every replica.
 func TestTrackingSeesWritesByOtherPrograms(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[string](t, srv, 2, trackingOptions("track"))
+	rs := replicas[string](t, srv, 2, trackingOptions[string]("track"))
 	ctx := context.Background()
 	primeTracked(t, rs)
 
@@ -40,7 +40,7 @@ func TestTrackingSeesWritesByOtherPrograms(t *testing.T) {
 // the local tiers, though its local TTL is far off.
 func TestTrackingSeesExpiry(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[string](t, srv, 2, trackingOptions("expiry"))
+	rs := replicas[string](t, srv, 2, trackingOptions[string]("expiry"))
 	ctx := context.Background()
 	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
 	// The expiry is set behind tiercache's back. That change is pushed
@@ -64,7 +64,7 @@ func TestTrackingSeesExpiry(t *testing.T) {
 // replica flushes (pushes were lost) and tracks again on a new connection.
 func TestTrackingFlushesOnDisconnect(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[string](t, srv, 2, trackingOptions("trackcut"))
+	rs := replicas[string](t, srv, 2, trackingOptions[string]("trackcut"))
 	ctx := context.Background()
 	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
 	_, err := rs[1].Get(ctx, "k")

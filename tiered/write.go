@@ -66,8 +66,8 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 			return err
 		}
 	}
-	if c.hooks.writer != nil && !behind {
-		if err := c.hooks.writer(ctx, key, v); err != nil {
+	if c.opts.Writer != nil && !behind {
+		if err := c.opts.Writer(ctx, key, v); err != nil {
 			return fmt.Errorf("%w: %w", ErrWriter, err)
 		}
 	}

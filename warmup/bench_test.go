@@ -24,7 +24,7 @@ func BenchmarkHitSampling(b *testing.B) {
 		name := map[bool]string{false: "tracking-off", true: "tracking-on"}[track]
 		b.Run(name, func(b *testing.B) {
 			rc := redistest.Client(b, srv)
-			opts := tiered.Options{Client: rc, Namespace: "sampling", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1}
+			opts := tiered.Options[string]{Client: rc, Namespace: "sampling", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1}
 			if track {
 				tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: "sampling"})
 				require.NoError(b, err)
@@ -112,7 +112,7 @@ func benchmarkPreload(b *testing.B, rc rueidis.Client, keys []string) {
 	var last Report
 	for b.Loop() {
 		b.StopTimer()
-		c, err := tiered.New[string](ctx, tiered.Options{Client: rc, Namespace: "preload", LocalTTL: time.Hour, RemoteTTL: time.Hour, LocalMaxCost: 512 << 20, LocalMaxEntries: 2 * int64(n), PingInterval: -1})
+		c, err := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "preload", LocalTTL: time.Hour, RemoteTTL: time.Hour, LocalMaxCost: 512 << 20, LocalMaxEntries: 2 * int64(n), PingInterval: -1})
 		require.NoError(b, err)
 		b.StartTimer()
 		last, err = Preload(ctx, c, Options[string]{TopN: -1, Keys: keys, BatchSize: 1000, Concurrency: 4, Budget: time.Minute})

@@ -33,7 +33,7 @@ func Example() {
 	// Every replica tracks its reads; the fleet's counts meet in Redis.
 	tracker, _ := warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: "svc:users"})
 	defer tracker.Close()
-	running, _ := tiered.New[string](ctx, tiered.Options{Client: rc, Namespace: "svc:users",
+	running, _ := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "svc:users",
 		LocalTTL: time.Minute, RemoteTTL: time.Hour, Sampler: tracker, SampleEvery: 1})
 	defer running.Close()
 	running.Set(ctx, "42", "Ada")
@@ -44,7 +44,7 @@ func Example() {
 
 	// A new replica preloads the hot keys in the background; a readiness
 	// probe answers 503 until it is done.
-	fresh, _ := tiered.New[string](ctx, tiered.Options{Client: rc, Namespace: "svc:users", LocalTTL: time.Minute, RemoteTTL: time.Hour})
+	fresh, _ := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "svc:users", LocalTTL: time.Minute, RemoteTTL: time.Hour})
 	defer fresh.Close()
 	w := warmup.Start(ctx, fresh, warmup.Options[string]{Client: rc, TopN: 100, Budget: 5 * time.Second})
 	<-w.Ready()

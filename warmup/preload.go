@@ -20,8 +20,8 @@ type Options[V any] struct {
 	// Client reads the hot set and runs SCAN; required with TopN or
 	// ScanMatch (use the cache's client).
 	Client rueidis.Client
-	// TopN preloads the hot set's N hottest keys. Default 1000; negative
-	// reads no hot set.
+	// TopN preloads the hot set's N hottest keys. Default DefaultTopN;
+	// negative reads no hot set.
 	TopN int
 	// Keys are preloaded as given.
 	Keys []string
@@ -30,19 +30,21 @@ type Options[V any] struct {
 	// ScanMatch, when set, SCANs Redis for this namespace's keys matching
 	// the glob (never KEYS).
 	ScanMatch string
-	// MaxKeys bounds the keys gathered from all sources. Default 100,000.
+	// MaxKeys bounds the keys gathered from all sources. Default
+	// DefaultMaxKeys.
 	MaxKeys int
-	// BatchSize is the keys per MGET. Default 500.
+	// BatchSize is the keys per MGET. Default DefaultBatchSize.
 	BatchSize int
-	// Concurrency bounds the batches in flight. Default 4.
+	// Concurrency bounds the batches in flight. Default DefaultConcurrency.
 	Concurrency int
 	// Budget bounds the whole preload; past it, it stops and reports what
-	// it did. Default 10s.
+	// it did. Default DefaultBudget.
 	Budget time.Duration
 	// Load, when set, loads keys Redis lacks from the origin (through the
 	// fleet-wide single flight), at most LoadRate keys per second.
 	Load func(ctx context.Context, keys []string) (map[string]V, error)
-	// LoadRate bounds origin loads, in keys per second. Default 500.
+	// LoadRate bounds origin loads, in keys per second. Default
+	// DefaultLoadRate.
 	LoadRate float64
 	// Progress, when set, is called after each batch.
 	Progress func(Report)
@@ -59,32 +61,41 @@ type Report struct {
 	BudgetExceeded bool          // stopped by the budget
 }
 
-func (o *Options[V]) setDefaults() error {
-	if o.TopN == 0 {
-		o.TopN = 1000
-	}
-	if (o.TopN > 0 || o.ScanMatch != "") && o.Client == nil {
-		return fmt.Errorf("%w: Client is required to read the hot set or SCAN", ErrInvalidOptions)
-	}
-	if o.MaxKeys < 0 || o.BatchSize < 0 || o.Concurrency < 0 || o.Budget < 0 || o.LoadRate < 0 {
-		return fmt.Errorf("%w: negative value", ErrInvalidOptions)
-	}
-	if o.MaxKeys == 0 {
-		o.MaxKeys = 100_000
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = 500
-	}
-	if o.Concurrency == 0 {
-		o.Concurrency = 4
-	}
-	if o.Budget == 0 {
-		o.Budget = 10 * time.Second
-	}
-	if o.LoadRate == 0 {
-		o.LoadRate = 500
+// The defaults of Options.
+const (
+	DefaultTopN        = 1000
+	DefaultMaxKeys     = 100_000
+	DefaultBatchSize   = 500
+	DefaultConcurrency = 4
+	DefaultBudget      = 10 * time.Second
+	DefaultLoadRate    = 500
+)
+
+func (o *Options[V]) validate() error {
+	switch {
+	case (o.TopN >= 0 || o.ScanMatch != "") && o.Client == nil:
+		return fmt.Errorf("%w: Client is required to read the hot set or SCAN (a negative TopN reads none)", ErrInvalidOptions)
+	case o.MaxKeys < 0 || o.BatchSize < 0 || o.Concurrency < 0 || o.Budget < 0 || o.LoadRate < 0:
+		return fmt.Errorf("%w: MaxKeys, BatchSize, Concurrency, Budget and LoadRate must not be negative", ErrInvalidOptions)
 	}
 	return nil
+}
+
+func (o *Options[V]) setDefaults() {
+	setZero(&o.TopN, DefaultTopN)
+	setZero(&o.MaxKeys, DefaultMaxKeys)
+	setZero(&o.BatchSize, DefaultBatchSize)
+	setZero(&o.Concurrency, DefaultConcurrency)
+	setZero(&o.Budget, DefaultBudget)
+	setZero(&o.LoadRate, DefaultLoadRate)
+}
+
+// setZero sets *p to def when it is zero.
+func setZero[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
 }
 
 // Preload fills cache's local tier (and, with Load, Redis) from the
@@ -92,9 +103,10 @@ func (o *Options[V]) setDefaults() error {
 // could not be read; the Report says what was done either way.
 func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]) (Report, error) {
 	start := time.Now()
-	if err := opts.setDefaults(); err != nil {
+	if err := opts.validate(); err != nil {
 		return Report{}, err
 	}
+	opts.setDefaults()
 	ctx, cancel := context.WithTimeout(ctx, opts.Budget)
 	defer cancel()
 	costBefore := cache.Stats().LocalCost

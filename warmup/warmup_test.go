@@ -30,7 +30,7 @@ type replica struct {
 func newReplica(t testing.TB, srv *redisserver.Server, ns string, track bool) replica {
 	t.Helper()
 	rc := redistest.Client(t, srv)
-	opts := tiered.Options{Client: rc, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, LocalMaxCost: 32 << 20}
+	opts := tiered.Options[string]{Client: rc, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, LocalMaxCost: 32 << 20}
 	r := replica{rc: rc}
 	if track {
 		tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: ns, FlushInterval: time.Hour})

@@ -25,7 +25,7 @@ func BenchmarkSetBehind(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			srv := redistest.Start(b)
-			c := newCache[user](b, srv, tiered.Options{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+			c := newCache[user](b, srv, tiered.Options[user]{Namespace: "bench", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if behind {
@@ -66,7 +66,7 @@ func BenchmarkFlush(b *testing.B) {
 			// A namespace per run: a run's last batch may be left
 			// unacknowledged when it stops, and must not reach the next.
 			run++
-			c := newCache[user](b, srv, tiered.Options{Namespace: fmt.Sprint("flush", run), LocalTTL: time.Hour,
+			c := newCache[user](b, srv, tiered.Options[user]{Namespace: fmt.Sprint("flush", run), LocalTTL: time.Hour,
 				RemoteTTL: time.Hour, PingInterval: -1, WriteBehindLimit: 1 << 30})
 			for i := range b.N {
 				require.NoError(b, c.SetBehind(ctx, fmt.Sprint("k", i), user{ID: i}))

@@ -20,7 +20,7 @@ func TestClusterWriteBehind(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	var rs []*replica[int]
 	for range 3 {
-		o := cachetest.Options("cwb")
+		o := cachetest.Options[int]("cwb")
 		o.Client = cl.Client(t)
 		rs = append(rs, newCache[int](t, nil, o))
 	}

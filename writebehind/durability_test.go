@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/cachetest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/remote"
 	"github.com/tiercache/tiercache/tiered"
@@ -25,7 +26,7 @@ import (
 func TestWriteBehindRefusesAnEvictingRedis(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
-	c := newCache[int](t, srv, testOptions("unsafe"))
+	c := newCache[int](t, srv, cachetest.Options[int]("unsafe"))
 	err := c.SetBehind(ctx, "k", 1)
 	require.ErrorIs(t, err, tiered.ErrQueueUnsafe)
 	assert.ErrorContains(t, err, "allkeys-lru")
@@ -38,14 +39,14 @@ func TestWriteBehindRefusesAnEvictingRedis(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, f.Run(ctx), ErrQueueUnsafe, "the flusher refuses at once")
 
-	opts := testOptions("unsafe")
+	opts := cachetest.Options[int]("unsafe")
 	opts.AllowQueueEviction = true
 	allowed := newCache[int](t, srv, opts)
 	require.NoError(t, allowed.SetBehind(ctx, "k", 1), "the user opted in")
 
 	for _, policy := range []string{"volatile-lru", "noeviction"} {
 		safe := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", policy)
-		require.NoError(t, newCache[int](t, safe, testOptions("safe")).SetBehind(ctx, "k", 1), policy)
+		require.NoError(t, newCache[int](t, safe, cachetest.Options[int]("safe")).SetBehind(ctx, "k", 1), policy)
 	}
 }
 
@@ -66,7 +67,7 @@ func TestWriteBehindUnderMemoryPressureLosesNothing(t *testing.T) {
 	for i := range 12 { // and leave room for part of the storm only
 		require.NoError(t, admin.Do(ctx, admin.B().Del().Key(fmt.Sprint("ballast:", i)).Build()).Error())
 	}
-	rs := replicas[int](t, srv, 3, testOptions("pressure"))
+	rs := replicas[int](t, srv, 3, cachetest.Options[int]("pressure"))
 	src := newFakeSource()
 	var sourceUp atomic.Bool
 	src.setRefuse(func([]Write[int]) error {
@@ -121,7 +122,7 @@ func TestWriteBehindUnderMemoryPressureLosesNothing(t *testing.T) {
 func TestLostQueueIsReported(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
-	opts := testOptions("lostq")
+	opts := cachetest.Options[int]("lostq")
 	opts.AllowQueueEviction = true
 	c := newCache[int](t, srv, opts)
 	src := newFakeSource()

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/cachetest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/remote"
 	"github.com/tiercache/tiercache/tiered"
@@ -125,7 +126,7 @@ func waitDrained(t *testing.T, c *replica[int]) {
 
 func TestSetBehindWritesBothTiersAndFlushesInOrder(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[int](t, srv, 2, testOptions("behind"))
+	rs := replicas[int](t, srv, 2, cachetest.Options[int]("behind"))
 	ctx := context.Background()
 	require.Equal(t, 1, mustGetOrLoad(t, rs[1], "a", 1)) // B caches a=1
 
@@ -166,7 +167,7 @@ func mustGetOrLoad(t *testing.T, c *replica[int], key string, v int) int {
 
 func TestSetBehindFullQueueIsAClearErrorAndChangesNothing(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := testOptions("full")
+	opts := cachetest.Options[int]("full")
 	opts.WriteBehindLimit = 3
 	c := newCache[int](t, srv, opts)
 	ctx := context.Background()
@@ -193,7 +194,7 @@ func TestSetBehindFullQueueIsAClearErrorAndChangesNothing(t *testing.T) {
 
 func TestFlusherRetriesAnUnavailableSourceAndLosesNothing(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[int](t, srv, testOptions("outage"))
+	c := newCache[int](t, srv, cachetest.Options[int]("outage"))
 	ctx := context.Background()
 	src := newFakeSource()
 	down := make(chan struct{})
@@ -229,7 +230,7 @@ func TestFlusherRetriesAnUnavailableSourceAndLosesNothing(t *testing.T) {
 
 func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[int](t, srv, testOptions("poison"))
+	c := newCache[int](t, srv, cachetest.Options[int]("poison"))
 	ctx := context.Background()
 	src := newFakeSource()
 	src.setRefuse(refuseKey("poison", errors.New("constraint violated")))
@@ -263,7 +264,7 @@ func TestPoisonWriteIsDeadLetteredOthersFlushed(t *testing.T) {
 
 func TestWriterPanicIsIsolatedToItsWrite(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[int](t, srv, testOptions("panic"))
+	c := newCache[int](t, srv, cachetest.Options[int]("panic"))
 	ctx := context.Background()
 	src := newFakeSource()
 	src.setRefuse(func(ws []Write[int]) error {
@@ -294,7 +295,7 @@ func TestWriterPanicIsIsolatedToItsWrite(t *testing.T) {
 
 func TestUndecodableQueueEntryIsDeadLettered(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[int](t, srv, testOptions("garbage"))
+	c := newCache[int](t, srv, cachetest.Options[int]("garbage"))
 	ctx := context.Background()
 	_, err := srv.Command("XADD", remote.QueueKey(c.ns), "*", "k", "x", "e", "not an envelope")
 	require.NoError(t, err)
@@ -314,7 +315,7 @@ func TestUndecodableQueueEntryIsDeadLettered(t *testing.T) {
 
 func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[int](t, srv, 2, testOptions("lease"))
+	rs := replicas[int](t, srv, 2, cachetest.Options[int]("lease"))
 	src := newFakeSource()
 	var fs []*Flusher[int]
 	for _, c := range rs {
@@ -343,7 +344,7 @@ func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 // delay its takeover by up to MaxBackoff.
 func TestStandbyRoundDoesNotBackOff(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[int](t, srv, 2, testOptions("standby"))
+	rs := replicas[int](t, srv, 2, cachetest.Options[int]("standby"))
 	src := newFakeSource()
 	leader, err := newFlusher(rs[0], fastFlusher(src))
 	require.NoError(t, err)
@@ -361,7 +362,7 @@ func TestStandbyRoundDoesNotBackOff(t *testing.T) {
 
 func TestFlusherOptionsAreValidated(t *testing.T) {
 	srv := redistest.Start(t)
-	c := newCache[int](t, srv, testOptions("fopts"))
+	c := newCache[int](t, srv, cachetest.Options[int]("fopts"))
 	ok := func(context.Context, []Write[int]) error { return nil }
 	for _, o := range []Options[int]{
 		{},

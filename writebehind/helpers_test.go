@@ -24,9 +24,7 @@ type replica[V any] struct {
 	ns     string
 }
 
-func testOptions(ns string) tiered.Options { return cachetest.Options(ns) }
-
-func newCache[V any](t testing.TB, srv *redisserver.Server, opts tiered.Options) *replica[V] {
+func newCache[V any](t testing.TB, srv *redisserver.Server, opts tiered.Options[V]) *replica[V] {
 	t.Helper()
 	if opts.Client == nil {
 		opts.Client = redistest.Client(t, srv)
@@ -34,7 +32,7 @@ func newCache[V any](t testing.TB, srv *redisserver.Server, opts tiered.Options)
 	return &replica[V]{Cache: cachetest.New[V](t, srv, opts), client: opts.Client, ns: opts.Namespace}
 }
 
-func replicas[V any](t testing.TB, srv *redisserver.Server, n int, opts tiered.Options) []*replica[V] {
+func replicas[V any](t testing.TB, srv *redisserver.Server, n int, opts tiered.Options[V]) []*replica[V] {
 	out := make([]*replica[V], n)
 	for i := range out {
 		out[i] = newCache[V](t, srv, opts)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/cachetest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -70,7 +71,7 @@ func TestFlusherProcess(t *testing.T) {
 
 func TestKilledFlusherIsTakenOver(t *testing.T) {
 	srv := redistest.Start(t)
-	rs := replicas[int](t, srv, 3, testOptions("kill"))
+	rs := replicas[int](t, srv, 3, cachetest.Options[int]("kill"))
 	ctx := context.Background()
 	admin := redistest.Client(t, srv)
 

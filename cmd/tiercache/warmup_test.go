@@ -24,7 +24,7 @@ func TestHotAndWarmupCommands(t *testing.T) {
 	rc := redistest.Client(t, src)
 	tr, err := warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: "svc", FlushInterval: time.Hour})
 	require.NoError(t, err)
-	c, err := tiered.New[string](ctx, tiered.Options{Client: rc, Namespace: "svc", LocalTTL: time.Minute, RemoteTTL: time.Hour, Sampler: tr, SampleEvery: 1})
+	c, err := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "svc", LocalTTL: time.Minute, RemoteTTL: time.Hour, Sampler: tr, SampleEvery: 1})
 	require.NoError(t, err)
 	defer c.Close()
 	for i := range 5 {
@@ -50,7 +50,7 @@ func TestHotAndWarmupCommands(t *testing.T) {
 	// A replica started on the warmed Redis finds the values, and the
 	// hot set, so it can preload them.
 	drc := redistest.Client(t, dst)
-	fresh, err := tiered.New[string](ctx, tiered.Options{Client: drc, Namespace: "svc", LocalTTL: time.Minute, RemoteTTL: time.Hour})
+	fresh, err := tiered.New[string](ctx, tiered.Options[string]{Client: drc, Namespace: "svc", LocalTTL: time.Minute, RemoteTTL: time.Hour})
 	require.NoError(t, err)
 	defer fresh.Close()
 	rep, err := warmup.Preload(ctx, fresh, warmup.Options[string]{Client: drc, TopN: 10})

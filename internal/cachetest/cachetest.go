@@ -16,14 +16,14 @@ import (
 
 // Options are a test cache's options for namespace ns: a minute locally,
 // ten in Redis.
-func Options(ns string) tiered.Options {
-	return tiered.Options{Namespace: ns, LocalTTL: time.Minute, RemoteTTL: 10 * time.Minute}
+func Options[V any](ns string) tiered.Options[V] {
+	return tiered.Options[V]{Namespace: ns, LocalTTL: time.Minute, RemoteTTL: 10 * time.Minute}
 }
 
 // New builds a cache over opts.Client, or over a client of its own to srv
 // when opts.Client is nil, as a separate replica would have; it is closed
 // at cleanup.
-func New[V any](tb testing.TB, srv *redisserver.Server, opts tiered.Options) *tiered.Cache[V] {
+func New[V any](tb testing.TB, srv *redisserver.Server, opts tiered.Options[V]) *tiered.Cache[V] {
 	tb.Helper()
 	if opts.Client == nil {
 		opts.Client = redistest.Client(tb, srv)

@@ -24,7 +24,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newCache(t *testing.T, addrClient func() tiered.Options) *tiered.Cache[string] {
+func newCache(t *testing.T, addrClient func() tiered.Options[string]) *tiered.Cache[string] {
 	t.Helper()
 	c, err := tiered.New[string](context.Background(), addrClient())
 	require.NoError(t, err)
@@ -34,9 +34,9 @@ func newCache(t *testing.T, addrClient func() tiered.Options) *tiered.Cache[stri
 
 func TestCollectorExposition(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := func(ns string) func() tiered.Options {
-		return func() tiered.Options {
-			return tiered.Options{Client: redistest.Client(t, srv), Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Minute}
+	opts := func(ns string) func() tiered.Options[string] {
+		return func() tiered.Options[string] {
+			return tiered.Options[string]{Client: redistest.Client(t, srv), Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Minute}
 		}
 	}
 	users := newCache(t, opts("svc:users"))

@@ -1,0 +1,34 @@
+package tiered
+
+// Transport names a way invalidations travel between replicas.
+type Transport string
+
+const (
+	// TransportPubSub publishes each invalidation on the namespace's
+	// channel, <namespace>:inv, in the script that makes the write. A
+	// replica that may have missed messages (a resubscribe, an overflow, a
+	// ping that did not come back) flushes its local tier.
+	TransportPubSub Transport = "pubsub"
+	// TransportResumable is TransportPubSub plus an invalidation log: each
+	// message is also appended to a capped Redis stream, <namespace>:v1:invlog,
+	// in the same script, and a replica that may have missed messages
+	// replays the log from the last one it saw instead of flushing. It
+	// flushes only when the log was trimmed past that point. The price is
+	// one XADD per write and the stream's memory. On a Redis Cluster there
+	// is one log per hash slot, <namespace>:v1:invlog:{<tag>}, trimmed by
+	// InvalidationLogAge as well, and a replay reads all 16,384 of them in
+	// one pipelined round; it relies on the bus's pings, so PingInterval
+	// must not be negative there.
+	TransportResumable Transport = "resumable"
+	// TransportTracking uses Redis server-assisted invalidation instead of
+	// the channel: one dedicated RESP3 connection per replica runs CLIENT
+	// TRACKING ON BCAST PREFIX <namespace>:v1:g, and Redis pushes the name
+	// of every value key that is written, deleted, expired or evicted — by
+	// this library or by any other program. A lost connection flushes, as
+	// with TransportPubSub. Two differences: a replica's own writes are
+	// pushed back to it, so it drops its own fresh copy (the next read goes
+	// to Redis); and waiters of a fleet load are woken by the fill's key
+	// change. Needs Redis 6+ and a RESP3 client (rueidis's default). On a
+	// Cluster there is one tracking connection per node.
+	TransportTracking Transport = "tracking"
+)
