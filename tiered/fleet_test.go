@@ -218,25 +218,6 @@ func TestStaleWhileRevalidateRefreshesOncePerFleet(t *testing.T) {
 	assert.Positive(t, stale)
 }
 
-func TestXFetch(t *testing.T) {
-	srv := redistest.Start(t)
-	c := newCache[string](t, srv, testOptions[string]("xfetch"))
-	now := time.Now().UnixNano()
-	const loadMicros = 10_000 // δ = 10 ms
-	assert.False(t, c.xfetch(now+int64(time.Hour), loadMicros, now), "far from the target: never")
-	assert.True(t, c.xfetch(now, loadMicros, now), "at the target: always")
-	// 1 δ before the target, the probability is e^-1 ≈ 37 %.
-	hits := 0
-	for range 10_000 {
-		if c.xfetch(now+int64(10*time.Millisecond), loadMicros, now) {
-			hits++
-		}
-	}
-	assert.InDelta(t, 3679, hits, 300)
-	c.opts.EarlyRefreshBeta = 0
-	assert.False(t, c.xfetch(now, loadMicros, now), "β ≤ 0 turns it off")
-}
-
 func TestEarlyRefreshHappensBeforeExpiry(t *testing.T) {
 	srv := redistest.Start(t)
 	opts := testOptions[string]("early")

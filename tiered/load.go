@@ -132,7 +132,7 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 		var zero V
 		return zero, ErrNotFound
 	}
-	c.refreshIfDue(key, env.FreshUntil, env.ExpiresAt, env.LoadMicros, time.Now().UnixNano(), load, tagNames(env.Tags))
+	c.refreshIfDue(key, envelopeStamps(env), time.Now().UnixNano(), load, tagNames(env.Tags))
 	return v, nil
 }
 

@@ -1,5 +1,11 @@
 package tiered
 
+import (
+	"context"
+
+	"github.com/tiercache/tiercache/coherence"
+)
+
 // Transport names a way invalidations travel between replicas.
 type Transport string
 
@@ -32,3 +38,66 @@ const (
 	// Cluster there is one tracking connection per node.
 	TransportTracking Transport = "tracking"
 )
+
+// transport is what carries invalidations to this replica: a pub/sub Bus
+// (TransportPubSub, TransportResumable) or a Tracker (TransportTracking).
+type transport interface {
+	Close()
+	Stats() coherence.Stats
+	Resync(coherence.GapReason)
+}
+
+// startTransport returns a nil interface (not a nil pointer in one) on error.
+func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
+	if c.opts.Transport == TransportTracking {
+		// "<ns>:v1:g" covers the generation key and every generation's
+		// values (and their leases, wait markers and tags, which KeyOf
+		// ignores), and leaves out the write-behind queue, the
+		// invalidation log and the hot-key set.
+		t, err := coherence.Track(ctx, coherence.TrackingOptions{
+			Client:       c.opts.Client,
+			Prefix:       c.opts.Namespace + ":v1:g",
+			OnKeys:       c.applyTracked,
+			OnGap:        c.applyGap,
+			QueueSize:    c.opts.InvalidationQueue,
+			PingInterval: c.opts.PingInterval,
+			OnRefused:    c.refused,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	bo := coherence.Options{
+		Client:       c.opts.Client,
+		Channel:      c.channel,
+		Namespace:    c.opts.Namespace,
+		Origin:       c.origin,
+		OnMessage:    c.applyInvalidation,
+		OnGap:        c.applyGap,
+		QueueSize:    c.opts.InvalidationQueue,
+		PingInterval: c.opts.PingInterval,
+		OnRepair:     c.applyRepair,
+		OnHold:       c.hold,
+		OnRefused:    c.refused,
+	}
+	if c.opts.Transport == TransportResumable {
+		if c.remote.Cluster() {
+			bo.SlotLogKey, bo.LogAge = c.remote.SlotLogKey, c.opts.InvalidationLogAge
+		} else {
+			bo.LogKey = c.remote.InvalidationLogKey()
+		}
+	}
+	b, err := coherence.Subscribe(ctx, bo)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func logSize[V any](o *Options[V]) int {
+	if o.Transport == TransportResumable {
+		return o.InvalidationLogSize
+	}
+	return 0
+}

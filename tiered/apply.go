@@ -1,0 +1,117 @@
+package tiered
+
+import (
+	"time"
+
+	"github.com/tiercache/tiercache/coherence"
+)
+
+// The receiving side: what the cache does with invalidations, gaps and
+// repairs its transport reports, and with the breaker's changes.
+
+// applyInvalidation runs on the bus goroutine for every peer's message.
+func (c *Cache[V]) applyInvalidation(m coherence.Message) {
+	c.stats.received.Add(1)
+	c.stats.lag.Observe(time.Duration(time.Now().UnixNano() - m.PublishedAt))
+	switch m.Kind {
+	case coherence.KindKeys:
+		c.local.Invalidate(m.Keys...)
+		c.waiting.wake(m.Keys...)
+	case coherence.KindTags:
+		c.local.InvalidateTags(m.Keys...)
+	case coherence.KindFlush:
+		if len(m.Keys) == 1 {
+			c.remote.AdoptGeneration(m.Keys[0])
+		}
+		c.flush(flushReasonMessage)
+	default:
+		// A kind this version does not know: the safe answer is to drop
+		// everything.
+		c.flush(flushReasonMessage)
+	}
+}
+
+// applyGap runs on the bus goroutine when invalidations may have been lost.
+// A namespace flush may have been among them, so the generation is re-read.
+func (c *Cache[V]) applyGap(reason coherence.GapReason) {
+	if reason == coherence.GapResubscribe {
+		// Redis answered our SUBSCRIBE: it is back, whatever the breaker
+		// last saw. (The flush below covers what was missed.)
+		c.remote.ResetBreaker()
+	}
+	c.flush(string(reason))
+	c.settleGeneration()
+}
+
+func (c *Cache[V]) flush(reason string) {
+	c.local.Flush()
+	c.waiting.wakeAll()
+	c.stats.flushes(reason).Add(1)
+	if reason != flushReasonMessage {
+		c.log.Warn("flush:"+reason, "local tier flushed: invalidations may have been missed", "reason", reason)
+	}
+}
+
+// breakerChanged runs when the Redis breaker changes state. While it was
+// open this replica could not hear every invalidation reliably, so when a
+// probe closes it again the local tier is flushed.
+func (c *Cache[V]) breakerChanged(from, to string) {
+	c.log.Warn("breaker", "redis circuit breaker "+to, "from", from, "to", to)
+	if to != "closed" {
+		return
+	}
+	if c.opts.Transport != TransportPubSub && c.bus != nil {
+		c.bus.Resync(flushReasonBreaker) // a replay, or a flush if it cannot
+		return
+	}
+	c.flush(flushReasonBreaker)
+}
+
+// refused is told that Redis refused a command the transport needs after
+// start: a configuration error (the ACL user's), which retrying will not
+// fix, logged as such.
+func (c *Cache[V]) refused(err error) {
+	c.log.Error("refused", "redis refused a command the invalidation transport needs: check the ACL user's permissions (docs/operations.md)", "err", err)
+}
+
+// applyTracked applies a tracking push: the Redis keys that changed.
+func (c *Cache[V]) applyTracked(redisKeys []string) {
+	c.stats.received.Add(1)
+	keys := redisKeys[:0:0]
+	for _, rk := range redisKeys {
+		if rk == c.remote.GenerationKey() {
+			// InvalidateAll (or anyone, or Redis by evicting it) moved
+			// the generation.
+			c.flush(flushReasonMessage)
+			c.settleGeneration()
+			continue
+		}
+		if k, ok := c.remote.KeyOf(rk); ok {
+			keys = append(keys, k)
+		} else if tag, ok := c.remote.TagOf(rk); ok {
+			c.local.InvalidateTags(tag)
+		}
+	}
+	if len(keys) > 0 {
+		c.local.Invalidate(keys...)
+		c.waiting.wake(keys...)
+	}
+}
+
+// hold stops local reads while the bus deals with a gap (Options.OnHold).
+func (c *Cache[V]) hold(on bool) {
+	if on {
+		c.local.Hold()
+	} else {
+		c.local.Release()
+	}
+}
+
+// applyRepair is told of a gap the invalidation log repaired: nothing to
+// flush.
+func (c *Cache[V]) applyRepair(reason coherence.GapReason, replayed int) {
+	if reason == coherence.GapResubscribe {
+		c.remote.ResetBreaker() // Redis answered our SUBSCRIBE: it is back
+	}
+	c.log.Warn("repair:"+string(reason), "invalidations missed and replayed from the log", "reason", reason, "replayed", replayed)
+}

@@ -1,0 +1,142 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Get returns key's value from the local tier, or from Redis (filling the
+// local tier), or from Options.Loader when one is set, or ErrNotFound. A
+// local hit does no I/O and allocates nothing. The value returned is shared
+// with other readers: treat it as immutable.
+func (c *Cache[V]) Get(ctx context.Context, key string, opts ...CallOption) (V, error) {
+	return c.lookup(ctx, key, nil, opts)
+}
+
+// GetOrLoad returns key's value from the local tier, Redis, or load, in that
+// order. One load per key runs at a time in the whole fleet: the replica
+// that takes the key's lease loads, the others wait and are woken when the
+// value lands. Callers leave when their ctx ends; a load nobody waits for
+// any more is cancelled and another replica takes over. A load that started
+// before a Set or Delete of the key is cached in neither tier. If Redis
+// fails, the loaded value is still returned (fail open). A loader returning
+// ErrNotFound makes GetOrLoad return ErrNotFound and leaves a tombstone for
+// Options.NegativeTTL.
+func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.Context) (V, error), opts ...CallOption) (V, error) {
+	return c.lookup(ctx, key, load, opts)
+}
+
+// lookup is Get (load == nil) and GetOrLoad. Past a local miss, one flight
+// per key runs the rest; closures are made only then, so a hit allocates
+// nothing.
+func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, error) {
+	var zero V
+	if err := c.checkKey(key); err != nil {
+		return zero, err
+	}
+	if c.sampler != nil && rand.Uint32()&c.sampleMask == 0 {
+		c.sampler.Sample(key)
+	}
+	if e, ok := c.local.Get(key); ok {
+		c.stats.localHits.inc()
+		if e.RefreshFrom != 0 {
+			c.considerRefresh(key, e, load)
+		}
+		return c.hit(e)
+	}
+	if c.closed.Load() {
+		return zero, ErrClosed
+	}
+	c.stats.localMisses.Add(1)
+	// Most misses are answered by Redis: one plain GET, its fill fenced by
+	// the local generation taken before it, with no flight and no lease.
+	// The lease script, and a flight shared by this replica's callers,
+	// only come when Redis has no value to give.
+	fence := c.local.Fence(key)
+	env, err := c.remote.Get(ctx, key)
+	if err == nil {
+		v, derr := c.decodeEnvelope(&env)
+		if derr == nil {
+			c.stats.remoteHits.Add(1)
+			return c.fromRemote(key, fence, &env, v, load)
+		}
+		err = derr
+	}
+	if load == nil && c.opts.Loader == nil {
+		switch {
+		case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
+			c.corrupt(err)
+			return zero, ErrNotFound
+		case errors.Is(err, remote.ErrMiss):
+			c.stats.remoteMisses.Add(1)
+			return zero, ErrNotFound
+		case ctx.Err() != nil:
+			return zero, ctx.Err()
+		}
+		c.remoteFailed("get", err)
+		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
+	}
+	if ctx.Err() != nil {
+		return zero, ctx.Err()
+	}
+	if load == nil {
+		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
+	}
+	// A corrupt value is counted by the lease round, which finds it again.
+	// Redis did not answer: fail open at once, without a second call to
+	// time out.
+	unreachable := err != nil && !errors.Is(err, remote.ErrMiss) && !errors.Is(err, remote.ErrCorrupt) && !errors.Is(err, ErrCodec)
+	if unreachable {
+		c.remoteFailed("get", err)
+	}
+	return c.loads.do(ctx, key, func(fctx context.Context) (V, error) {
+		fctx, cancel := context.WithTimeout(fctx, c.opts.LoadTimeout)
+		defer cancel()
+		// The fence is taken before the re-check and the Redis read, so an
+		// invalidation that lands meanwhile refuses the fill.
+		fence := c.local.Fence(key)
+		if e, ok := c.local.Get(key); ok {
+			return c.hit(e)
+		}
+		if unreachable {
+			return c.loadLocalOnly(fctx, key, fence, load, c.callOptions(opts))
+		}
+		return c.readOrLoad(fctx, key, fence, load, c.callOptions(opts))
+	})
+}
+
+func (c *Cache[V]) hit(e *local.Entry[V]) (V, error) {
+	if e.Negative {
+		c.stats.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value, nil
+}
+
+// decodeEnvelope decodes a value read from Redis; a tombstone has no
+// payload and decodes to the zero value.
+func (c *Cache[V]) decodeEnvelope(e *remote.Envelope) (V, error) {
+	if e.Negative {
+		var zero V
+		return zero, nil
+	}
+	return c.decode(e.Payload)
+}
+
+func (c *Cache[V]) decode(payload []byte) (V, error) {
+	var v V
+	if err := c.opts.Codec.Unmarshal(payload, &v); err != nil {
+		return v, fmt.Errorf("%w: decode: %w", ErrCodec, err)
+	}
+	return v, nil
+}
+
+// cost is the heap a decoded value is taken to hold: its encoded size (the
+// local tier adds its own per-entry overhead).
+func cost(payload []byte) int64 { return int64(len(payload)) }
