@@ -31,7 +31,7 @@ type tiercacheReplica struct {
 	c  *tiered.Cache[string]
 	// With Env.Warmup: the tracker that feeds the fleet's hot set, and the
 	// preload this replica started with.
-	tracker    *warmup.Tracker
+	tracker    *warmup.HotKeys
 	warm       *warmup.Warmup
 	stopWarmup context.CancelFunc
 	reads      atomic.Uint64 // exact: the cache samples its local-hit count
@@ -51,8 +51,8 @@ func newTiercache(ctx context.Context, env Env) (Replica, error) {
 	}
 	r := &tiercacheReplica{rc: rc, stopWarmup: func() {}}
 	if env.Warmup {
-		// Flushed often: a bench fleet lives seconds, not hours.
-		r.tracker, err = warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: env.Namespace, FlushInterval: 250 * time.Millisecond})
+		// Pushed often: a bench fleet lives seconds, not hours.
+		r.tracker, err = warmup.NewHotKeys(warmup.HotKeysOptions{Client: rc, Namespace: env.Namespace, PushInterval: 250 * time.Millisecond})
 		if err != nil {
 			rc.Close()
 			return nil, err

@@ -20,7 +20,7 @@ var deployScenario = Scenario{
 		"serve, with every key in Redis from the start (a fleet that has been serving a while); one at a time, a replica is stopped, its successor started, waited for until ready, and put under load; the next " +
 		"follows once the successor has made 1,000 reads. Origin (loader) calls/s and Redis commands/s during the deploy against " +
 		"the steady state before it, read p99 in both, and the share of each new replica's first 1,000 reads answered locally " +
-		"(mean of the successors). tiercache+warm-up gives every replica a warmup.Tracker (the fleet's hot keys, in Redis) and " +
+		"(mean of the successors). tiercache+warm-up gives every replica a warmup.HotKeys (the fleet's hot keys, in Redis) and " +
 		"preloads the top 1,000 before a replica is ready; ready-wait is how long that took.",
 	Run: runDeploy,
 }

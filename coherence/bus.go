@@ -83,7 +83,7 @@ type Options struct {
 	OnHold func(held bool)
 	// OnRefused, optional, is told when Redis refuses a command the bus
 	// needs after it started (a SUBSCRIBE or a ping's PUBLISH that the ACL
-	// user may not run): a configuration error, wrapping ErrRefused and
+	// user may not run): a configuration error, wrapping errRefused and
 	// Redis's reply. It is called once per episode, not per retry, from
 	// the bus's goroutines; it must not block.
 	OnRefused func(error)
@@ -142,7 +142,7 @@ type Stats struct {
 	Repairs       uint64 // gaps repaired from the invalidation log
 	Replayed      uint64 // messages applied by those repairs
 	Unrepaired    uint64 // gaps the log could not repair (reported to OnGap)
-	Refusals      uint64 // commands Redis refused (see ErrRefused), every retry counted
+	Refusals      uint64 // commands Redis refused (see errRefused), every retry counted
 	Pings         uint64 // probes answered: own pings back (Bus), PINGs (Tracker)
 }
 
@@ -187,7 +187,7 @@ type Bus struct {
 }
 
 // Subscribe starts a Bus and returns once the subscription is confirmed;
-// with an error wrapping ErrRefused and Redis's reply, at once, if Redis
+// with an error wrapping errRefused and Redis's reply, at once, if Redis
 // refuses the SUBSCRIBE; or with ctx's error (and the last attempt's) if
 // it is not confirmed first.
 func Subscribe(ctx context.Context, opts Options) (*Bus, error) {
@@ -374,7 +374,7 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == b.pingChan {
-		if msg, err := Decode([]byte(m.Message)); err == nil && msg.Kind == kindPing {
+		if msg, err := decodeMessage([]byte(m.Message)); err == nil && msg.Kind == kindPing {
 			b.pings.Add(1)
 			b.lastPingEcho.Store(msg.PublishedAt)
 			if b.opts.SlotLogKey != nil {
@@ -439,7 +439,7 @@ func (b *Bus) handle(e event) {
 		b.log.checkpoint(time.Unix(0, e.checkpoint))
 		return
 	}
-	m, err := Decode([]byte(e.payload))
+	m, err := decodeMessage([]byte(e.payload))
 	if err != nil {
 		b.undecodable.Add(1)
 		b.hold(true)

@@ -8,7 +8,7 @@
 // A Message carries its origin instance (so a replica skips its own echo),
 // the namespace, a kind (keys, tags, flush-namespace), batched keys and the
 // publish time (to measure lag). The wire form is versioned and compact;
-// Decode never panics on garbage and is fuzzed.
+// decodeMessage never panics on garbage and is fuzzed.
 //
 // # Delivery
 //
@@ -72,7 +72,7 @@
 //
 // An error reply that retrying will not change (NOPERM from an ACL user
 // without a command or channel, usually) is a configuration error
-// (ErrRefused, wrapping Redis's reply): Subscribe and Track fail with it at
+// (errRefused, wrapping Redis's reply): Subscribe and Track fail with it at
 // once; after start it goes to OnRefused once per episode while the command
 // is retried every second. An error reply proves a connection alive: it is
 // never treated as a lost connection, and never flushes.

@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// ErrMalformed reports bytes that are not a readable message.
-var ErrMalformed = errors.New("coherence: malformed message")
+// errMalformed reports bytes that are not a readable message.
+var errMalformed = errors.New("coherence: malformed message")
 
 // Kind says what a message invalidates.
 type Kind uint8
@@ -86,14 +86,14 @@ func (m *Message) Encode() []byte {
 	return b
 }
 
-// Decode parses the wire form. It never panics and never allocates more
+// decodeMessage parses the wire form. It never panics and never allocates more
 // than the input's size in keys.
-func Decode(b []byte) (Message, error) {
+func decodeMessage(b []byte) (Message, error) {
 	if len(b) < msgHeader || b[0] != msgMagic {
-		return Message{}, fmt.Errorf("%w: bad header", ErrMalformed)
+		return Message{}, fmt.Errorf("%w: bad header", errMalformed)
 	}
 	if b[1] != msgV1 && b[1] != msgV2 {
-		return Message{}, fmt.Errorf("%w: version %d", ErrMalformed, b[1])
+		return Message{}, fmt.Errorf("%w: version %d", errMalformed, b[1])
 	}
 	m := Message{
 		Kind:        Kind(b[2]),
@@ -101,7 +101,7 @@ func Decode(b []byte) (Message, error) {
 		PublishedAt: int64(binary.BigEndian.Uint64(b[11:])),
 	}
 	if m.Kind < KindKeys || m.Kind > kindPing {
-		return Message{}, fmt.Errorf("%w: kind %d", ErrMalformed, b[2])
+		return Message{}, fmt.Errorf("%w: kind %d", errMalformed, b[2])
 	}
 	rest := b[msgHeader:]
 	ns, rest, err := readBytes(rest)
@@ -111,7 +111,7 @@ func Decode(b []byte) (Message, error) {
 	m.Namespace = string(ns)
 	count, n := binary.Uvarint(rest)
 	if n <= 0 || count > maxMsgKeys || count > uint64(len(rest)) {
-		return Message{}, fmt.Errorf("%w: key count", ErrMalformed)
+		return Message{}, fmt.Errorf("%w: key count", errMalformed)
 	}
 	rest = rest[n:]
 	if count > 0 {
@@ -126,12 +126,12 @@ func Decode(b []byte) (Message, error) {
 	}
 	if b[1] == msgV2 {
 		if len(rest) == 0 || int(rest[0]) == 0 || int(rest[0]) > maxLogID || int(rest[0]) != len(rest)-1 {
-			return Message{}, fmt.Errorf("%w: log id", ErrMalformed)
+			return Message{}, fmt.Errorf("%w: log id", errMalformed)
 		}
 		m.LogID, rest = string(rest[1:]), nil
 	}
 	if len(rest) != 0 {
-		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+		return Message{}, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(rest))
 	}
 	return m, nil
 }
@@ -139,7 +139,7 @@ func Decode(b []byte) (Message, error) {
 func readBytes(b []byte) (field, rest []byte, err error) {
 	l, n := binary.Uvarint(b)
 	if n <= 0 || l > uint64(len(b)-n) {
-		return nil, nil, fmt.Errorf("%w: length prefix", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: length prefix", errMalformed)
 	}
 	end := n + int(l)
 	return b[n:end], b[end:], nil

@@ -14,7 +14,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{Origin: 7, Namespace: "n", Kind: KindTags, Keys: []string{"tag"}},
 		{Origin: 8, Namespace: "n", Kind: KindKeys, Keys: []string{"a"}, LogID: "1700000000000-12"},
 	} {
-		got, err := Decode(m.Encode())
+		got, err := decodeMessage(m.Encode())
 		require.NoError(t, err)
 		assert.Equal(t, m, got)
 	}
@@ -34,8 +34,8 @@ func TestDecodeRejects(t *testing.T) {
 		"trailing":   append(append([]byte{}, good...), 0),
 		"huge count": append(append([]byte{}, good[:msgHeader+2]...), 0xff, 0xff, 0xff, 0x0f),
 	} {
-		_, err := Decode(b)
-		assert.ErrorIs(t, err, ErrMalformed, name)
+		_, err := decodeMessage(b)
+		assert.ErrorIs(t, err, errMalformed, name)
 	}
 }
 
@@ -45,11 +45,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte("i\x01\x01"))
 	f.Add((&Message{Origin: 2, Namespace: "n", Kind: KindKeys, Keys: []string{"a"}, LogID: "1-1"}).Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Decode(b)
+		m, err := decodeMessage(b)
 		if err != nil {
 			return
 		}
-		again, err := Decode(m.Encode())
+		again, err := decodeMessage(m.Encode())
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}

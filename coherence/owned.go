@@ -25,18 +25,18 @@ import (
 // ClientOption.Dialer.Timeout (5 s by default); Close may wait for a dial in
 // flight.
 
-// ErrRefused means Redis answered a command a transport needs with an error
+// errRefused means Redis answered a command a transport needs with an error
 // reply that retrying will not change: usually NOPERM, from an ACL user
 // without the command or the channel. It is a configuration error, wrapped
 // with Redis's own reply. At start, Subscribe and Track fail with it at once;
 // afterwards it is reported to OnRefused, once per episode.
-var ErrRefused = errors.New("coherence: redis refused a command")
+var errRefused = errors.New("coherence: redis refused a command")
 
 // refusedRetry is how often a refused command is tried again after start:
 // the ACL may be fixed, but not within milliseconds.
 const refusedRetry = time.Second
 
-// refusal returns err wrapped in ErrRefused when it is (or wraps) a Redis
+// refusal returns err wrapped in errRefused when it is (or wraps) a Redis
 // error reply that retrying will not change, and nil otherwise: success, a
 // connection error or timeout, or a reply that says "later". err names the
 // command refused.
@@ -45,7 +45,7 @@ func refusal(err error) error {
 	if !ok || transientReply(re) {
 		return nil
 	}
-	return fmt.Errorf("%w: %w", ErrRefused, err)
+	return fmt.Errorf("%w: %w", errRefused, err)
 }
 
 // redisReply returns the Redis error reply err is or wraps.

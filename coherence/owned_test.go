@@ -93,7 +93,7 @@ func TestBusesSharingAClientAreIndependent(t *testing.T) {
 }
 
 // TestSubscribeRefusedByTheACLFailsAtOnce: a user without @pubsub gets
-// NOPERM for SUBSCRIBE; Subscribe returns it at once (ErrRefused, Redis's
+// NOPERM for SUBSCRIBE; Subscribe returns it at once (errRefused, Redis's
 // reply in the message) instead of retrying until its ctx ends.
 func TestSubscribeRefusedByTheACLFailsAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
@@ -101,7 +101,7 @@ func TestSubscribeRefusedByTheACLFailsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := Subscribe(ctx, Options{Client: c, Channel: "ns:inv", Namespace: "ns", OnMessage: func(Message) {}, OnGap: func(GapReason) {}})
-	require.ErrorIs(t, err, ErrRefused)
+	require.ErrorIs(t, err, errRefused)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "NOPERM")
 	t.Log(err)
@@ -109,7 +109,7 @@ func TestSubscribeRefusedByTheACLFailsAtOnce(t *testing.T) {
 	// A channel outside the user's &-patterns is refused the same way.
 	c = aclClient(t, srv, "otherns", rueidis.ClientOption{DisableCache: true}, "~other:*", "&other:*", "+@all")
 	_, err = Subscribe(ctx, Options{Client: c, Channel: "ns:inv", Namespace: "ns", OnMessage: func(Message) {}, OnGap: func(GapReason) {}})
-	require.ErrorIs(t, err, ErrRefused)
+	require.ErrorIs(t, err, errRefused)
 	assert.Contains(t, err.Error(), "NOPERM")
 }
 

@@ -44,7 +44,7 @@ type TrackingOptions struct {
 	PingInterval, PingTimeout time.Duration
 	// OnRefused, optional, is told when Redis refuses a command the
 	// tracker needs after it started (CLIENT TRACKING, PING): a
-	// configuration error wrapping ErrRefused and Redis's reply, reported
+	// configuration error wrapping errRefused and Redis's reply, reported
 	// once per episode. It must not block.
 	OnRefused func(error)
 }
@@ -93,7 +93,7 @@ type trackingEvent struct {
 }
 
 // Track sets tracking up and returns once Redis has accepted it; with an
-// error wrapping ErrRefused and Redis's reply, at once, if Redis refuses
+// error wrapping errRefused and Redis's reply, at once, if Redis refuses
 // CLIENT TRACKING or PING; or with ctx's error (and the last attempt's) if
 // it has not been set up first.
 func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {

@@ -129,7 +129,7 @@ func TestTrackRefusedByTheACLFailsAtOnce(t *testing.T) {
 	for _, missing := range []string{"-client|tracking", "-ping"} {
 		c := aclClient(t, srv, "u", rueidis.ClientOption{DisableCache: true}, "~ns:*", "&ns:*", "+@all", missing)
 		_, err := Track(ctx, TrackingOptions{Client: c, Prefix: "ns:", OnKeys: func([]string) {}, OnGap: func(GapReason) {}})
-		require.ErrorIs(t, err, ErrRefused, missing)
+		require.ErrorIs(t, err, errRefused, missing)
 		assert.NotErrorIs(t, err, context.DeadlineExceeded)
 		assert.Contains(t, err.Error(), "NOPERM")
 		t.Log(err)

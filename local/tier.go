@@ -135,7 +135,7 @@ type Stats struct {
 	Rejections  uint64 // inserts the admission policy refused
 	DroppedSets uint64 // inserts dropped because ristretto's buffer was full
 	Fenced      uint64 // fills refused by their fence
-	Flushes     uint64 // epoch bumps
+	Resets      uint64 // epoch bumps (Reset)
 }
 
 // Tier is the local tier. Its methods are safe for concurrent use.
@@ -159,7 +159,7 @@ type Tier[V any] struct {
 	tagClock   atomic.Uint64
 	tagStripes []atomic.Uint64
 
-	evictions, rejections, dropped, fenced, flushes atomic.Uint64
+	evictions, rejections, dropped, fenced, resets atomic.Uint64
 }
 
 // New builds a Tier. Close it to stop ristretto's goroutines.
@@ -176,7 +176,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 	}
 	t.epoch.Store(1)
 	// The counters are part of the bound: entries get what they leave.
-	entries := max(opts.MaxCost-CounterBytes(opts.NumCounters), opts.MaxCost/2)
+	entries := max(opts.MaxCost-counterBytes(opts.NumCounters), opts.MaxCost/2)
 	t.minCharge = opts.MaxCost / opts.MaxEntries
 	c, err := ristretto.NewCache(&ristretto.Config[string, *stored[V]]{
 		NumCounters:        opts.NumCounters,
@@ -193,11 +193,11 @@ func New[V any](opts Options) (*Tier[V], error) {
 	return t, nil
 }
 
-// CounterBytes is the heap ristretto v2.4's admission counters take for n
+// counterBytes is the heap ristretto v2.4's admission counters take for n
 // counters: a count-min sketch of 4 rows of 4-bit counters, rounded up to a
 // power of two, and a doorkeeper Bloom filter of about 9.6 bits per counter
 // (1 % false positives), rounded up too.
-func CounterBytes(n int64) int64 {
+func counterBytes(n int64) int64 {
 	return 2*pow2(n) + pow2(n*9585/1000)/8
 }
 
@@ -365,12 +365,12 @@ func (t *Tier[V]) Invalidate(keys ...string) {
 	}
 }
 
-// Flush bumps the epoch: every entry filled before becomes a miss at once and
+// Reset bumps the epoch: every entry filled before becomes a miss at once and
 // every fill fenced before is refused. Memory is reclaimed as entries are
 // overwritten, evicted or expire.
-func (t *Tier[V]) Flush() {
+func (t *Tier[V]) Reset() {
 	t.epoch.Add(1)
-	t.flushes.Add(1)
+	t.resets.Add(1)
 }
 
 // Cost is the sum of the costs of the entries held now (the counters are
@@ -378,7 +378,7 @@ func (t *Tier[V]) Flush() {
 func (t *Tier[V]) Cost() int64 { return t.cache.MaxCost() - t.cache.RemainingCost() }
 
 // Epoch is the current epoch, for tests and diagnostics.
-func (t *Tier[V]) Epoch() uint64 { return t.epoch.Load() }
+func (t *Tier[V]) currentEpoch() uint64 { return t.epoch.Load() }
 
 // Wait blocks until every insert handed to ristretto so far is applied.
 // Tests use it; production code never needs it.
@@ -398,7 +398,7 @@ func (t *Tier[V]) Stats() Stats {
 		Rejections:  t.rejections.Load(),
 		DroppedSets: t.dropped.Load(),
 		Fenced:      t.fenced.Load(),
-		Flushes:     t.flushes.Load(),
+		Resets:      t.resets.Load(),
 	}
 }
 

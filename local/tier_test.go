@@ -100,9 +100,9 @@ func TestFlushTurnsEveryOlderEntryIntoAMissAtOnce(t *testing.T) {
 		require.True(t, ok)
 	}
 	staleFence := tier.Fence("late")
-	before := tier.Epoch()
-	tier.Flush()
-	assert.Equal(t, before+1, tier.Epoch())
+	before := tier.currentEpoch()
+	tier.Reset()
+	assert.Equal(t, before+1, tier.currentEpoch())
 	for i := range n {
 		_, ok := tier.Get(fmt.Sprint("k", i))
 		require.False(t, ok, "entry %d survived the flush", i)
@@ -163,7 +163,7 @@ func TestCostBound(t *testing.T) {
 	tier.Wait()
 	held := countHeld(tier, 10_000)
 	perEntry := int64(EntryOverhead + 100)
-	assert.LessOrEqual(t, int64(held), (1<<20-CounterBytes(10*(1<<20/EntryOverhead)))/perEntry,
+	assert.LessOrEqual(t, int64(held), (1<<20-counterBytes(10*(1<<20/EntryOverhead)))/perEntry,
 		"a 1 MiB tier holds what is left after its counters, at EntryOverhead + size each")
 	assert.Greater(t, held, 1000)
 	st := tier.Stats()

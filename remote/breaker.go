@@ -9,10 +9,10 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// ErrUnavailable reports a call not sent because the circuit breaker is
+// errUnavailable reports a call not sent because the circuit breaker is
 // open: Redis failed repeatedly, and only a probe is let through after
 // Options.BreakerCooldown.
-var ErrUnavailable = errors.New("remote: redis unavailable (circuit open)")
+var errUnavailable = errors.New("remote: redis unavailable (circuit open)")
 
 // Op names a kind of Redis call, for the per-operation counters.
 type Op int
@@ -133,7 +133,7 @@ func (s *Store) begin(ctx context.Context, op Op) (context.Context, inflight, er
 	allowed, err := s.breaker.Load().Allow()
 	if err != nil {
 		s.ops[op].rejected.Add(1)
-		return ctx, inflight{}, ErrUnavailable
+		return ctx, inflight{}, errUnavailable
 	}
 	ctx, cancel := s.deadlines.bound(ctx)
 	s.ops[op].calls.Add(1)

@@ -36,7 +36,7 @@ func TestBreakerOpensOnTimeoutsAndRecoversWithAProbe(t *testing.T) {
 
 	t0 := time.Now()
 	_, err = s.Get(ctx, "k")
-	require.ErrorIs(t, err, ErrUnavailable, "open: not sent")
+	require.ErrorIs(t, err, errUnavailable, "open: not sent")
 	assert.Less(t, time.Since(t0), 20*time.Millisecond, "an open breaker answers at once")
 	assert.Equal(t, uint64(1), s.Stats().Ops[OpGet].Rejected)
 
@@ -76,7 +76,7 @@ func TestResetBreakerClosesAtOnce(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, srv.Resume())
 	_, err = s.Get(context.Background(), "k")
-	require.ErrorIs(t, err, ErrUnavailable, "an hour's cooldown")
+	require.ErrorIs(t, err, errUnavailable, "an hour's cooldown")
 	s.ResetBreaker()
 	_, err = s.Get(context.Background(), "k")
 	require.ErrorIs(t, err, ErrMiss, "reset: Redis is called again")

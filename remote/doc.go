@@ -37,7 +37,7 @@
 //
 // # Fenced fills
 //
-// A reader that misses takes the key's lease (GetOrLease: SET NX PX with a
+// A reader that misses takes the key's lease (getOrLease: SET NX PX with a
 // random token, in the same script as the read). Its fill is written only if
 // the lease still holds its token (Fill). Every Set and Delete removes the
 // lease, so a load that started before a write can never overwrite it.

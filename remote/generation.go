@@ -69,12 +69,12 @@ func (s *Store) setState(gen int64, value string) {
 // Generation is the generation the store's keys use now.
 func (s *Store) Generation() int64 { return s.state.Load().gen }
 
-// GenerationValue is the generation key's value the store is at: what a
+// generationValue is the generation key's value the store is at: what a
 // namespace-wide invalidation message carries, for AdoptGeneration.
-func (s *Store) GenerationValue() string { return s.state.Load().value }
+func (s *Store) generationValue() string { return s.state.Load().value }
 
 // AdoptGeneration moves the store to the generation a peer's message
-// announced (a GenerationValue), if it is newer than the one in use. It
+// announced (a generationValue), if it is newer than the one in use. It
 // reports whether the store moved.
 func (s *Store) AdoptGeneration(value string) bool {
 	gen, _, ok := parseGeneration(value)

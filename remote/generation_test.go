@@ -52,7 +52,7 @@ func TestGenerationBumpHidesEveryKeyAndPeersFollow(t *testing.T) {
 	g1, err := a.BumpGeneration(ctx)
 	require.NoError(t, err)
 	assert.Greater(t, g1, g0)
-	assert.Equal(t, "gen "+a.GenerationValue(), <-msgs, "the bump publishes its value")
+	assert.Equal(t, "gen "+a.generationValue(), <-msgs, "the bump publishes its value")
 	_, err = a.Get(ctx, "k")
 	assert.ErrorIs(t, err, ErrMiss, "the bumping store moved on")
 
@@ -60,7 +60,7 @@ func TestGenerationBumpHidesEveryKeyAndPeersFollow(t *testing.T) {
 	_, err = b.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.False(t, b.AdoptGeneration(strconv.FormatInt(g0, 10)+"@x"), "an older generation is ignored")
-	assert.True(t, b.AdoptGeneration(a.GenerationValue()))
+	assert.True(t, b.AdoptGeneration(a.generationValue()))
 	_, err = b.Get(ctx, "k")
 	assert.ErrorIs(t, err, ErrMiss)
 }
@@ -91,7 +91,7 @@ func TestLostGenerationMovesOnNeverBack(t *testing.T) {
 			c.Do(ctx, c.B().Set().Key(s.GenerationKey()).Value(strconv.FormatInt(g-1, 10)+"@"+runID(t, srv)).Build())
 		}, LostGenerationBehind, func(st Stats) uint64 { return st.Lost.GenerationBehind }},
 		{"restart with persistence", func() {
-			c.Do(ctx, c.B().Set().Key(s.GenerationKey()).Value(s.GenerationValue()[:strings.IndexByte(s.GenerationValue(), '@')]+"@0123abcd").Build())
+			c.Do(ctx, c.B().Set().Key(s.GenerationKey()).Value(s.generationValue()[:strings.IndexByte(s.generationValue(), '@')]+"@0123abcd").Build())
 		}, LostRestart, func(st Stats) uint64 { return st.Lost.Restarts }},
 	}
 	for _, step := range steps {
@@ -100,7 +100,7 @@ func TestLostGenerationMovesOnNeverBack(t *testing.T) {
 		now, err := s.Settle(ctx)
 		require.NoError(t, err, step.name)
 		assert.Greater(t, now, before, "%s: a new generation, never an old one", step.name)
-		assert.Equal(t, "gen "+s.GenerationValue(), <-msgs, "%s: the fleet is told", step.name)
+		assert.Equal(t, "gen "+s.generationValue(), <-msgs, "%s: the fleet is told", step.name)
 		assert.Equal(t, uint64(1), step.stat(s.Stats()), "%s: counted", step.name)
 		last := seen.list()[len(seen.list())-1]
 		assert.Equal(t, GenerationChange{From: before, To: now, Lost: step.lost}, last, step.name)
@@ -141,7 +141,7 @@ func TestFencedWritesNeverLandInALostGeneration(t *testing.T) {
 
 	// The same for a fill's lease, a delete and a tag.
 	for name, op := range map[string]func() error{
-		"lease":  func() error { _, err := s.GetOrLease(ctx, "x", "t"); return err },
+		"lease":  func() error { _, err := s.getOrLease(ctx, "x", "t"); return err },
 		"delete": func() error { return s.Delete(ctx, []string{"k"}, Publication{}) },
 		"tags":   func() error { _, err := s.TagVersions(ctx, []string{"t"}, time.Minute); return err },
 	} {
@@ -202,9 +202,9 @@ func TestTagsAreVersions(t *testing.T) {
 	_, err = s.Get(ctx, "k2")
 	assert.ErrorIs(t, err, ErrMiss)
 
-	// GetOrLease removes the invalid value and takes the lease, so loads
+	// getOrLease removes the invalid value and takes the lease, so loads
 	// and waiters work as for any miss.
-	r, err := s.GetOrLease(ctx, "k2", "tok")
+	r, err := s.getOrLease(ctx, "k2", "tok")
 	require.NoError(t, err)
 	assert.True(t, r.Leased)
 	assert.False(t, r.Found)

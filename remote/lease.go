@@ -22,7 +22,7 @@ redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 1))
 return {0, 0, ttl, holder}
 `)
 
-// LeaseResult is what GetOrLease found.
+// LeaseResult is what getOrLease found.
 type LeaseResult struct {
 	Envelope Envelope
 	Found    bool  // a readable value was present
@@ -61,11 +61,11 @@ func holderExpects(token string) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// GetOrLease reads key and, when it is absent, takes its fill lease with
+// getOrLease reads key and, when it is absent, takes its fill lease with
 // token; when another holder has the lease, it marks that a replica waits.
 // One round trip. A corrupt value is reported in Corrupt (not as an error)
 // so the caller can treat it as a miss and take the lease with Lease.
-func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
+func (s *Store) getOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
 		return LeaseResult{}, err
@@ -91,11 +91,11 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 	}
 }
 
-// LeaseOrRead is GetOrLease in plain commands, for a reader that has just
+// LeaseOrRead is getOrLease in plain commands, for a reader that has just
 // found key missing: one pipelined round trip takes the lease (SET NX GET,
 // which returns the holder's token when it is taken) and reads the value.
 // No script runs, so it costs Redis a fraction of
-// GetOrLease. Reading the value after taking the lease closes the race
+// getOrLease. Reading the value after taking the lease closes the race
 // with a fill that landed since the caller's read: a value present then is
 // reported Found (and the lease given back). A value present but corrupt,
 // or of an invalidated tag, is reported as a miss, Leased or not: the
@@ -176,7 +176,7 @@ func (s *Store) leaseRead(ctx context.Context, res rueidis.RedisResult) (LeaseRe
 	return LeaseResult{}, err
 }
 
-// GetOrLeaseMany is GetOrLease for several keys, pipelined (split by slot
+// GetOrLeaseMany is getOrLease for several keys, pipelined (split by slot
 // on a Cluster client). Results are in the order of keys.
 func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string) (_ []LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
@@ -214,7 +214,7 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 	for j, i := range at {
 		if !valid[j] {
 			// Neither found nor leased: the caller resolves it alone
-			// (GetOrLease), which removes it and takes the lease.
+			// (getOrLease), which removes it and takes the lease.
 			out[i] = LeaseResult{}
 		}
 	}
@@ -231,7 +231,7 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 		return LeaseResult{}, err
 	}
 	if len(arr) < 2 {
-		return LeaseResult{}, fmt.Errorf("remote: GetOrLease: unexpected reply of %d elements", len(arr))
+		return LeaseResult{}, fmt.Errorf("remote: getOrLease: unexpected reply of %d elements", len(arr))
 	}
 	found, err := arr[0].AsInt64()
 	if err != nil {
@@ -269,7 +269,7 @@ func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error
 	}
 	defer inf.end(&err)
 	c := s.opts.Client
-	err = c.Do(ctx, c.B().Set().Key(s.LeaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
+	err = c.Do(ctx, c.B().Set().Key(s.leaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}

@@ -37,7 +37,7 @@ func TestWaitersAreWokenByTheFill(t *testing.T) {
 	pub := Publication{Channel: "inv", Message: []byte("filled")}
 
 	// Without waiters, a fill publishes nothing.
-	r, err := s.GetOrLease(ctx, "a", "t1")
+	r, err := s.getOrLease(ctx, "a", "t1")
 	require.NoError(t, err)
 	require.True(t, r.Leased)
 	ok, err := s.Fill(ctx, "a", "t1", &Envelope{Payload: []byte("A")}, FillOptions{Publication: pub})
@@ -45,10 +45,10 @@ func TestWaitersAreWokenByTheFill(t *testing.T) {
 	require.True(t, ok)
 
 	// With one, it does.
-	r, err = s.GetOrLease(ctx, "b", "holder")
+	r, err = s.getOrLease(ctx, "b", "holder")
 	require.NoError(t, err)
 	require.True(t, r.Leased)
-	r, err = s.GetOrLease(ctx, "b", "waiter")
+	r, err = s.getOrLease(ctx, "b", "waiter")
 	require.NoError(t, err)
 	assert.False(t, r.Leased)
 	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
@@ -76,18 +76,18 @@ func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {
 	ctx := context.Background()
 	pub := Publication{Channel: "inv", Message: []byte("released")}
 
-	_, err := s.GetOrLease(ctx, "k", "holder")
+	_, err := s.getOrLease(ctx, "k", "holder")
 	require.NoError(t, err)
-	_, err = s.GetOrLease(ctx, "k", "waiter") // marks a waiter
+	_, err = s.getOrLease(ctx, "k", "waiter") // marks a waiter
 	require.NoError(t, err)
 	s.Release(ctx, "k", "holder", 150*time.Millisecond, pub)
 	assert.Equal(t, "released", <-msgs)
-	r, err := s.GetOrLease(ctx, "k", "waiter")
+	r, err := s.getOrLease(ctx, "k", "waiter")
 	require.NoError(t, err)
 	assert.False(t, r.Leased, "the lease is held for the back-off")
 	assert.LessOrEqual(t, r.HeldFor, 150*time.Millisecond)
 	require.Eventually(t, func() bool {
-		r, err := s.GetOrLease(ctx, "k", "waiter")
+		r, err := s.getOrLease(ctx, "k", "waiter")
 		return err == nil && r.Leased
 	}, 5*time.Second, 10*time.Millisecond, "after the back-off a waiter takes over")
 
@@ -151,7 +151,7 @@ func TestLeaseOrRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.Found)
 	assert.Equal(t, "v", string(r.Envelope.Payload))
-	n, err = c.Do(ctx, c.B().Exists().Key(s.LeaseKey("k")).Build()).AsInt64()
+	n, err = c.Do(ctx, c.B().Exists().Key(s.leaseKey("k")).Build()).AsInt64()
 	require.NoError(t, err)
 	assert.Zero(t, n, "no lease left behind")
 

@@ -158,7 +158,7 @@ func (s *Store) run(ctx context.Context, sc *script, g *genState, c call) rueidi
 // execMulti runs one script for several calls, pipelined (split by slot on
 // a Cluster client), under one generation. When the fence refuses any of
 // them, the generation is settled and the refused calls fail with
-// ErrGenerationMoved: a batch is not replayed piecemeal.
+// errGenerationMoved: a batch is not replayed piecemeal.
 func (s *Store) execMulti(ctx context.Context, sc *script, build func(g *genState) []call) []rueidis.RedisResult {
 	g := s.state.Load()
 	calls := build(g)
@@ -171,13 +171,13 @@ func (s *Store) execMulti(ctx context.Context, sc *script, build func(g *genStat
 	for i, r := range res {
 		if isFenced(r.Error()) {
 			fenced = true
-			res[i] = rueidis.NewErrorResult(ErrGenerationMoved)
+			res[i] = rueidis.NewErrorResult(errGenerationMoved)
 		}
 	}
 	if fenced {
 		if err := s.settle(ctx, g); err != nil {
 			for i := range res {
-				if errors.Is(res[i].Error(), ErrGenerationMoved) {
+				if errors.Is(res[i].Error(), errGenerationMoved) {
 					res[i] = rueidis.NewErrorResult(err)
 				}
 			}
@@ -186,10 +186,10 @@ func (s *Store) execMulti(ctx context.Context, sc *script, build func(g *genStat
 	return res
 }
 
-// ErrGenerationMoved reports a batched call refused because the namespace's
+// errGenerationMoved reports a batched call refused because the namespace's
 // generation was not the one it was made for. The store has settled the
 // generation since; a new call goes to the right keys.
-var ErrGenerationMoved = errors.New("remote: the namespace generation moved")
+var errGenerationMoved = errors.New("remote: the namespace generation moved")
 
 func isFenced(err error) bool {
 	if err == nil {

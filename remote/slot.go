@@ -50,15 +50,15 @@ func (s *Store) bySlot(keys []string, slotOf func(string) string) [][]string {
 	return out
 }
 
-// Slots is the number of Redis Cluster hash slots.
-const Slots = 16384
+// slotsOf is the number of Redis Cluster hash slots.
+const slotsOf = 16384
 
 // slotTags holds, for every hash slot, the shortest string (in counting
 // order of base-36 numbers) whose hash slot it is: "{" + tag + "}" puts a
 // key in that slot. The invalidation log of a slot is named with it.
-var slotTags = sync.OnceValue(func() *[Slots]string {
-	var tags [Slots]string
-	for n, left := uint64(0), Slots; left > 0; n++ {
+var slotTags = sync.OnceValue(func() *[slotsOf]string {
+	var tags [slotsOf]string
+	for n, left := uint64(0), slotsOf; left > 0; n++ {
 		tag := strconv.FormatUint(n, 36)
 		if sl := keySlot(tag); tags[sl] == "" {
 			tags[sl] = tag
@@ -69,4 +69,4 @@ var slotTags = sync.OnceValue(func() *[Slots]string {
 })
 
 // SlotTag returns a hash tag (without braces) of the given slot.
-func SlotTag(slot uint16) string { return slotTags()[slot%Slots] }
+func SlotTag(slot uint16) string { return slotTags()[slot%slotsOf] }

@@ -19,7 +19,7 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 
 // TestSlotTagsCoverEverySlot: every slot has a tag, and the tag is in it.
 func TestSlotTagsCoverEverySlot(t *testing.T) {
-	for sl := range uint16(Slots) {
+	for sl := range uint16(slotsOf) {
 		tag := SlotTag(sl)
 		if !assert.NotEmpty(t, tag, "slot %d", sl) || !assert.Equal(t, sl, keySlot("x:{"+tag+"}"), "slot %d", sl) {
 			return

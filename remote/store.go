@@ -185,8 +185,8 @@ func (s *Store) KeyOf(redisKey string) (string, bool) {
 	return rest[:len(rest)-1], true
 }
 
-// LeaseKey is the Redis key holding key's fill lease.
-func (s *Store) LeaseKey(key string) string { return s.state.Load().prefix + "{" + key + "}:lease" }
+// leaseKey is the Redis key holding key's fill lease.
+func (s *Store) leaseKey(key string) string { return s.state.Load().prefix + "{" + key + "}:lease" }
 
 // keys returns the value, lease and wait keys of key in generation g.
 func (g *genState) keys(key string) []string {
@@ -360,7 +360,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (_ []Found, err erro
 		}
 		for j, i := range at {
 			if !valid[j] {
-				out[i] = Found{Err: ErrTagInvalidated}
+				out[i] = Found{Err: errTagInvalidated}
 			}
 		}
 	}

@@ -119,10 +119,10 @@ func TestLeaseFencesFills(t *testing.T) {
 	pub := Publication{Channel: "ch", Message: []byte("m")}
 
 	// A miss takes the lease; a second reader does not get it.
-	r, err := s.GetOrLease(ctx, "k", "t1")
+	r, err := s.getOrLease(ctx, "k", "t1")
 	require.NoError(t, err)
 	assert.Equal(t, LeaseResult{Leased: true}, r)
-	r, err = s.GetOrLease(ctx, "k", "t2")
+	r, err = s.getOrLease(ctx, "k", "t2")
 	require.NoError(t, err)
 	assert.False(t, r.Leased || r.Found)
 	assert.Positive(t, r.HeldFor, "the second reader learns how long the lease still runs")
@@ -131,14 +131,14 @@ func TestLeaseFencesFills(t *testing.T) {
 	ok, err := s.Fill(ctx, "k", "t1", &Envelope{Payload: []byte("loaded")}, FillOptions{})
 	require.NoError(t, err)
 	assert.True(t, ok)
-	r, err = s.GetOrLease(ctx, "k", "t3")
+	r, err = s.getOrLease(ctx, "k", "t3")
 	require.NoError(t, err)
 	assert.True(t, r.Found)
 	assert.Equal(t, "loaded", string(r.Envelope.Payload))
 
 	// A load that started before a Set must not overwrite it.
 	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
-	r, err = s.GetOrLease(ctx, "k", "t4")
+	r, err = s.getOrLease(ctx, "k", "t4")
 	require.NoError(t, err)
 	require.True(t, r.Leased)
 	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("written")}, pub))
@@ -151,7 +151,7 @@ func TestLeaseFencesFills(t *testing.T) {
 
 	// …nor a Delete.
 	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
-	r, err = s.GetOrLease(ctx, "k", "t5")
+	r, err = s.getOrLease(ctx, "k", "t5")
 	require.NoError(t, err)
 	require.True(t, r.Leased)
 	require.NoError(t, s.Delete(ctx, []string{"k"}, pub))
@@ -170,7 +170,7 @@ func TestForeignValueIsCorruptNotPanic(t *testing.T) {
 	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.ValueKey("k")).Value("plain string").Build()).Error())
 	_, err := s.Get(ctx, "k")
 	assert.ErrorIs(t, err, ErrCorrupt)
-	r, err := s.GetOrLease(ctx, "k", "t")
+	r, err := s.getOrLease(ctx, "k", "t")
 	require.NoError(t, err)
 	assert.ErrorIs(t, r.Corrupt, ErrCorrupt)
 	assert.False(t, r.Leased)

@@ -164,14 +164,14 @@ func (s *Store) checkTags(ctx context.Context, e Envelope) (Envelope, error) {
 		return Envelope{}, err
 	}
 	if !valid[0] {
-		return Envelope{}, ErrTagInvalidated
+		return Envelope{}, errTagInvalidated
 	}
 	return e, nil
 }
 
-// ErrTagInvalidated reports a value written with a tag that was invalidated
+// errTagInvalidated reports a value written with a tag that was invalidated
 // since (or whose version Redis lost): it is a miss (errors.Is ErrMiss).
-var ErrTagInvalidated = fmt.Errorf("%w: a tag of the value was invalidated", ErrMiss)
+var errTagInvalidated = fmt.Errorf("%w: a tag of the value was invalidated", ErrMiss)
 
 var dropStaleScript = newScript(`
 local v = redis.call('GET', KEYS[1])

@@ -55,7 +55,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 	ctx := context.Background()
 	var warned warnings
 	for _, tr := range []tiered.Transport{tiered.TransportPubSub, tiered.TransportResumable, tiered.TransportTracking} {
-		hot, err := warmup.NewTracker(warmup.TrackerOptions{Client: c, Namespace: ns})
+		hot, err := warmup.NewHotKeys(warmup.HotKeysOptions{Client: c, Namespace: ns})
 		require.NoError(t, err)
 		cache, err := tiered.New[string](ctx, tiered.Options[string]{Client: c, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour,
 			Transport: tr, PingInterval: 10 * time.Millisecond, Sampler: hot, SampleEvery: 1, Logger: warned.logger()})
@@ -117,11 +117,11 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		<-done
 		assert.Zero(t, f.Stats().RedisErrors, "%s: the flusher met no Redis error (a refused XAUTOCLAIM would be one)", tr)
 
-		require.NoError(t, hot.Flush(ctx), tr)
+		require.NoError(t, hot.Push(ctx), tr)
 		top, err := warmup.Top(ctx, c, ns, 10)
 		require.NoError(t, err, tr)
 		assert.NotEmpty(t, top, tr)
-		report, err := warmup.Preload(ctx, cache, warmup.Options[string]{Client: c, TopN: 10, ScanMatch: cache.ScanPattern("*")})
+		report, err := warmup.Preload(ctx, cache, warmup.Options[string]{Client: c, TopN: 10, ScanMatch: "*"})
 		require.NoError(t, err, tr)
 		assert.Zero(t, report.Failed, tr)
 

@@ -32,5 +32,5 @@ func TestLocalHitAllocatesNothing(t *testing.T) {
 			panic(err)
 		}
 	})
-	assert.Zero(t, allocs, "flushes %v, local %+v", c.Stats().Flushes, c.Stats().Local)
+	assert.Zero(t, allocs, "flushes %v, local %+v", c.Stats().LocalResets, c.Stats().Local)
 }

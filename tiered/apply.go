@@ -23,11 +23,11 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 		if len(m.Keys) == 1 {
 			c.remote.AdoptGeneration(m.Keys[0])
 		}
-		c.flush(flushReasonMessage)
+		c.resetLocal(resetReasonMessage)
 	default:
 		// A kind this version does not know: the safe answer is to drop
 		// everything.
-		c.flush(flushReasonMessage)
+		c.resetLocal(resetReasonMessage)
 	}
 }
 
@@ -39,15 +39,15 @@ func (c *Cache[V]) applyGap(reason coherence.GapReason) {
 		// last saw. (The flush below covers what was missed.)
 		c.remote.ResetBreaker()
 	}
-	c.flush(string(reason))
+	c.resetLocal(string(reason))
 	c.settleGeneration()
 }
 
-func (c *Cache[V]) flush(reason string) {
-	c.local.Flush()
+func (c *Cache[V]) resetLocal(reason string) {
+	c.local.Reset()
 	c.waiting.wakeAll()
-	c.stats.flushes(reason).Add(1)
-	if reason != flushReasonMessage {
+	c.stats.resets(reason).Add(1)
+	if reason != resetReasonMessage {
 		c.log.Warn("flush:"+reason, "local tier flushed: invalidations may have been missed", "reason", reason)
 	}
 }
@@ -61,10 +61,10 @@ func (c *Cache[V]) breakerChanged(from, to string) {
 		return
 	}
 	if c.opts.Transport != TransportPubSub && c.bus != nil {
-		c.bus.Resync(flushReasonBreaker) // a replay, or a flush if it cannot
+		c.bus.Resync(resetReasonBreaker) // a replay, or a flush if it cannot
 		return
 	}
-	c.flush(flushReasonBreaker)
+	c.resetLocal(resetReasonBreaker)
 }
 
 // refused is told that Redis refused a command the transport needs after
@@ -82,7 +82,7 @@ func (c *Cache[V]) applyTracked(redisKeys []string) {
 		if rk == c.remote.GenerationKey() {
 			// InvalidateAll (or anyone, or Redis by evicting it) moved
 			// the generation.
-			c.flush(flushReasonMessage)
+			c.resetLocal(resetReasonMessage)
 			c.settleGeneration()
 			continue
 		}

@@ -20,11 +20,14 @@ const maxConcurrentWaits = 16
 // GetMany returns the values of keys that either tier holds: the local tier
 // first, then one MGET (split by slot on a Cluster client) for the rest.
 // Keys neither tier holds, or tombstoned, are absent from the result.
+// What it read from Redis is in the local tier when it returns (it waits
+// for the local tier's buffered inserts), so a preload's reads hit at once.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
 	out, missing, fences, err := c.localPass(keys)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
+	defer c.local.Wait()
 	_, err = c.remotePass(ctx, missing, fences, out)
 	return out, err
 }
@@ -34,12 +37,14 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 // keys whose lease another replica holds are waited for, as in GetOrLoad.
 // loadMany returns the values it found; a key it leaves out is not found
 // (and tombstoned for Options.NegativeTTL). The result holds every key
-// found; an error is the first that stopped a key.
+// found; an error is the first that stopped a key. Like GetMany, it
+// returns once what it read or loaded is in the local tier.
 func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany func(ctx context.Context, keys []string) (map[string]V, error), opts ...CallOption) (map[string]V, error) {
 	out, missing, fences, err := c.localPass(keys)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
+	defer c.local.Wait()
 	co := c.callOptions(opts)
 	if err := c.checkTags(co.tags); err != nil {
 		return out, err
@@ -159,8 +164,9 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(co
 	defer func() {
 		c.stats.loadDuration.Observe(time.Since(start))
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
-			c.log.Error("loader-panic", "batch loader panicked", "panic", p)
+			lp := loaderPanic(p)
+			err = lp
+			c.log.Error("loader-panic", "batch loader panicked", "panic", p, "stack", string(lp.Stack))
 		}
 		if err != nil {
 			c.stats.loadErrors.Add(1)

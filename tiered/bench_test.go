@@ -164,7 +164,7 @@ func BenchmarkMiss(b *testing.B) {
 		load := func(context.Context) (string, error) { return "", errors.New("unused") }
 		b.ReportAllocs()
 		for b.Loop() {
-			c.local.Flush() // O(1): the next read misses locally
+			c.local.Reset() // O(1): the next read misses locally
 			if _, err := c.GetOrLoad(ctx, "k", load); err != nil {
 				b.Fatal(err)
 			}

@@ -137,19 +137,6 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 // Namespace is the cache's namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 
-// WaitLocal blocks until every local insert made so far is applied.
-// ristretto applies inserts through a bounded buffer and drops what does
-// not fit, so a bulk preload (package warmup) waits between batches.
-func (c *Cache[V]) WaitLocal() { c.local.Wait() }
-
-// ScanPattern is the Redis SCAN MATCH pattern of this namespace's values
-// whose keys match glob (Redis glob syntax); KeyOf maps what SCAN returns
-// back to cache keys.
-func (c *Cache[V]) ScanPattern(glob string) string { return c.remote.ValueKey(glob) }
-
-// KeyOf returns the cache key of a Redis key matched by ScanPattern.
-func (c *Cache[V]) KeyOf(redisKey string) (string, bool) { return c.remote.KeyOf(redisKey) }
-
 // Close stops the subscription and background refreshes and releases the
 // local tier. Calls after Close return ErrClosed. Close is idempotent; the
 // caller's rueidis client stays open.

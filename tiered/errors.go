@@ -1,6 +1,10 @@
 package tiered
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+)
 
 // Sentinel errors. Errors returned by the cache wrap one of these; test with
 // errors.Is.
@@ -20,7 +24,8 @@ var (
 	ErrCodec = errors.New("tiered: codec failed")
 	// ErrRemote: Redis failed or timed out.
 	ErrRemote = errors.New("tiered: redis failed")
-	// ErrLoaderPanic: the loader panicked; the panic value is in the message.
+	// ErrLoaderPanic: the loader panicked. The error is a *LoaderPanic
+	// with the panic value and the loader's stack.
 	ErrLoaderPanic = errors.New("tiered: loader panicked")
 	// ErrWriter: Options.Writer failed; the cache was not changed.
 	ErrWriter = errors.New("tiered: source write failed")
@@ -33,3 +38,23 @@ var (
 	// can evict the queue (see Options.AllowQueueEviction).
 	ErrQueueUnsafe = errors.New("tiered: write-behind queue unsafe on this Redis")
 )
+
+// LoaderPanic is the error of a loader that panicked, returned to every
+// caller of the load: errors.Is(err, ErrLoaderPanic) holds, and
+// errors.As gives the panic value and the stack of the goroutine that
+// panicked, which is otherwise lost with the recover.
+type LoaderPanic struct {
+	Value any
+	Stack []byte
+}
+
+func (e *LoaderPanic) Error() string {
+	return fmt.Sprintf("%v: %v\n\n%s", ErrLoaderPanic, e.Value, e.Stack)
+}
+
+func (e *LoaderPanic) Unwrap() error { return ErrLoaderPanic }
+
+// loaderPanic turns a recovered panic value into a *LoaderPanic, taking the
+// stack where it is called: in the deferred function, still on the
+// panicking goroutine.
+func loaderPanic(p any) *LoaderPanic { return &LoaderPanic{Value: p, Stack: debug.Stack()} }

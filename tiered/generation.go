@@ -27,7 +27,7 @@ func generationPublication(origin uint64, namespace, value string) remote.Public
 // generationMoved runs when the store moved to another generation: what
 // the local tier holds was read under the old one.
 func (c *Cache[V]) generationMoved(g remote.GenerationChange) {
-	c.flush(flushReasonGeneration)
+	c.resetLocal(resetReasonGeneration)
 	if g.Lost != "" {
 		c.log.Warn("lost:"+g.Lost, "redis lost the namespace generation: the namespace moved to a new one and every replica drops its local tier",
 			"lost", g.Lost, "from", g.From, "to", g.To)

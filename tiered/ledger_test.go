@@ -337,8 +337,8 @@ func runLedger(t *testing.T, srv *redisserver.Server, run ledgerRun) ledgerResul
 		}
 		st := r.Stats()
 		res.localHits += int64(st.LocalHits)
-		res.resubscribeFlushes += st.Flushes["resubscribe"]
-		res.generationFlushes += st.Flushes["generation"]
+		res.resubscribeFlushes += st.LocalResets["resubscribe"]
+		res.generationFlushes += st.LocalResets["generation"]
 		res.lost += st.Remote.Lost.GenerationMissing + st.Remote.Lost.GenerationBehind + st.Remote.Lost.Restarts
 		res.repairs += st.Bus.Repairs
 		res.replayed += st.Bus.Replayed

@@ -306,8 +306,9 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 		c.stats.loadDuration.Observe(took)
 		c.observeLoad(took)
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, p)
-			c.log.Error("loader-panic", "loader panicked", "panic", p)
+			lp := loaderPanic(p)
+			err = lp
+			c.log.Error("loader-panic", "loader panicked", "panic", p, "stack", string(lp.Stack))
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			c.stats.loadErrors.Add(1)

@@ -67,7 +67,7 @@ type disturbance struct {
 
 func disturbanceOf[V any](c *Cache[V]) disturbance {
 	s := c.Stats()
-	return disturbance{s.Bus.Resubscribes, s.Bus.PingTimeouts, s.Bus.Overflows, s.Bus.Repairs, maps.Clone(s.Flushes)}
+	return disturbance{s.Bus.Resubscribes, s.Bus.PingTimeouts, s.Bus.Overflows, s.Bus.Repairs, maps.Clone(s.LocalResets)}
 }
 
 // TestNewCloseCyclesLeaveNothingBehind: 200 cycles of two caches of one
@@ -168,7 +168,7 @@ func TestNewCloseCyclesLeaveNothingBehind(t *testing.T) {
 		v, err := by.Get(ctx, "probe")
 		require.NoError(t, err)
 		require.Equal(t, "v1", v)
-		by.WaitLocal()
+		by.local.Wait()
 		_, ok := by.local.Get("probe")
 		require.True(t, ok, "bystander %d holds the probe locally", i)
 	}

@@ -90,13 +90,13 @@ func TestFailOpenWhenRedisIsKilled(t *testing.T) {
 	t.Logf("Redis killed: GetOrLoad fail-open latency p50=%v max=%v; breaker %s", lat[len(lat)/2], lat[len(lat)-1], c.Stats().Remote.BreakerState)
 	assert.Positive(t, c.Stats().Remote.BreakerOpens)
 
-	flushesBefore := c.Stats().Flushes
+	flushesBefore := c.Stats().LocalResets
 	restarted := time.Now()
 	require.NoError(t, srv.Restart(context.Background()))
 	took := recovered(t, c, restarted)
 	t.Logf("Redis restarted: cache recovered in %v", took)
 	require.Eventually(t, func() bool {
-		f := c.Stats().Flushes
+		f := c.Stats().LocalResets
 		return f["resubscribe"]+f["breaker"] > flushesBefore["resubscribe"]+flushesBefore["breaker"]
 	}, 10*time.Second, 10*time.Millisecond, "the local tier is flushed: invalidations were missed")
 	_, err := c.Get(context.Background(), keys[5])
@@ -116,7 +116,7 @@ func TestFailOpenWhenRedisIsPaused(t *testing.T) {
 	require.NoError(t, srv.Resume())
 	took := recovered(t, c, resumed)
 	t.Logf("Redis resumed: cache recovered in %v", took)
-	assert.Positive(t, c.Stats().Flushes["breaker"], "the local tier is flushed when the breaker closes")
+	assert.Positive(t, c.Stats().LocalResets["breaker"], "the local tier is flushed when the breaker closes")
 }
 
 func TestCloseWhileOperationsAreInFlight(t *testing.T) {
@@ -222,6 +222,10 @@ func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		assert.ErrorIs(t, err, ErrLoaderPanic)
+		var lp *LoaderPanic
+		if assert.ErrorAs(t, err, &lp) {
+			assert.Contains(t, string(lp.Stack), "TestLoaderPanicReachesEveryWaiter", "the stack is the loader's, where it panicked")
+		}
 	}
 	assert.Equal(t, uint64(1), c.Stats().Loads, "one load, one panic, twenty callers told")
 }

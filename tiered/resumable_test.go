@@ -77,7 +77,7 @@ func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 		require.NoError(t, err)
 		require.Equal(t, i, v)
 	}
-	b.WaitLocal()
+	b.local.Wait()
 
 	before := b.Stats()
 	partition.Cut(time.Second)
@@ -89,7 +89,7 @@ func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	require.Eventually(t, func() bool {
 		s := b.Stats()
 		return s.Bus.Subscriptions > before.Bus.Subscriptions &&
-			s.Bus.Repairs+s.Flushes["resubscribe"] > before.Bus.Repairs+before.Flushes["resubscribe"] &&
+			s.Bus.Repairs+s.LocalResets["resubscribe"] > before.Bus.Repairs+before.LocalResets["resubscribe"] &&
 			!b.local.Held()
 	}, 20*time.Second, time.Millisecond)
 
@@ -108,7 +108,7 @@ func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	}
 	end := b.Stats()
 	res.localHitRatio = 1 - float64(end.LocalMisses-after.LocalMisses)/float64(run.keys)
-	res.flushes = end.Flushes["resubscribe"] - before.Flushes["resubscribe"]
+	res.flushes = end.LocalResets["resubscribe"] - before.LocalResets["resubscribe"]
 	res.repairs = end.Bus.Repairs - before.Bus.Repairs
 	res.unrepaired = end.Bus.Unrepaired - before.Bus.Unrepaired
 	return res

@@ -29,12 +29,13 @@ type Stats struct {
 
 	InvalidationsPublished uint64 // Set/Delete messages sent
 	InvalidationsReceived  uint64 // peers' messages applied
-	// Flushes counts local-epoch bumps by reason (FlushReasons):
+	// LocalResets counts local-tier resets (epoch bumps: every entry
+	// becomes a miss at once) by reason (LocalResetReasons):
 	// "resubscribe", "overflow", "undecodable", "ping-timeout", "message"
 	// (a peer's InvalidateAll), "breaker" (Redis came back after the
 	// breaker had opened), "generation" (this replica found the namespace
 	// generation moved, or lost in Redis: Stats.Remote.Lost).
-	Flushes map[string]uint64
+	LocalResets map[string]uint64
 	// Lag is the distribution of invalidation lag (publish → applied).
 	Lag Histogram
 	// LoadDuration is the distribution of loader call durations.
@@ -51,17 +52,22 @@ type Stats struct {
 }
 
 const (
-	flushReasonMessage    = "message"
-	flushReasonBreaker    = "breaker"
-	flushReasonGeneration = "generation"
+	resetReasonMessage    = "message"
+	resetReasonBreaker    = "breaker"
+	resetReasonGeneration = "generation"
 )
 
-// FlushReasons lists the reasons Stats.Flushes counts.
-var FlushReasons = []string{
+// resetReasons are the reasons Stats.LocalResets counts, in the order of
+// counters.resetByReason.
+var resetReasons = [...]string{
 	string(coherence.GapResubscribe), string(coherence.GapOverflow),
 	string(coherence.GapUndecodable), string(coherence.GapPingTimeout),
-	flushReasonMessage, flushReasonBreaker, flushReasonGeneration,
+	resetReasonMessage, resetReasonBreaker, resetReasonGeneration,
 }
+
+// LocalResetReasons lists the reasons Stats.LocalResets counts (a new slice
+// each call).
+func LocalResetReasons() []string { return append([]string(nil), resetReasons[:]...) }
 
 // Histogram counts durations in power-of-two microsecond buckets: bucket i
 // holds durations in [2^(i-1), 2^i) µs, bucket 0 those under 1 µs, the last
@@ -79,17 +85,17 @@ type counters struct {
 	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
 	secondDeletes                                       atomic.Uint64
 	published, received, negativeHits, tooLarge         atomic.Uint64
-	flushByReason                                       [7]atomic.Uint64
+	resetByReason                                       [len(resetReasons)]atomic.Uint64
 	lag, loadDuration                                   histogram.Recorder
 }
 
-func (c *counters) flushes(reason string) *atomic.Uint64 {
-	for i, r := range FlushReasons {
+func (c *counters) resets(reason string) *atomic.Uint64 {
+	for i, r := range resetReasons {
 		if r == reason {
-			return &c.flushByReason[i]
+			return &c.resetByReason[i]
 		}
 	}
-	return &c.flushByReason[4] // "message": an unknown kind
+	return &c.resetByReason[4] // "message": an unknown kind
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -112,7 +118,7 @@ func (c *Cache[V]) Stats() Stats {
 		SecondDeletes:          s.secondDeletes.Load(),
 		InvalidationsPublished: s.published.Load(),
 		InvalidationsReceived:  s.received.Load(),
-		Flushes:                make(map[string]uint64, len(FlushReasons)),
+		LocalResets:            make(map[string]uint64, len(resetReasons)),
 		Lag:                    s.lag.Snapshot(),
 		LoadDuration:           s.loadDuration.Snapshot(),
 		NegativeHits:           s.negativeHits.Load(),
@@ -122,8 +128,8 @@ func (c *Cache[V]) Stats() Stats {
 		Bus:                    c.bus.Stats(),
 		Remote:                 c.remote.Stats(),
 	}
-	for i, r := range FlushReasons {
-		out.Flushes[r] = s.flushByReason[i].Load()
+	for i, r := range resetReasons {
+		out.LocalResets[r] = s.resetByReason[i].Load()
 	}
 	return out
 }

@@ -51,7 +51,7 @@ func TestTrackingSeesExpiry(t *testing.T) {
 	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool {
 		v, err := rs[1].Get(ctx, "k")
-		rs[1].WaitLocal()
+		rs[1].local.Wait()
 		_, ok := rs[1].local.Get("k")
 		return err == nil && v == "v1" && ok
 	}, 5*time.Second, time.Millisecond, "replica 1 holds k locally")
@@ -74,7 +74,7 @@ func TestTrackingFlushesOnDisconnect(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		s := rs[1].Stats()
-		return s.Bus.Resubscribes > before.Bus.Resubscribes && s.Flushes["resubscribe"] > before.Flushes["resubscribe"]
+		return s.Bus.Resubscribes > before.Bus.Resubscribes && s.LocalResets["resubscribe"] > before.LocalResets["resubscribe"]
 	}, 10*time.Second, time.Millisecond)
 	_, ok := rs[1].local.Get("k")
 	assert.False(t, ok, "the local tier was flushed")
@@ -111,7 +111,7 @@ func primeTracked(t *testing.T, rs []*Cache[string]) {
 	v, err := rs[1].Get(ctx, "k")
 	require.NoError(t, err)
 	require.Equal(t, "v1", v)
-	rs[1].WaitLocal()
+	rs[1].local.Wait()
 	_, ok := rs[1].local.Get("k")
 	require.True(t, ok, "replica 1 holds k locally")
 }

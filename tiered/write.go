@@ -217,7 +217,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 		return ErrClosed
 	}
 	_, err := c.remote.BumpGeneration(ctx)
-	c.flush(flushReasonMessage)
+	c.resetLocal(resetReasonMessage)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
 		return fmt.Errorf("%w: invalidate all: %w", ErrRemote, err)

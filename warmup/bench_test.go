@@ -26,7 +26,7 @@ func BenchmarkHitSampling(b *testing.B) {
 			rc := redistest.Client(b, srv)
 			opts := tiered.Options[string]{Client: rc, Namespace: "sampling", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1}
 			if track {
-				tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: "sampling"})
+				tr, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: "sampling"})
 				require.NoError(b, err)
 				defer tr.Close()
 				opts.Sampler = tr
@@ -40,7 +40,8 @@ func BenchmarkHitSampling(b *testing.B) {
 				keys[i] = fmt.Sprint("k", i)
 				require.NoError(b, c.Set(ctx, keys[i], "v"))
 			}
-			c.WaitLocal()
+			_, err = c.GetMany(ctx, keys) // returns once they are in the local tier
+			require.NoError(b, err)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

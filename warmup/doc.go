@@ -1,6 +1,6 @@
 // Package warmup makes a new replica serve its first requests from memory.
 //
-// A Tracker, given to tiered.Options.Sampler, counts a sample of every
+// A HotKeys, given to tiered.Options.Sampler, counts a sample of every
 // replica's reads and merges the counts into a fleet-wide hot-key set in
 // Redis (a sorted set per namespace, bounded, decaying so yesterday's hot
 // keys fade). On start, Start preloads a cache from the hot set's top N, a

@@ -31,7 +31,7 @@ func Example() {
 	ctx := context.Background()
 
 	// Every replica tracks its reads; the fleet's counts meet in Redis.
-	tracker, _ := warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: "svc:users"})
+	tracker, _ := warmup.NewHotKeys(warmup.HotKeysOptions{Client: rc, Namespace: "svc:users"})
 	defer tracker.Close()
 	running, _ := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "svc:users",
 		LocalTTL: time.Minute, RemoteTTL: time.Hour, Sampler: tracker, SampleEvery: 1})
@@ -40,7 +40,7 @@ func Example() {
 	for range 10 {
 		running.Get(ctx, "42")
 	}
-	tracker.Flush(ctx)
+	tracker.Push(ctx)
 
 	// A new replica preloads the hot keys in the background; a readiness
 	// probe answers 503 until it is done.

@@ -124,7 +124,6 @@ func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]
 		batch := keys[i:min(i+opts.BatchSize, len(keys))]
 		g.Go(func() error {
 			found, loaded, err := preloadBatch(gctx, cache, batch, &opts, limiter)
-			cache.WaitLocal()
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Found += found
@@ -142,7 +141,11 @@ func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]
 	}
 	g.Wait()
 	rep.Elapsed = time.Since(start)
-	rep.BudgetExceeded = errors.Is(ctx.Err(), context.DeadlineExceeded)
+	// By the clock, not only ctx.Err(): a Redis call can fail with its
+	// deadline a moment before the context reports it.
+	deadline, _ := ctx.Deadline()
+	rep.BudgetExceeded = rep.Found+rep.Loaded < rep.Requested &&
+		(errors.Is(ctx.Err(), context.DeadlineExceeded) || !time.Now().Before(deadline))
 	rep.Bytes = max(cache.Stats().LocalCost-costBefore, 0)
 	return rep, gatherErr
 }
@@ -199,27 +202,21 @@ func gather[V any](ctx context.Context, cache *tiered.Cache[V], opts *Options[V]
 		}
 	}
 	if opts.ScanMatch != "" {
-		errs = append(errs, scan(ctx, opts.Client, cache, opts.ScanMatch, add))
+		errs = append(errs, scan(ctx, cache, opts.ScanMatch, add))
 	}
 	return keys, errors.Join(errs...)
 }
 
-// scan walks Redis with SCAN MATCH (never KEYS) until add refuses more.
-func scan[V any](ctx context.Context, c rueidis.Client, cache *tiered.Cache[V], glob string, add func(string) bool) error {
-	pattern := cache.ScanPattern(glob)
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+// scan walks the namespace's keys in Redis matching glob until add
+// refuses more.
+func scan[V any](ctx context.Context, cache *tiered.Cache[V], glob string, add func(string) bool) error {
+	for k, err := range cache.Keys(ctx, glob) {
 		if err != nil {
-			return fmt.Errorf("warmup: scan: %w", err)
+			return fmt.Errorf("warmup: %w", err)
 		}
-		for _, rk := range e.Elements {
-			if k, ok := cache.KeyOf(rk); ok && !add(k) {
-				return nil
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 || ctx.Err() != nil {
+		if !add(k) {
 			return nil
 		}
 	}
+	return nil
 }

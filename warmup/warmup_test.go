@@ -24,7 +24,7 @@ import (
 type replica struct {
 	rc      rueidis.Client
 	cache   *tiered.Cache[string]
-	tracker *Tracker
+	tracker *HotKeys
 }
 
 func newReplica(t testing.TB, srv *redisserver.Server, ns string, track bool) replica {
@@ -33,7 +33,7 @@ func newReplica(t testing.TB, srv *redisserver.Server, ns string, track bool) re
 	opts := tiered.Options[string]{Client: rc, Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Hour, LocalMaxCost: 32 << 20}
 	r := replica{rc: rc}
 	if track {
-		tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: ns, FlushInterval: time.Hour})
+		tr, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: ns, PushInterval: time.Hour})
 		require.NoError(t, err)
 		t.Cleanup(tr.Close)
 		r.tracker = tr
@@ -72,7 +72,7 @@ func TestHotKeysComeOnTopAndAFreshReplicaServesThemLocally(t *testing.T) {
 		for i := range 300 {
 			r.cache.Get(ctx, fmt.Sprint("cold-", i))
 		}
-		require.NoError(t, r.tracker.Flush(ctx))
+		require.NoError(t, r.tracker.Push(ctx))
 	}
 	top, err := Top(ctx, fleet[0].rc, "svc", 100)
 	require.NoError(t, err)
@@ -182,11 +182,11 @@ func TestReadinessHandlerFlips(t *testing.T) {
 	assert.Equal(t, 1, w.Progress().Requested, "progress ends with the final report")
 }
 
-func TestTrackerTrimsDecaysAndBounds(t *testing.T) {
+func TestHotKeysTrimsDecaysAndBounds(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
 	ctx := context.Background()
-	tr, err := NewTracker(TrackerOptions{Client: rc, Namespace: "trim", FlushInterval: time.Hour, MaxKeys: 10, MaxPending: 15, HalfLife: time.Hour})
+	tr, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: "trim", PushInterval: time.Hour, MaxKeys: 10, MaxPending: 15, HalfLife: time.Hour})
 	require.NoError(t, err)
 	defer tr.Close()
 	for i := range 20 {
@@ -196,7 +196,7 @@ func TestTrackerTrimsDecaysAndBounds(t *testing.T) {
 	}
 	// k0–k14 fill MaxPending; every sample of k15–k19 is dropped.
 	assert.Equal(t, uint64(16+17+18+19+20), tr.Stats().Dropped)
-	require.NoError(t, tr.Flush(ctx))
+	require.NoError(t, tr.Push(ctx))
 	top, err := Top(ctx, rc, "trim", 100)
 	require.NoError(t, err)
 	assert.Len(t, top, 10, "the hot set is trimmed to MaxKeys")
@@ -204,7 +204,7 @@ func TestTrackerTrimsDecaysAndBounds(t *testing.T) {
 	assert.Equal(t, Scored{Key: "k14", Score: 7.5}, top[0])
 	// Within the half-life, later flushes add without halving.
 	tr.Sample("k14")
-	require.NoError(t, tr.Flush(ctx))
+	require.NoError(t, tr.Push(ctx))
 	top, _ = Top(ctx, rc, "trim", 1)
 	assert.Equal(t, 8.5, top[0].Score)
 }

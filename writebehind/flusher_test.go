@@ -161,7 +161,8 @@ func mustGetOrLoad(t *testing.T, c *replica[int], key string, v int) int {
 	t.Helper()
 	got, err := c.GetOrLoad(context.Background(), key, func(context.Context) (int, error) { return v, nil })
 	require.NoError(t, err)
-	c.WaitLocal()
+	_, err = c.GetMany(context.Background(), []string{key}) // returns once it is in the local tier
+	require.NoError(t, err)
 	return got
 }
 

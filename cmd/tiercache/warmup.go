@@ -46,7 +46,7 @@ func hotCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if len(top) == 0 {
-		fmt.Fprintf(stdout, "no hot keys recorded for namespace %q (is a warmup.Tracker set as the cache's Sampler?)\n", *ns)
+		fmt.Fprintf(stdout, "no hot keys recorded for namespace %q (is a warmup.HotKeys set as the cache's Sampler?)\n", *ns)
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -22,7 +22,7 @@ func TestHotAndWarmupCommands(t *testing.T) {
 	dst := redistest.Start(t)
 	ctx := context.Background()
 	rc := redistest.Client(t, src)
-	tr, err := warmup.NewTracker(warmup.TrackerOptions{Client: rc, Namespace: "svc", FlushInterval: time.Hour})
+	tr, err := warmup.NewHotKeys(warmup.HotKeysOptions{Client: rc, Namespace: "svc", PushInterval: time.Hour})
 	require.NoError(t, err)
 	c, err := tiered.New[string](ctx, tiered.Options[string]{Client: rc, Namespace: "svc", LocalTTL: time.Minute, RemoteTTL: time.Hour, Sampler: tr, SampleEvery: 1})
 	require.NoError(t, err)
@@ -35,7 +35,7 @@ func TestHotAndWarmupCommands(t *testing.T) {
 		}
 	}
 	require.NoError(t, c.Set(ctx, "cold", "c"))
-	require.NoError(t, tr.Flush(ctx))
+	require.NoError(t, tr.Push(ctx))
 	tr.Close()
 
 	var out, errb bytes.Buffer

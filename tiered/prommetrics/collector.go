@@ -101,8 +101,8 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.published, s.InvalidationsPublished)
 	counter(d.received, s.InvalidationsReceived)
 	ch <- histogram(d.lag, s.Lag)
-	for _, r := range tiered.FlushReasons {
-		counter(d.flushes, s.Flushes[r], r)
+	for _, r := range tiered.LocalResetReasons() {
+		counter(d.flushes, s.LocalResets[r], r)
 	}
 	for _, op := range remote.Ops() {
 		o := s.Remote.Ops[op]

@@ -20,78 +20,83 @@ func HotKey(namespace string) string { return namespace + ":v1:hot" }
 
 func decayKey(namespace string) string { return namespace + ":v1:hot:decay" }
 
-// TrackerOptions configures a Tracker. Zero values mean the defaults.
-type TrackerOptions struct {
+// HotKeysOptions configures a HotKeys. Zero values mean the defaults.
+type HotKeysOptions struct {
 	// Client is the caller's rueidis client. Required.
 	Client rueidis.Client
 	// Namespace is the cache's namespace. Required.
 	Namespace string
-	// FlushInterval is how often counts are merged into Redis. Default 10s.
-	FlushInterval time.Duration
-	// MaxPending bounds the distinct keys counted between flushes; samples
-	// of further keys are dropped until the next flush. Default 10,000.
+	// PushInterval is how often counts are merged into Redis. Default
+	// DefaultPushInterval.
+	PushInterval time.Duration
+	// MaxPending bounds the distinct keys counted between pushes; samples
+	// of further keys are dropped until the next push. Default
+	// DefaultMaxPending.
 	MaxPending int
-	// MaxKeys bounds the hot set in Redis. Default 10,000.
+	// MaxKeys bounds the hot set in Redis. Default DefaultMaxHotKeys.
 	MaxKeys int
 	// HalfLife is how fast old counts fade: once per HalfLife, one replica
-	// of the fleet halves every score. Default 10m.
+	// of the fleet halves every score. Default DefaultHalfLife.
 	HalfLife time.Duration
-	// Timeout bounds each flush. Default 2s.
+	// Timeout bounds each push. Default DefaultPushTimeout.
 	Timeout time.Duration
 }
 
-func (o *TrackerOptions) setDefaults() error {
-	if o.Client == nil || o.Namespace == "" {
+// The defaults of HotKeysOptions.
+const (
+	DefaultPushInterval = 10 * time.Second
+	DefaultMaxPending   = 10_000
+	DefaultMaxHotKeys   = 10_000
+	DefaultHalfLife     = 10 * time.Minute
+	DefaultPushTimeout  = 2 * time.Second
+)
+
+func (o *HotKeysOptions) validate() error {
+	switch {
+	case o.Client == nil || o.Namespace == "":
 		return fmt.Errorf("%w: Client and Namespace are required", ErrInvalidOptions)
-	}
-	if o.FlushInterval < 0 || o.MaxPending < 0 || o.MaxKeys < 0 || o.HalfLife < 0 || o.Timeout < 0 {
-		return fmt.Errorf("%w: negative value", ErrInvalidOptions)
-	}
-	if o.FlushInterval == 0 {
-		o.FlushInterval = 10 * time.Second
-	}
-	if o.MaxPending == 0 {
-		o.MaxPending = 10_000
-	}
-	if o.MaxKeys == 0 {
-		o.MaxKeys = 10_000
-	}
-	if o.HalfLife == 0 {
-		o.HalfLife = 10 * time.Minute
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+	case o.PushInterval < 0 || o.MaxPending < 0 || o.MaxKeys < 0 || o.HalfLife < 0 || o.Timeout < 0:
+		return fmt.Errorf("%w: PushInterval, MaxPending, MaxKeys, HalfLife and Timeout must not be negative", ErrInvalidOptions)
 	}
 	return nil
 }
 
-// Tracker counts sampled reads and merges them into the fleet's hot set.
+func (o *HotKeysOptions) setDefaults() {
+	setZero(&o.PushInterval, DefaultPushInterval)
+	setZero(&o.MaxPending, DefaultMaxPending)
+	setZero(&o.MaxKeys, DefaultMaxHotKeys)
+	setZero(&o.HalfLife, DefaultHalfLife)
+	setZero(&o.Timeout, DefaultPushTimeout)
+}
+
+// HotKeys counts sampled reads and merges them into the fleet's hot set.
 // It implements tiered.Sampler. Close it when done.
-type Tracker struct {
-	opts    TrackerOptions
+type HotKeys struct {
+	opts    HotKeysOptions
 	mu      sync.Mutex
 	counts  map[string]uint32
 	dropped atomic.Uint64
-	flushed atomic.Uint64
+	pushed  atomic.Uint64
 	errs    atomic.Uint64
 	cancel  context.CancelFunc
 	done    chan struct{}
 	closed  sync.Once
 }
 
-// NewTracker starts a tracker; it flushes every FlushInterval.
-func NewTracker(opts TrackerOptions) (*Tracker, error) {
-	if err := opts.setDefaults(); err != nil {
+// NewHotKeys starts counting; it pushes the counts every PushInterval.
+func NewHotKeys(opts HotKeysOptions) (*HotKeys, error) {
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &Tracker{opts: opts, counts: map[string]uint32{}, cancel: cancel, done: make(chan struct{})}
+	t := &HotKeys{opts: opts, counts: map[string]uint32{}, cancel: cancel, done: make(chan struct{})}
 	go t.loop(ctx)
 	return t, nil
 }
 
 // Sample counts one sampled read of key. It does no I/O.
-func (t *Tracker) Sample(key string) {
+func (t *HotKeys) Sample(key string) {
 	t.mu.Lock()
 	if n, ok := t.counts[key]; ok || len(t.counts) < t.opts.MaxPending {
 		t.counts[key] = n + 1
@@ -101,16 +106,16 @@ func (t *Tracker) Sample(key string) {
 	t.mu.Unlock()
 }
 
-func (t *Tracker) loop(ctx context.Context) {
+func (t *HotKeys) loop(ctx context.Context) {
 	defer close(t.done)
-	tick := time.NewTicker(t.opts.FlushInterval)
+	tick := time.NewTicker(t.opts.PushInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			t.Flush(ctx)
+			t.Push(ctx)
 		}
 	}
 }
@@ -124,10 +129,10 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 return 1
 `)
 
-// Flush merges the counts gathered since the last flush into Redis now,
+// Push merges the counts gathered since the last push into Redis now,
 // halving the fleet's scores when a half-life has passed (once for the
 // whole fleet) and trimming the set to MaxKeys.
-func (t *Tracker) Flush(ctx context.Context) error {
+func (t *HotKeys) Push(ctx context.Context) error {
 	t.mu.Lock()
 	counts := t.counts
 	t.counts = make(map[string]uint32, len(counts))
@@ -146,7 +151,7 @@ func (t *Tracker) Flush(ctx context.Context) error {
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			t.errs.Add(1)
-			return fmt.Errorf("warmup: flush hot keys: %w", err)
+			return fmt.Errorf("warmup: push hot keys: %w", err)
 		}
 	}
 	err := trimScript.Exec(ctx, c, []string{hot, decayKey(t.opts.Namespace)},
@@ -155,28 +160,28 @@ func (t *Tracker) Flush(ctx context.Context) error {
 		t.errs.Add(1)
 		return fmt.Errorf("warmup: trim hot keys: %w", err)
 	}
-	t.flushed.Add(uint64(len(counts)))
+	t.pushed.Add(uint64(len(counts)))
 	return nil
 }
 
-// TrackerStats counts what a tracker did.
-type TrackerStats struct {
-	Flushed uint64 // key counts merged into Redis
+// HotKeysStats counts what a tracker did.
+type HotKeysStats struct {
+	Pushed  uint64 // key counts merged into Redis
 	Dropped uint64 // samples dropped: MaxPending distinct keys reached
-	Errors  uint64 // failed flushes
+	Errors  uint64 // failed pushes
 }
 
 // Stats returns the counters.
-func (t *Tracker) Stats() TrackerStats {
-	return TrackerStats{Flushed: t.flushed.Load(), Dropped: t.dropped.Load(), Errors: t.errs.Load()}
+func (t *HotKeys) Stats() HotKeysStats {
+	return HotKeysStats{Pushed: t.pushed.Load(), Dropped: t.dropped.Load(), Errors: t.errs.Load()}
 }
 
-// Close stops the tracker after a last flush (bounded by Timeout).
-func (t *Tracker) Close() {
+// Close stops counting after a last push (bounded by Timeout).
+func (t *HotKeys) Close() {
 	t.closed.Do(func() {
 		t.cancel()
 		<-t.done
-		t.Flush(context.Background())
+		t.Push(context.Background())
 	})
 }
 
