@@ -46,7 +46,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	}
 	defer c.local.Wait()
 	co := c.callOptions(opts)
-	if err := c.checkTags(co.tags); err != nil {
+	if err := c.checkCall(co); err != nil {
 		return out, err
 	}
 	left, err := c.remotePass(ctx, missing, fences, out)
@@ -158,8 +158,10 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 }
 
 // loadMany calls the batch loader, turning a panic into ErrLoaderPanic.
-func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error)) (m map[string]V, err error) {
+// ttls holds what the loader set with SetTTL.
+func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error)) (m map[string]V, ttls *loadTTL, err error) {
 	c.stats.loads.Add(1)
+	ctx, ttls = withLoadTTL(ctx)
 	start := time.Now()
 	defer func() {
 		c.stats.loadDuration.Observe(time.Since(start))
@@ -172,7 +174,8 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(co
 			c.stats.loadErrors.Add(1)
 		}
 	}()
-	return loadMany(ctx, keys)
+	m, err = loadMany(ctx, keys)
+	return m, ttls, err
 }
 
 // loadManyAndFill loads the keys this replica holds the leases of, with
@@ -187,7 +190,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 		}
 		return c.loadManyLocal(ctx, keys, fences, loadMany, co, out)
 	}
-	m, err := c.loadMany(ctx, keys, loadMany)
+	m, ttls, err := c.loadMany(ctx, keys, loadMany)
 	if err != nil {
 		for _, k := range keys {
 			c.remote.Release(bg, k, token, c.opts.LoadBackoff, c.keysPublication(k))
@@ -199,10 +202,10 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 	for _, k := range keys {
 		v, ok := m[k]
 		if !ok {
-			if c.opts.NegativeTTL > 0 {
-				env := c.envelope(nil, 0, 0, c.opts.NegativeTTL)
+			if ttl := ttls.of(k); c.opts.NegativeTTL > 0 || ttl > 0 {
+				env := c.envelope(nil, 0, 0, c.tombstoneTTL(ttl))
 				env.Negative, env.Tags = true, tags
-				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(k)}})
+				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
 				values = append(values, v)
 			} else {
 				c.remote.Release(bg, k, token, 0, c.keysPublication(k))
@@ -215,7 +218,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 			c.remote.Release(bg, k, token, c.opts.LoadBackoff, c.keysPublication(k))
 			continue
 		}
-		env := c.envelope(payload, 0, co.freshFor, 0)
+		env := c.envelope(payload, 0, co.freshFor, c.valueTTL(ttls.of(k), co))
 		env.Tags = tags
 		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
 		values = append(values, v)
@@ -251,10 +254,13 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 	for _, k := range keys {
 		g.Go(func() error {
 			v, err := c.GetOrLoad(gctx, k, func(ctx context.Context) (V, error) {
-				m, err := c.loadMany(ctx, []string{k}, loadMany)
+				m, ttls, err := c.loadMany(ctx, []string{k}, loadMany)
 				if err != nil {
 					var zero V
 					return zero, err
+				}
+				if ttl := ttls.of(k); ttl > 0 {
+					SetTTL(ctx, ttl) // ctx is GetOrLoad's loader's: the TTL goes with the value
 				}
 				v, ok := m[k]
 				if !ok {
@@ -279,7 +285,7 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 
 // loadManyLocal is the fail-open path of GetOrLoadMany.
 func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {
-	m, err := c.loadMany(ctx, keys, loadMany)
+	m, ttls, err := c.loadMany(ctx, keys, loadMany)
 	if err != nil {
 		return err
 	}
@@ -290,7 +296,7 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[
 		}
 		out[k] = v
 		if payload, err := c.opts.Codec.Marshal(v); err == nil {
-			env := c.envelope(payload, 0, co.freshFor, 0)
+			env := c.envelope(payload, 0, co.freshFor, c.valueTTL(ttls.of(k), co))
 			env.Tags = localTags(co.tags)
 			c.fillLocal(fences[k], k, v, &env, cost(payload), false)
 		}

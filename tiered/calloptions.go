@@ -8,6 +8,8 @@ type CallOption func(*callOptions)
 type callOptions struct {
 	freshFor    time.Duration
 	hasFreshFor bool
+	ttl         time.Duration
+	hasTTL      bool
 	tags        []string
 }
 
@@ -24,6 +26,16 @@ func WithFreshFor(d time.Duration) CallOption {
 // tags' versions), and a tagged load one more before it loads.
 func WithTags(tags ...string) CallOption {
 	return func(o *callOptions) { o.tags = append(o.tags, tags...) }
+}
+
+// checkCall validates a call's options.
+func (c *Cache[V]) checkCall(co callOptions) error {
+	if co.hasTTL {
+		if err := checkTTL(co.ttl); err != nil {
+			return err
+		}
+	}
+	return c.checkTags(co.tags)
 }
 
 func (c *Cache[V]) callOptions(opts []CallOption) callOptions {

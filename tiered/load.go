@@ -55,7 +55,7 @@ func (c *Cache[V]) observeLoad(took time.Duration) {
 // or the holder's lease runs out, and then reads again.
 func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
-	if err := c.checkTags(co.tags); err != nil {
+	if err := c.checkCall(co); err != nil {
 		return zero, err
 	}
 	token := remote.LeaseToken(c.expectedLoad())
@@ -151,9 +151,9 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		c.remote.Release(bg, key, token, 0, c.keysPublication(key))
 		return c.loadLocalOnly(ctx, key, fence, load, co)
 	}
-	v, took, err := c.callLoader(ctx, load)
-	if errors.Is(err, ErrNotFound) && c.opts.NegativeTTL > 0 {
-		c.fillTombstone(bg, key, fence, token, took, tags)
+	v, took, ttl, err := c.callLoader(ctx, load)
+	if errors.Is(err, ErrNotFound) && (c.opts.NegativeTTL > 0 || ttl > 0) {
+		c.fillTombstone(bg, key, fence, token, took, ttl, tags)
 		return zero, ErrNotFound
 	}
 	if err != nil {
@@ -175,7 +175,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		c.tooLarge(len(payload))
 		return v, nil
 	}
-	env := c.envelope(payload, took, co.freshFor, 0)
+	env := c.envelope(payload, took, co.freshFor, c.valueTTL(ttl, co))
 	env.Tags = tags
 	c.fill(bg, key, fence, token, v, &env, payload)
 	return v, nil
@@ -206,10 +206,11 @@ func (c *Cache[V]) tooLarge(n int) {
 }
 
 // fillTombstone remembers that the loader found nothing.
-func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took time.Duration, tags []remote.TagVersion) {
-	env := c.envelope(nil, took, 0, c.opts.NegativeTTL)
+// loaderTTL is what the loader set with SetTTL, or 0 for NegativeTTL.
+func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took, loaderTTL time.Duration, tags []remote.TagVersion) {
+	env := c.envelope(nil, took, 0, c.tombstoneTTL(loaderTTL))
 	env.Negative, env.Tags = true, tags
-	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.opts.NegativeTTL, Publication: c.keysPublication(key)})
+	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
 	if err == nil && stored {
 		var zero V
 		c.fillLocal(fence, key, zero, &env, 0, false)
@@ -219,7 +220,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 // loadLocalOnly is the fail-open path: Redis is unreachable (or another
 // load holds a corrupt key), so load and cache locally under the fence.
 func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
-	v, took, err := c.callLoader(ctx, load)
+	v, took, ttl, err := c.callLoader(ctx, load)
 	if err != nil {
 		return v, err
 	}
@@ -231,7 +232,7 @@ func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fe
 		c.tooLarge(len(payload))
 		return v, nil // fail open: served, not cached
 	}
-	env := c.envelope(payload, took, co.freshFor, 0)
+	env := c.envelope(payload, took, co.freshFor, c.valueTTL(ttl, co))
 	env.Tags = localTags(co.tags)
 	c.fillLocal(fence, key, v, &env, cost(payload), false)
 	return v, nil
@@ -263,7 +264,8 @@ func localTags(tags []string) []remote.TagVersion {
 }
 
 // envelope stamps a value written now: fresh for freshFor (0: until it
-// expires), expiring after ttl (0: RemoteTTL with jitter).
+// expires), expiring after ttl (valueTTL or tombstoneTTL, jittered there;
+// 0: RemoteTTL with jitter).
 func (c *Cache[V]) envelope(payload []byte, took time.Duration, freshFor, ttl time.Duration) remote.Envelope {
 	now := time.Now()
 	if ttl <= 0 {
@@ -298,8 +300,10 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 }
 
 // callLoader runs the loader, turning a panic into ErrLoaderPanic.
-func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V, error)) (v V, took time.Duration, err error) {
+// ttl is what the loader set with SetTTL, or 0.
+func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V, error)) (v V, took, ttl time.Duration, err error) {
 	c.stats.loads.Add(1)
+	ctx, set := withLoadTTL(ctx)
 	start := time.Now()
 	defer func() {
 		took = time.Since(start)
@@ -315,7 +319,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V
 		}
 	}()
 	v, err = load(ctx)
-	return v, 0, err
+	return v, 0, set.of(""), err
 }
 
 // refresh reloads key in the background, once per replica at a time and,
@@ -346,19 +350,29 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 		// Another replica's refresh (or a write) may have landed just before
 		// we took the lease, its invalidation not yet here: then Redis holds
 		// another write than the one we are refreshing. Use it; don't reload.
-		if env, err := c.remote.Get(ctx, key); err == nil && !env.Negative && env.ExpiresAt != seen {
-			c.remote.Release(ctx, key, token, 0, remote.Publication{})
-			if v, err := c.decodeEnvelope(&env); err == nil {
-				c.fillLocal(fence, key, v, &env, cost(env.Payload), false)
+		// The refreshed copy's TTL and freshness (WithTTL's, WithFreshFor's
+		// or the loader's) carry over to its refresh.
+		var keepTTL time.Duration
+		freshFor := c.opts.FreshFor
+		if env, err := c.remote.Get(ctx, key); err == nil && !env.Negative {
+			if env.ExpiresAt != seen {
+				c.remote.Release(ctx, key, token, 0, remote.Publication{})
+				if v, err := c.decodeEnvelope(&env); err == nil {
+					c.fillLocal(fence, key, v, &env, cost(env.Payload), false)
+				}
+				return
 			}
-			return
+			keepTTL = env.TTL()
+			if env.FreshUntil != 0 {
+				freshFor = time.Duration(env.FreshUntil - env.WrittenAt)
+			}
 		}
 		versions, err := c.remote.TagVersions(ctx, tags, 0)
 		if err != nil {
 			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 			return
 		}
-		v, took, err := c.callLoader(ctx, load)
+		v, took, ttl, err := c.callLoader(ctx, load)
 		if err != nil {
 			// Keep serving the stale value; let the fleet retry after the
 			// back-off. (A refresh finding the key gone leaves it to expire.)
@@ -370,7 +384,12 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 			return
 		}
-		env := c.envelope(payload, took, c.opts.FreshFor, 0)
+		if ttl > 0 {
+			ttl = c.jitter(ttl)
+		} else {
+			ttl = keepTTL // 0 when unknown: RemoteTTL
+		}
+		env := c.envelope(payload, took, freshFor, ttl)
 		env.Tags = versions
 		stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key), Always: true})
 		if err == nil && stored {

@@ -45,7 +45,7 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 		return err
 	}
 	co := c.callOptions(opts)
-	if err := c.checkTags(co.tags); err != nil {
+	if err := c.checkCall(co); err != nil {
 		return err
 	}
 	payload, err := c.opts.Codec.Marshal(v)
@@ -75,7 +75,7 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 	// InvalidateTags that lands after makes the local copy a miss, and
 	// the Redis copy, which records the versions read, invalid.
 	fence := c.local.Fence(key)
-	env := c.envelope(payload, 0, co.freshFor, 0)
+	env := c.envelope(payload, 0, co.freshFor, c.valueTTL(0, co))
 	if len(co.tags) > 0 {
 		if env.Tags, err = c.remote.TagVersions(ctx, co.tags, c.ttlOf(&env)); err != nil {
 			c.remoteFailed("tags", err)
