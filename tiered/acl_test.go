@@ -96,10 +96,13 @@ func TestLeastPrivilegeACL(t *testing.T) {
 
 		require.NoError(t, cache.SetBehind(ctx, "behind", "v"), tr)
 		delivered := make(chan struct{})
-		f, err := writebehind.New(writebehind.Options[string]{Client: c, Namespace: ns, Writer: func(context.Context, []writebehind.Write[string]) error {
-			close(delivered)
-			return nil
-		}})
+		// A short lease: a previous round's flusher whose release timed out
+		// under load must not hold this one off past the wait below.
+		f, err := writebehind.New(writebehind.Options[string]{Client: c, Namespace: ns, WriteTimeout: time.Second, LeaseTTL: 3 * time.Second,
+			Writer: func(context.Context, []writebehind.Write[string]) error {
+				close(delivered)
+				return nil
+			}})
 		require.NoError(t, err)
 		fctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -109,7 +112,7 @@ func TestLeastPrivilegeACL(t *testing.T) {
 		case err := <-done:
 			t.Fatalf("%s: the flusher stopped: %v", tr, err)
 		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: the write-behind queue was never flushed", tr)
+			t.Fatalf("%s: the write-behind queue was never flushed: %+v", tr, f.Stats())
 		}
 		// The accepted write is acknowledged and deleted from the queue.
 		require.Eventually(t, func() bool { q, _, err := f.QueueDepth(ctx); return err == nil && q == 0 }, 10*time.Second, time.Millisecond, tr)
