@@ -59,7 +59,9 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 		return out, nil
 	}
 	token := remote.NewToken()
-	leases, err := c.remote.GetOrLeaseMany(ctx, left, token)
+	rctx, end := c.observe(ctx, OpRedisRead, oneKey(left), len(left))
+	leases, err := c.remote.GetOrLeaseMany(rctx, left, token)
+	endWrite(end, err)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
 		return out, c.loadManyLocal(ctx, left, fences, loadMany, co, out)
@@ -130,7 +132,9 @@ func (c *Cache[V]) localPass(keys []string) (out map[string]V, missing []string,
 // remotePass reads keys with one MGET and returns those Redis lacks (or
 // holds corrupt). On error it returns every key.
 func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[string]local.Fence, out map[string]V) ([]string, error) {
-	found, err := c.remote.GetMany(ctx, keys)
+	rctx, end := c.observe(ctx, OpRedisRead, oneKey(keys), len(keys))
+	found, err := c.remote.GetMany(rctx, keys)
+	endWrite(end, err)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
 		return keys, fmt.Errorf("%w: mget: %w", ErrRemote, err)
@@ -162,8 +166,10 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(context.Context, []string) (map[string]V, error)) (m map[string]V, ttls *loadTTL, err error) {
 	c.stats.loads.Add(1)
 	ctx, ttls = withLoadTTL(ctx)
+	ctx, end := c.observe(ctx, OpLoad, oneKey(keys), len(keys))
 	start := time.Now()
 	defer func() {
+		defer func() { endLoad(end, err) }()
 		c.stats.loadDuration.Observe(time.Since(start))
 		if p := recover(); p != nil {
 			lp := loaderPanic(p)
@@ -223,7 +229,9 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
 		values = append(values, v)
 	}
-	stored, errs := c.remote.FillMany(bg, token, items)
+	fctx, end := c.observe(bg, OpFill, "", len(items))
+	stored, errs := c.remote.FillMany(fctx, token, items)
+	endFill(end, true, errors.Join(errs...))
 	for i, it := range items {
 		switch {
 		case errors.Is(errs[i], remote.ErrTooLarge):

@@ -66,7 +66,9 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			// fence; this round's read starts now. The value has most
 			// likely landed: a plain read first.
 			fence = c.local.Fence(key)
-			env, err := c.remote.Get(ctx, key)
+			rctx, end := c.observe(ctx, OpRedisRead, key, 1)
+			env, err := c.remote.Get(rctx, key)
+			endRead(end, err)
 			if err == nil {
 				if v, derr := c.decodeEnvelope(&env); derr == nil {
 					c.stats.remoteHits.Add(1)
@@ -75,7 +77,9 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			}
 		}
 		slot := c.waiting.add(key)
-		r, err := c.remote.LeaseOrRead(ctx, key, token, c.keysPublication(key))
+		rctx, end := c.observe(ctx, OpRedisRead, key, 1)
+		r, err := c.remote.LeaseOrRead(rctx, key, token, c.keysPublication(key))
+		endLease(end, &r, err)
 		if err != nil || r.Found || r.Leased {
 			c.waiting.remove(key, slot)
 		}
@@ -109,12 +113,16 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		}
 		// Another replica holds the lease: wait for its fill.
 		c.stats.leaseWaits.Add(1)
+		_, end = c.observe(ctx, OpLeaseWait, key, 1)
 		timer := time.NewTimer(waitFor(&r, waits))
 		waits++
 		select {
 		case <-slot.ch:
+			end.with("woken", nil)
 		case <-timer.C:
+			end.with("expired", nil)
 		case <-ctx.Done():
+			end.with("cancelled", ctx.Err())
 		}
 		timer.Stop()
 		c.waiting.remove(key, slot)
@@ -151,7 +159,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		c.remote.Release(bg, key, token, 0, c.keysPublication(key))
 		return c.loadLocalOnly(ctx, key, fence, load, co)
 	}
-	v, took, ttl, err := c.callLoader(ctx, load)
+	v, took, ttl, err := c.callLoader(ctx, key, load)
 	if errors.Is(err, ErrNotFound) && (c.opts.NegativeTTL > 0 || ttl > 0) {
 		c.fillTombstone(bg, key, fence, token, took, ttl, tags)
 		return zero, ErrNotFound
@@ -184,7 +192,9 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 // fill writes a loaded value to Redis while the lease holds (waking the
 // replicas that wait), then to the local tier while fence holds.
 func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, token string, v V, env *remote.Envelope, payload []byte) {
-	stored, err := c.remote.Fill(ctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env), Publication: c.keysPublication(key)})
+	fctx, end := c.observe(ctx, OpFill, key, 1)
+	stored, err := c.remote.Fill(fctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env), Publication: c.keysPublication(key)})
+	endFill(end, stored, err)
 	switch {
 	case err != nil:
 		c.remoteFailed("fill", err) // fail open: cache it locally
@@ -220,7 +230,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 // loadLocalOnly is the fail-open path: Redis is unreachable (or another
 // load holds a corrupt key), so load and cache locally under the fence.
 func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
-	v, took, ttl, err := c.callLoader(ctx, load)
+	v, took, ttl, err := c.callLoader(ctx, key, load)
 	if err != nil {
 		return v, err
 	}
@@ -301,11 +311,13 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 
 // callLoader runs the loader, turning a panic into ErrLoaderPanic.
 // ttl is what the loader set with SetTTL, or 0.
-func (c *Cache[V]) callLoader(ctx context.Context, load func(context.Context) (V, error)) (v V, took, ttl time.Duration, err error) {
+func (c *Cache[V]) callLoader(ctx context.Context, key string, load func(context.Context) (V, error)) (v V, took, ttl time.Duration, err error) {
 	c.stats.loads.Add(1)
 	ctx, set := withLoadTTL(ctx)
+	ctx, end := c.observe(ctx, OpLoad, key, 1)
 	start := time.Now()
 	defer func() {
+		defer func() { endLoad(end, err) }()
 		took = time.Since(start)
 		c.stats.loadDuration.Observe(took)
 		c.observeLoad(took)
@@ -372,7 +384,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 			c.remote.Release(ctx, key, token, c.opts.LoadBackoff, c.keysPublication(key))
 			return
 		}
-		v, took, ttl, err := c.callLoader(ctx, load)
+		v, took, ttl, err := c.callLoader(ctx, key, load)
 		if err != nil {
 			// Keep serving the stale value; let the fleet retry after the
 			// back-off. (A refresh finding the key gone leaves it to expire.)

@@ -241,6 +241,10 @@ type Options[V any] struct {
 	// SampleEvery shows the Sampler one read in SampleEvery, on average
 	// (rounded up to a power of two). Default DefaultSampleEvery.
 	SampleEvery int
+	// Observer, when set, is told of every step of a call that leaves the
+	// process (Redis reads on a miss, lease waits, loads, fills, writes):
+	// package tieredotel turns them into OpenTelemetry spans. Default: none.
+	Observer Observer
 }
 
 // Sampler is told of sampled reads.

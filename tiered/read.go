@@ -58,7 +58,9 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	// The lease script, and a flight shared by this replica's callers,
 	// only come when Redis has no value to give.
 	fence := c.local.Fence(key)
-	env, err := c.remote.Get(ctx, key)
+	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
+	env, err := c.remote.Get(rctx, key)
+	endRead(end, err)
 	if err == nil {
 		v, derr := c.decodeEnvelope(&env)
 		if derr == nil {

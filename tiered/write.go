@@ -16,7 +16,9 @@ import (
 // local tier. If Redis fails, Set returns an error wrapping ErrRemote and
 // still drops the local copy. WithTags records the key under tags;
 // WithFreshFor overrides Options.FreshFor.
-func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption) error {
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption) (err error) {
+	ctx, end := c.observeWrite(ctx, "Set", key, 1)
+	defer func() { endWrite(end, err) }()
 	return c.write(ctx, key, v, opts, false)
 }
 
@@ -36,7 +38,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...CallOption)
 // returns an error wrapping ErrRemote: the write is queued and will reach
 // the source, but the cache may keep the previous value until RemoteTTL.
 // Calling SetBehind again repairs that. Writers are idempotent anyway.
-func (c *Cache[V]) SetBehind(ctx context.Context, key string, v V, opts ...CallOption) error {
+func (c *Cache[V]) SetBehind(ctx context.Context, key string, v V, opts ...CallOption) (err error) {
+	ctx, end := c.observeWrite(ctx, "SetBehind", key, 1)
+	defer func() { endWrite(end, err) }()
 	return c.write(ctx, key, v, opts, true)
 }
 
@@ -124,13 +128,15 @@ const maxKeysPerMessage = 512
 // Keys are sent in batches; an error wraps ErrRemote and the local copies
 // are dropped regardless. With Options.DoubleDeleteDelay, the keys are
 // invalidated once more after the delay.
-func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (err error) {
+	ctx, end := c.observeWrite(ctx, "Delete", oneKey(keys), len(keys))
+	defer func() { endWrite(end, err) }()
 	for _, k := range keys {
 		if err := c.check(k); err != nil {
 			return err
 		}
 	}
-	err := c.delete(ctx, keys)
+	err = c.delete(ctx, keys)
 	if d := c.opts.DoubleDeleteDelay; d > 0 && len(keys) > 0 {
 		c.deleteLater(append([]string(nil), keys...), d)
 	}
@@ -186,7 +192,9 @@ func (c *Cache[V]) deleteLater(keys []string, after time.Duration) {
 // deleted, so every value recording them is a miss from then on, and every
 // replica is told to drop its local copies. A tag Redis lost (evicted) is
 // invalid already: losing one never keeps a value alive.
-func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
+func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (err error) {
+	ctx, end := c.observeWrite(ctx, "InvalidateTags", "", len(tags))
+	defer func() { endWrite(end, err) }()
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -197,7 +205,7 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 		return nil
 	}
 	m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindTags, Keys: tags, PublishedAt: time.Now().UnixNano()}
-	err := c.remote.InvalidateTags(ctx, tags, remote.Publication{Channel: c.channel, Message: m.Encode()})
+	err = c.remote.InvalidateTags(ctx, tags, remote.Publication{Channel: c.channel, Message: m.Encode()})
 	// After Redis, as for keys: a fill that read an old version meanwhile
 	// is a miss by its fence.
 	c.local.InvalidateTags(tags...)
@@ -212,11 +220,13 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 // InvalidateAll invalidates the whole namespace on every replica, in O(1):
 // it moves the namespace to a new generation of keys (the old ones expire by
 // their TTL) and tells every replica, which flushes its local tier.
-func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
+func (c *Cache[V]) InvalidateAll(ctx context.Context) (err error) {
+	ctx, end := c.observeWrite(ctx, "InvalidateAll", "", 0)
+	defer func() { endWrite(end, err) }()
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	_, err := c.remote.BumpGeneration(ctx)
+	_, err = c.remote.BumpGeneration(ctx)
 	c.resetLocal(resetReasonMessage)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
