@@ -13,7 +13,7 @@ BENCHFLAGS ?= --runs 3 --processes --duration 2s
 PROFILEFLAGS ?= --duration 5s
 # The library, and the nested modules that keep the benchmark peers and the
 # CLI's dependencies out of the library's go.mod.
-MODULES    := . bench cmd/tiercache
+MODULES    := . bench cmd/tiercache tiered/tieredotel
 
 .DEFAULT_GOAL := help
 .PHONY: help redis test bench profile gobench benchstat fuzz cli

@@ -83,6 +83,7 @@ func TestObserverSeesEveryStepThatLeavesTheProcess(t *testing.T) {
 	assert.Equal(t, []string{"redis.read  k/1 miss", "redis.read  k/1 leased", "load  k/1 ok", "fill  k/1 stored"}, rec.take())
 
 	// A local hit does no I/O: nothing observed.
+	c.local.Wait()
 	_, err = c.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.Empty(t, rec.take())
