@@ -24,7 +24,9 @@ const (
 	flagCompressed = 1 << 0
 	flagNegative   = 1 << 1
 	flagTagged     = 1 << 2
-	knownFlags     = flagCompressed | flagNegative | flagTagged
+	flagTyped      = 1 << 3
+	knownFlags     = flagCompressed | flagNegative | flagTagged | flagTyped
+	typeLen        = 8
 
 	// maxTags bounds the tags an envelope may carry, and maxTagBytes the
 	// length of a tag or version, so a decoder never allocates more than
@@ -41,12 +43,13 @@ const (
 //	0   2  magic "tc"
 //	2   1  format version (1)
 //	3   1  flags: 1 = payload s2-compressed, 2 = negative (tombstone),
-//	           4 = tagged
+//	           4 = tagged, 8 = typed
 //	4   8  written-at, unix nanoseconds
 //	12  8  fresh-until, unix nanoseconds (0 = fresh until it expires)
 //	20  8  expires-at, unix nanoseconds (0 = unknown)
 //	28  4  load duration, microseconds (the last measured load time)
-//	32  …  when tagged: a uvarint count, then per tag a uvarint-prefixed
+//	32  8  when typed: the writer's value type (Envelope.Type)
+//	…   …  when tagged: a uvarint count, then per tag a uvarint-prefixed
 //	       tag and a uvarint-prefixed version (see tags.go)
 //	…   …  payload
 type Envelope struct {
@@ -56,8 +59,12 @@ type Envelope struct {
 	LoadMicros uint32
 	Negative   bool
 	Tags       []TagVersion // the tags the value was written with
-	Payload    []byte       // the codec's bytes, uncompressed
-	header     []byte       // the wire header it was decoded from, if any
+	// Type is a fingerprint of the writer's value type and codec, so a
+	// reader of another type can tell a clash from a corrupt value; 0 =
+	// not stated.
+	Type    uint64
+	Payload []byte // the codec's bytes, uncompressed
+	header  []byte // the wire header it was decoded from, if any
 }
 
 // TTL is how long the envelope was stamped to live in Redis (from its
@@ -89,9 +96,13 @@ func (e *Envelope) encode(compressAbove int) []byte {
 		flags |= flagNegative
 	}
 	tagBytes := 0
+	if e.Type != 0 {
+		flags |= flagTyped
+		tagBytes = typeLen
+	}
 	if len(e.Tags) > 0 {
 		flags |= flagTagged
-		tagBytes = binary.MaxVarintLen64
+		tagBytes += binary.MaxVarintLen64
 		for _, t := range e.Tags {
 			tagBytes += 2*binary.MaxVarintLen64 + len(t.Tag) + len(t.Version)
 		}
@@ -102,6 +113,9 @@ func (e *Envelope) encode(compressAbove int) []byte {
 	binary.BigEndian.PutUint64(b[12:], uint64(e.FreshUntil))
 	binary.BigEndian.PutUint64(b[20:], uint64(e.ExpiresAt))
 	binary.BigEndian.PutUint32(b[28:], e.LoadMicros)
+	if e.Type != 0 {
+		b = binary.BigEndian.AppendUint64(b, e.Type)
+	}
 	if len(e.Tags) > 0 {
 		b = binary.AppendUvarint(b, uint64(len(e.Tags)))
 		for _, t := range e.Tags {
@@ -166,6 +180,13 @@ func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
 		Negative:   flags&flagNegative != 0,
 		Payload:    b[headerLen:],
 		header:     b[:headerLen],
+	}
+	if flags&flagTyped != 0 {
+		if len(e.Payload) < typeLen {
+			return Envelope{}, fmt.Errorf("%w: short type", ErrCorrupt)
+		}
+		e.Type = binary.BigEndian.Uint64(e.Payload)
+		e.Payload = e.Payload[typeLen:]
 	}
 	if flags&flagTagged != 0 {
 		var err error

@@ -22,7 +22,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"large, compression off", bytes.Repeat([]byte("abcd"), 1000), -1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Envelope{WrittenAt: 11, FreshUntil: 22, ExpiresAt: 44, LoadMicros: 33, Negative: true, Payload: tc.payload}
+			in := Envelope{WrittenAt: 11, FreshUntil: 22, ExpiresAt: 44, LoadMicros: 33, Negative: true, Type: 0xfeedface, Payload: tc.payload,
+				Tags: []TagVersion{{Tag: "t", Version: "v1"}}}
 			b := in.encode(tc.compressAbove)
 			assert.Equal(t, tc.compressed, b[3]&flagCompressed != 0)
 			if tc.compressed {
@@ -35,6 +36,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			assert.Equal(t, in.ExpiresAt, out.ExpiresAt)
 			assert.Equal(t, in.LoadMicros, out.LoadMicros)
 			assert.True(t, out.Negative)
+			assert.Equal(t, in.Type, out.Type)
+			assert.Equal(t, in.Tags, out.Tags)
 			assert.Equal(t, len(tc.payload), len(out.Payload))
 			assert.True(t, bytes.Equal(tc.payload, out.Payload))
 		})
@@ -52,6 +55,7 @@ func TestDecodeEnvelopeRejects(t *testing.T) {
 		"unknown flag":   append([]byte{'t', 'c', 1, 0x80}, good[4:]...),
 		"bad compressed": append([]byte{'t', 'c', 1, flagCompressed}, append(good[4:headerLen:headerLen], 0xff, 0xff, 0xff)...),
 		"bomb":           bomb,
+		"short type":     append(append([]byte{'t', 'c', 1, flagTyped}, good[4:headerLen]...), 1, 2, 3),
 	} {
 		_, err := DecodeEnvelope(b, 1024)
 		assert.ErrorIs(t, err, ErrCorrupt, name)
@@ -64,6 +68,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add((&Envelope{Payload: []byte("hello")}).encode(-1))
 	f.Add((&Envelope{Payload: []byte(strings.Repeat("z", 2000)), Negative: true}).encode(0))
 	f.Add([]byte("tc\x01\x01"))
+	f.Add((&Envelope{Payload: []byte("typed"), Type: 42, Tags: []TagVersion{{Tag: "a", Version: "1"}}}).encode(-1))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEnvelope(b, 1<<16)
@@ -75,7 +80,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		// Whatever decodes must encode to something that decodes the same.
 		again, err := DecodeEnvelope(e.encode(-1), 1<<16)
-		if err != nil || !bytes.Equal(again.Payload, e.Payload) || again.WrittenAt != e.WrittenAt || again.Negative != e.Negative {
+		if err != nil || !bytes.Equal(again.Payload, e.Payload) || again.WrittenAt != e.WrittenAt || again.Negative != e.Negative || again.Type != e.Type {
 			t.Fatalf("re-encode mismatch: %v", err)
 		}
 	})

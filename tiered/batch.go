@@ -28,8 +28,8 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 		return out, err
 	}
 	defer c.local.Wait()
-	_, err = c.remotePass(ctx, missing, fences, out)
-	return out, err
+	_, clashed, err := c.remotePass(ctx, missing, fences, out)
+	return out, errors.Join(err, clashed)
 }
 
 // GetOrLoadMany is GetMany that loads what neither tier holds: one call of
@@ -49,14 +49,14 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	if err := c.checkCall(co); err != nil {
 		return out, err
 	}
-	left, err := c.remotePass(ctx, missing, fences, out)
+	left, clashed, err := c.remotePass(ctx, missing, fences, out)
 	if err != nil {
 		// Fail open: Redis is unreachable, so load and cache locally.
 		c.stats.remoteErrors.Add(1)
 		return out, c.loadManyLocal(ctx, left, fences, loadMany, co, out)
 	}
 	if len(left) == 0 {
-		return out, nil
+		return out, clashed
 	}
 	token := remote.NewToken()
 	rctx, end := c.observe(ctx, OpRedisRead, oneKey(left), len(left))
@@ -70,14 +70,18 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	for i, k := range left {
 		switch r := leases[i]; {
 		case r.Found:
-			if v, err := c.decodeEnvelope(&r.Envelope); err == nil {
+			v, err := c.decodeEnvelope(&r.Envelope)
+			switch {
+			case err == nil:
 				c.stats.remoteHits.Add(1)
 				if _, err := c.fromRemote(k, fences[k], &r.Envelope, v, nil); err == nil {
 					out[k] = v
 				}
-				continue
+			case errors.Is(err, ErrTypeClash):
+				clashed = errors.Join(clashed, c.typeClash(k, err))
+			default:
+				others = append(others, k)
 			}
-			others = append(others, k)
 		case r.Leased:
 			c.stats.remoteMisses.Add(1)
 			mine = append(mine, k)
@@ -85,7 +89,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 			others = append(others, k) // held elsewhere, or corrupt
 		}
 	}
-	var errs []error
+	errs := []error{clashed}
 	if len(mine) > 0 {
 		if err := c.loadManyAndFill(ctx, mine, fences, token, loadMany, co, out); err != nil {
 			errs = append(errs, err)
@@ -130,24 +134,29 @@ func (c *Cache[V]) localPass(keys []string) (out map[string]V, missing []string,
 }
 
 // remotePass reads keys with one MGET and returns those Redis lacks (or
-// holds corrupt). On error it returns every key.
-func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[string]local.Fence, out map[string]V) ([]string, error) {
+// holds corrupt), and the keys holding another ValueType's values as
+// clashed. On error it returns every key.
+func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[string]local.Fence, out map[string]V) (left []string, clashed, err error) {
 	rctx, end := c.observe(ctx, OpRedisRead, oneKey(keys), len(keys))
 	found, err := c.remote.GetMany(rctx, keys)
 	endWrite(end, err)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
-		return keys, fmt.Errorf("%w: mget: %w", ErrRemote, err)
+		return keys, nil, fmt.Errorf("%w: mget: %w", ErrRemote, err)
 	}
-	var left []string
 	for i, k := range keys {
 		f := found[i]
 		if f.Err == nil {
-			if v, err := c.decodeEnvelope(&f.Envelope); err == nil {
+			v, err := c.decodeEnvelope(&f.Envelope)
+			switch {
+			case err == nil:
 				c.stats.remoteHits.Add(1)
 				if _, err := c.fromRemote(k, fences[k], &f.Envelope, v, nil); err == nil {
 					out[k] = v
 				}
+				continue
+			case errors.Is(err, ErrTypeClash):
+				clashed = errors.Join(clashed, c.typeClash(k, err))
 				continue
 			}
 		}
@@ -158,7 +167,7 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 		}
 		left = append(left, k)
 	}
-	return left, nil
+	return left, clashed, nil
 }
 
 // loadMany calls the batch loader, turning a panic into ErrLoaderPanic.

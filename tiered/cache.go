@@ -23,6 +23,7 @@ type Cache[V any] struct {
 	opts       Options[V]
 	fresh      freshness
 	origin     uint64
+	typeID     uint64 // valueTypeID(Options.ValueType), stamped on every value written
 	channel    string
 	local      *local.Tier[V]
 	remote     *remote.Store
@@ -100,6 +101,7 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 		opts:       opts,
 		fresh:      freshness{beta: opts.EarlyRefreshBeta, draw: rand.Float64},
 		origin:     msgOrigin,
+		typeID:     valueTypeID(opts.ValueType),
 		channel:    opts.Namespace + ":inv",
 		local:      lt,
 		remote:     rs,

@@ -22,6 +22,10 @@ var (
 	ErrValueTooLarge = errors.New("tiered: value too large")
 	// ErrCodec: the codec could not encode or decode a value.
 	ErrCodec = errors.New("tiered: codec failed")
+	// ErrTypeClash: the key's value in Redis was written by a cache of
+	// another Options.ValueType (another value type or codec) on the same
+	// namespace. The value is left in place; see Options.ValueType.
+	ErrTypeClash = errors.New("tiered: value written by a cache of another value type")
 	// ErrRemote: Redis failed or timed out.
 	ErrRemote = errors.New("tiered: redis failed")
 	// ErrLoaderPanic: the loader panicked. The error is a *LoaderPanic

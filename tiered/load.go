@@ -70,9 +70,13 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			env, err := c.remote.Get(rctx, key)
 			endRead(end, err)
 			if err == nil {
-				if v, derr := c.decodeEnvelope(&env); derr == nil {
+				v, derr := c.decodeEnvelope(&env)
+				switch {
+				case derr == nil:
 					c.stats.remoteHits.Add(1)
 					return c.fromRemote(key, fence, &env, v, load)
+				case errors.Is(derr, ErrTypeClash):
+					return zero, c.typeClash(key, derr)
 				}
 			}
 		}
@@ -99,8 +103,12 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 				c.stats.remoteHits.Add(1)
 				return c.fromRemote(key, fence, &r.Envelope, v, load)
 			}
-			// Readable envelope, undecodable value (another value type):
-			// as corrupt, replaced by a load under the lease.
+			if errors.Is(err, ErrTypeClash) {
+				// Another cache's value: not this cache's to replace.
+				return zero, c.typeClash(key, err)
+			}
+			// Readable envelope, undecodable value: as corrupt, replaced
+			// by a load under the lease.
 			c.corrupt(err)
 			leased, err := c.remote.Lease(ctx, key, token)
 			if err != nil || !leased {
@@ -285,6 +293,7 @@ func (c *Cache[V]) envelope(payload []byte, took time.Duration, freshFor, ttl ti
 		WrittenAt:  now.UnixNano(),
 		ExpiresAt:  now.Add(ttl).UnixNano(),
 		LoadMicros: uint32(min(took.Microseconds(), 1<<32-1)),
+		Type:       c.typeID,
 		Payload:    payload,
 	}
 	if freshFor > 0 && freshFor < ttl {

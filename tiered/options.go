@@ -105,6 +105,14 @@ type Options[V any] struct {
 
 	// Codec encodes values for Redis. Default JSONCodec.
 	Codec Codec
+	// ValueType names the type and encoding of the namespace's values. A
+	// fingerprint of it goes with every value written, so a cache of
+	// another ValueType reading the value gets ErrTypeClash rather than a
+	// silent miss. Caches of different Go types may share a namespace
+	// only if their values decode both ways: give them the same ValueType.
+	// Default: V's package path and name, and the Codec's type (for
+	// example "example.com/svc.User remote.JSON").
+	ValueType string
 	// MaxKeyBytes bounds key length. Default DefaultMaxKeyBytes.
 	MaxKeyBytes int
 	// MaxValueBytes bounds an encoded value (before compression); a loaded
@@ -315,6 +323,9 @@ func (o *Options[V]) setDefaults() {
 	}
 	if o.Codec == nil {
 		o.Codec = JSONCodec
+	}
+	if o.ValueType == "" {
+		o.ValueType = defaultValueType[V](o.Codec)
 	}
 	setZero(&o.MaxKeyBytes, DefaultMaxKeyBytes)
 	setZero(&o.MaxValueBytes, DefaultMaxValueBytes)

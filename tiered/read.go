@@ -67,6 +67,9 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 			c.stats.remoteHits.Add(1)
 			return c.fromRemote(key, fence, &env, v, load)
 		}
+		if errors.Is(derr, ErrTypeClash) {
+			return zero, c.typeClash(key, derr)
+		}
 		err = derr
 	}
 	if load == nil && c.opts.Loader == nil {
@@ -124,9 +127,12 @@ func (c *Cache[V]) hit(e *local.Entry[V]) (V, error) {
 // decodeEnvelope decodes a value read from Redis; a tombstone has no
 // payload and decodes to the zero value.
 func (c *Cache[V]) decodeEnvelope(e *remote.Envelope) (V, error) {
+	var zero V
 	if e.Negative {
-		var zero V
 		return zero, nil
+	}
+	if err := c.checkType(e); err != nil {
+		return zero, err
 	}
 	return c.decode(e.Payload)
 }

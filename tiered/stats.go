@@ -18,6 +18,7 @@ type Stats struct {
 	RemoteMisses  uint64
 	RemoteErrors  uint64 // Redis calls that failed or timed out
 	Corrupt       uint64 // unreadable values in Redis, treated as misses
+	TypeClashes   uint64 // values of another ValueType found (ErrTypeClash)
 	Loads         uint64 // loader calls
 	LoadErrors    uint64 // loader calls that failed or panicked
 	FillsVoided   uint64 // loads not cached because a write landed meanwhile
@@ -79,14 +80,14 @@ type Histogram = histogram.Snapshot
 const HistogramBuckets = histogram.Buckets
 
 type counters struct {
-	localHits                                           hitCounter
-	localMisses, remoteHits, remoteMisses, remoteErrors atomic.Uint64
-	corrupt, loads, loadErrors, fillsVoided             atomic.Uint64
-	leaseWaits, staleHits, earlyRefreshes, refreshes    atomic.Uint64
-	secondDeletes                                       atomic.Uint64
-	published, received, negativeHits, tooLarge         atomic.Uint64
-	resetByReason                                       [len(resetReasons)]atomic.Uint64
-	lag, loadDuration                                   histogram.Recorder
+	localHits                                            hitCounter
+	localMisses, remoteHits, remoteMisses, remoteErrors  atomic.Uint64
+	corrupt, typeClashes, loads, loadErrors, fillsVoided atomic.Uint64
+	leaseWaits, staleHits, earlyRefreshes, refreshes     atomic.Uint64
+	secondDeletes                                        atomic.Uint64
+	published, received, negativeHits, tooLarge          atomic.Uint64
+	resetByReason                                        [len(resetReasons)]atomic.Uint64
+	lag, loadDuration                                    histogram.Recorder
 }
 
 func (c *counters) resets(reason string) *atomic.Uint64 {
@@ -108,6 +109,7 @@ func (c *Cache[V]) Stats() Stats {
 		RemoteMisses:           s.remoteMisses.Load(),
 		RemoteErrors:           s.remoteErrors.Load(),
 		Corrupt:                s.corrupt.Load(),
+		TypeClashes:            s.typeClashes.Load(),
 		Loads:                  s.loads.Load(),
 		LoadErrors:             s.loadErrors.Load(),
 		FillsVoided:            s.fillsVoided.Load(),

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/cachetest"
 	"github.com/tiercache/tiercache/internal/redisserver"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tiered"
@@ -39,10 +40,7 @@ func newReplica(t testing.TB, srv *redisserver.Server, ns string, track bool) re
 		r.tracker = tr
 		opts.Sampler, opts.SampleEvery = tr, 1
 	}
-	c, err := tiered.New[string](context.Background(), opts)
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	r.cache = c
+	r.cache = cachetest.New(t, srv, opts)
 	return r
 }
 

@@ -26,7 +26,7 @@ type descs struct {
 	remoteCalls, remoteErrors, remoteTimeouts, remoteRejected,
 	breakerState, breakerOpens,
 	evictions, rejections, droppedSets, fenced, cost,
-	corrupt, fillsVoided, refreshes, earlyRefreshes, secondDeletes,
+	corrupt, typeClashes, fillsVoided, refreshes, earlyRefreshes, secondDeletes,
 	repairs, replayed, lost, tooLarge *prometheus.Desc
 }
 
@@ -59,6 +59,7 @@ func NewCacheCollector(name string, src CacheSource) prometheus.Collector {
 		fenced:         d("local_fenced_fills_total", "Local fills refused by their fence (an invalidation landed meanwhile)."),
 		cost:           d("local_cost_bytes", "Cost held by the local tier, in bytes."),
 		corrupt:        d("corrupt_values_total", "Unreadable values found in Redis, treated as misses."),
+		typeClashes:    d("type_clashes_total", "Values in Redis written by a cache of another value type or codec (ErrTypeClash)."),
 		fillsVoided:    d("fills_voided_total", "Loads cached nowhere because a write landed while they ran."),
 		refreshes:      d("refreshes_total", "Background refreshes that landed (stale-while-revalidate, early refresh)."),
 		earlyRefreshes: d("early_refreshes_total", "Early refreshes started by XFetch."),
@@ -76,7 +77,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{d.requests, d.loads, d.loadErrors, d.loadDuration, d.leaseWaits,
 		d.published, d.received, d.lag, d.flushes, d.remoteCalls, d.remoteErrors, d.remoteTimeouts, d.remoteRejected,
 		d.breakerState, d.breakerOpens, d.evictions, d.rejections, d.droppedSets, d.fenced, d.cost,
-		d.corrupt, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes, d.repairs, d.replayed, d.lost, d.tooLarge} {
+		d.corrupt, d.typeClashes, d.fillsVoided, d.refreshes, d.earlyRefreshes, d.secondDeletes, d.repairs, d.replayed, d.lost, d.tooLarge} {
 		ch <- x
 	}
 }
@@ -119,6 +120,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.fenced, s.Local.Fenced)
 	ch <- prometheus.MustNewConstMetric(d.cost, prometheus.GaugeValue, float64(s.LocalCost))
 	counter(d.corrupt, s.Corrupt)
+	counter(d.typeClashes, s.TypeClashes)
 	counter(d.fillsVoided, s.FillsVoided)
 	counter(d.refreshes, s.Refreshes)
 	counter(d.earlyRefreshes, s.EarlyRefresh)

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/tiercache/tiercache/internal/cachetest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tiered"
 	"github.com/tiercache/tiercache/warmup"
@@ -24,23 +24,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newCache(t *testing.T, addrClient func() tiered.Options[string]) *tiered.Cache[string] {
-	t.Helper()
-	c, err := tiered.New[string](context.Background(), addrClient())
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	return c
-}
-
 func TestCollectorExposition(t *testing.T) {
 	srv := redistest.Start(t)
-	opts := func(ns string) func() tiered.Options[string] {
-		return func() tiered.Options[string] {
-			return tiered.Options[string]{Client: redistest.Client(t, srv), Namespace: ns, LocalTTL: time.Minute, RemoteTTL: time.Minute}
-		}
-	}
-	users := newCache(t, opts("svc:users"))
-	orders := newCache(t, opts("svc:orders"))
+	users := cachetest.New(t, srv, cachetest.Options[string]("svc:users"))
+	orders := cachetest.New(t, srv, cachetest.Options[string]("svc:orders"))
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(NewCacheCollector("users", users)))
 	require.NoError(t, reg.Register(NewCacheCollector("orders", orders)))
