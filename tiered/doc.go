@@ -53,6 +53,18 @@
 // (Options.DoubleDeleteDelay) complete the set. Batch calls cost two round
 // trips where single calls cost one (rueidis loads the script first).
 //
+// WithTTL gives one call's value its own lifetime, and a loader may set its
+// value's with SetTTL (docs/ttl.md). A value written by a cache of another
+// Options.ValueType (another value type or codec on the namespace) is
+// ErrTypeClash, never a silent miss.
+//
+// # Observing
+//
+// Stats is a snapshot of counters and histograms (package prommetrics
+// exports it); Options.Observer is told of each step of a call that leaves
+// the process, with its result (package tieredotel makes OpenTelemetry
+// spans of them).
+//
 // # Write-behind
 //
 // SetBehind is Set plus, in the same script (in two steps on a Cluster), an

@@ -11,8 +11,6 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
-
-	"github.com/tiercache/tiercache/tiered"
 )
 
 // Options says what to preload and how. Zero values mean the defaults.
@@ -101,7 +99,7 @@ func setZero[T comparable](p *T, def T) {
 // Preload fills cache's local tier (and, with Load, Redis) from the
 // configured sources, within the budget. The error reports a source that
 // could not be read; the Report says what was done either way.
-func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]) (Report, error) {
+func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Report, error) {
 	start := time.Now()
 	if err := opts.validate(); err != nil {
 		return Report{}, err
@@ -150,7 +148,7 @@ func Preload[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]
 	return rep, gatherErr
 }
 
-func preloadBatch[V any](ctx context.Context, cache *tiered.Cache[V], batch []string, opts *Options[V], limiter *rate.Limiter) (found, loaded int, err error) {
+func preloadBatch[V any](ctx context.Context, cache Cache[V], batch []string, opts *Options[V], limiter *rate.Limiter) (found, loaded int, err error) {
 	got, err := cache.GetMany(ctx, batch)
 	found = len(got)
 	if err != nil || opts.Load == nil || found == len(batch) {
@@ -170,7 +168,7 @@ func preloadBatch[V any](ctx context.Context, cache *tiered.Cache[V], batch []st
 }
 
 // gather collects the keys of every source, deduplicated, up to MaxKeys.
-func gather[V any](ctx context.Context, cache *tiered.Cache[V], opts *Options[V]) ([]string, error) {
+func gather[V any](ctx context.Context, cache Cache[V], opts *Options[V]) ([]string, error) {
 	seen := make(map[string]struct{})
 	var keys []string
 	add := func(k string) bool {
@@ -209,7 +207,7 @@ func gather[V any](ctx context.Context, cache *tiered.Cache[V], opts *Options[V]
 
 // scan walks the namespace's keys in Redis matching glob until add
 // refuses more.
-func scan[V any](ctx context.Context, cache *tiered.Cache[V], glob string, add func(string) bool) error {
+func scan[V any](ctx context.Context, cache Cache[V], glob string, add func(string) bool) error {
 	for k, err := range cache.Keys(ctx, glob) {
 		if err != nil {
 			return fmt.Errorf("warmup: %w", err)

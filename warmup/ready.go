@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
-
-	"github.com/tiercache/tiercache/tiered"
 )
 
 // Warmup is a preload running in the background, with its readiness.
@@ -20,7 +18,7 @@ type Warmup struct {
 // Start preloads cache in the background and returns at once: start-up is
 // never blocked. Ready is closed when the preload finished or its budget
 // ran out.
-func Start[V any](ctx context.Context, cache *tiered.Cache[V], opts Options[V]) *Warmup {
+func Start[V any](ctx context.Context, cache Cache[V], opts Options[V]) *Warmup {
 	w := &Warmup{ready: make(chan struct{})}
 	callerProgress := opts.Progress
 	opts.Progress = func(r Report) {
