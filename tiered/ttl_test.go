@@ -129,3 +129,61 @@ func TestRefreshKeepsTheTTL(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 	assertTTL(t, time.Minute, pttl(t, c, "k"), "the refresh kept WithTTL's minute")
 }
+
+// TestTTLAcrossReplicas: a per-call TTL and a loader's TTL hold in both
+// tiers of two replicas. Each replica holds the other's value locally
+// (LocalTTL is a minute), both copies expire with Redis's, and once Redis
+// has dropped a key no replica answers it from its local tier.
+func TestTTLAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	fleet := replicas[string](t, srv, 2, testOptions[string]("ttlfleet"))
+	a, b := fleet[0], fleet[1]
+	ctx := context.Background()
+	const d = 800 * time.Millisecond
+
+	require.NoError(t, a.Set(ctx, "set", "v", WithTTL(d)))
+	_, err := b.GetOrLoad(ctx, "loaded", func(ctx context.Context) (string, error) {
+		require.NoError(t, SetTTL(ctx, d))
+		return "v", nil
+	})
+	require.NoError(t, err)
+	keys := []string{"set", "loaded"}
+	for _, c := range fleet {
+		for _, k := range keys {
+			v, err := c.Get(ctx, k)
+			require.NoError(t, err, k)
+			assert.Equal(t, "v", v, k)
+		}
+		c.local.Wait()
+		for _, k := range keys {
+			_, ok := c.local.Get(k)
+			require.True(t, ok, "%s is in the local tier of every replica", k)
+		}
+	}
+
+	inLocal := func(c *Cache[string], k string) bool { _, ok := c.local.Get(k); return ok }
+	gone := map[string]bool{}
+	require.Eventually(t, func() bool {
+		for _, k := range keys {
+			// Redis first: a local copy seen after Redis dropped the
+			// key outlived it.
+			if pttl(t, a, k) < 0 {
+				gone[k] = true
+			}
+			for i, c := range fleet {
+				if gone[k] && inLocal(c, k) {
+					t.Fatalf("replica %d still holds %s locally after Redis expired it", i, k)
+				}
+			}
+		}
+		return len(gone) == len(keys)
+	}, 5*time.Second, 5*time.Millisecond, "Redis expires both keys within their TTL, not RemoteTTL")
+
+	for i, c := range fleet {
+		for _, k := range keys {
+			assert.False(t, inLocal(c, k), "replica %d: %s expired locally too", i, k)
+			_, err := c.Get(ctx, k)
+			assert.ErrorIs(t, err, ErrNotFound, "replica %d: %s", i, k)
+		}
+	}
+}
