@@ -75,8 +75,9 @@ type Options struct {
 	// OnRepair, optional, is told of each gap the log repaired and how many
 	// messages the replay applied.
 	OnRepair func(reason GapReason, replayed int)
-	// OnHold, optional, is told true as soon as the bus learns of a gap,
-	// and false once it has dealt with it (replay or OnGap) and applied the
+	// OnHold, optional, is told true as soon as the bus learns of a gap
+	// (from the moment its subscription is lost, not only once it is
+	// back), and false once it has dealt with it (replay or OnGap) and applied the
 	// messages that queued up meanwhile: a local tier should not be read in
 	// between. Calls come in pairs, possibly overlapping and from different
 	// goroutines: keep a count.
@@ -167,6 +168,10 @@ type Bus struct {
 	lastErr  lastError
 
 	lastPingEcho atomic.Int64 // PublishedAt of the newest own ping received
+	// down: the subscription was lost and is not back; the local tier is
+	// held meanwhile (receive takes the hold, the next confirmation
+	// hands it over to the gap it queues).
+	down atomic.Bool
 	// pingTo is where pings are published: pingChan, except in a test that
 	// simulates a subscription which silently stopped receiving.
 	pingTo atomic.Pointer[string]
@@ -249,6 +254,7 @@ func (b *Bus) Close() {
 	b.closed.Do(func() {
 		b.cancel()
 		b.wg.Wait()
+		b.up()
 	})
 }
 
@@ -285,9 +291,18 @@ func (b *Bus) receive(ctx context.Context) {
 	node := rand.IntN(1 << 16) // where a Cluster's node list is entered
 	for ctx.Err() == nil {
 		subscribed, err := b.session(ctx, node)
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
+		}
+		if b.started() && !b.down.Swap(true) {
+			// Nothing published from now until a new confirmation
+			// arrives: a write meanwhile would leave this replica
+			// serving the old value from its local tier for as long as
+			// reconnecting takes, beyond one delivery. Reads go to
+			// Redis until then.
+			b.hold(true)
+		}
+		switch {
 		case subscribed:
 			backoff = 10 * time.Millisecond // it worked: resubscribe at once
 			continue
@@ -370,6 +385,14 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 	}
 	b.resubscribes.Add(1)
 	b.enqueueGap(GapResubscribe)
+	b.up() // the gap's own hold covers the tier from here
+}
+
+// up ends the hold taken when the subscription was lost, if any.
+func (b *Bus) up() {
+	if b.down.Swap(false) {
+		b.hold(false)
+	}
 }
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {

@@ -328,3 +328,21 @@ func TestBusRepairsABurstOfGapsWithOneReplay(t *testing.T) {
 	assert.EqualValues(t, 1, replays.Load(), "one replay for the three gaps")
 	assert.Empty(t, rec.gaps)
 }
+
+// TestBusHoldsWhileItsSubscriptionIsDown: from the moment the subscription
+// is lost, not only once it is back, the local tier is held: a write made
+// while this bus reconnects is never delivered to it, so the local tier
+// must not answer until the gap it left is dealt with.
+func TestBusHoldsWhileItsSubscriptionIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	var holds holdCount
+	b, rec := startBus(t, srv, Options{Origin: 1, PingInterval: -1, OnHold: holds.onHold})
+	assert.Zero(t, holds.n.Load())
+	srv.Kill()
+	require.Eventually(t, func() bool { return holds.n.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"held while Redis is down, before any resubscription")
+	assert.Zero(t, b.Stats().Resubscribes)
+	require.NoError(t, srv.Restart(context.Background()))
+	require.Eventually(t, func() bool { return rec.hasGap(GapResubscribe) && holds.n.Load() == 0 }, 10*time.Second, time.Millisecond,
+		"released once the resubscription's gap is dealt with")
+}

@@ -40,7 +40,8 @@
 // pipelined round from per-slot positions and a floor time that the bus's
 // pings move up (slotlogs.go).
 //
-// From the moment a Bus learns of a gap until it has dealt with it and
+// From the moment a Bus learns of a gap (its subscription lost, before any
+// reconnection) until it has dealt with it and
 // applied the messages that queued up meanwhile, it holds the caller's local
 // tier (Options.OnHold): reads go to Redis, nothing is dropped. A burst of
 // gaps is repaired by one replay.

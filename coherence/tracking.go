@@ -34,6 +34,11 @@ type TrackingOptions struct {
 	OnKeys func(redisKeys []string)
 	// OnGap is told that changes may have been missed. Required.
 	OnGap func(GapReason)
+	// OnHold, optional, as Options.OnHold: told true when a tracking
+	// connection is lost and false once its successor is set up and the
+	// gap reported, so a local tier is not refilled from Redis while no
+	// push can arrive. Calls come in pairs, one pair per node at most.
+	OnHold func(held bool)
 	// QueueSize bounds the pushes received but not yet applied. Default 4096.
 	QueueSize int
 	// PingInterval is how often the tracking connection is checked with a
@@ -90,6 +95,9 @@ type Tracker struct {
 type trackingEvent struct {
 	keys []string
 	gap  GapReason
+	// release ends a hold taken when the connection was lost, once
+	// the gap is reported.
+	release bool
 }
 
 // Track sets tracking up and returns once Redis has accepted it; with an
@@ -217,12 +225,23 @@ func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error,
 	defer t.wg.Done()
 	backoff := 10 * time.Millisecond
 	first := true
+	held := false // this node's connection was lost and is not back
+	defer func() {
+		if held {
+			t.hold(false)
+		}
+	}()
 	for ctx.Err() == nil {
-		lost, err := t.session(ctx, c, first, ready, gapFirst)
-		switch {
-		case ctx.Err() != nil:
+		lost, err := t.session(ctx, c, first, ready, gapFirst, &held)
+		if ctx.Err() != nil {
 			return
-		case lost:
+		}
+		if (lost || !first) && !held {
+			// No push can arrive until a new connection is set up.
+			held = true
+			t.hold(true)
+		}
+		if lost {
 			first = false
 			backoff = 10 * time.Millisecond
 			continue
@@ -249,7 +268,7 @@ func (t *Tracker) run(ctx context.Context, c rueidis.Client, ready chan<- error,
 // the connection is lost (lost true) or ctx ends. The connection is closed
 // when the session ends, so it never goes back to the client's pool
 // tracking.
-func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, ready chan<- error, gapFirst bool) (lost bool, err error) {
+func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, ready chan<- error, gapFirst bool, held *bool) (lost bool, err error) {
 	d, _ := c.Dedicate() // Close releases it
 	defer d.Close()
 	gone := d.SetOnInvalidations(func(keys []rueidis.RedisMessage) {
@@ -291,7 +310,10 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 	if !first || gapFirst {
 		// Pushes were lost between the old connection and this one.
 		t.resubscribes.Add(1)
-		t.enqueue(trackingEvent{gap: GapResubscribe})
+		if !t.queue.push(trackingEvent{gap: GapResubscribe, release: *held}) && *held {
+			t.hold(false) // dropped: the overflow's gap follows
+		}
+		*held = false
 	}
 	var tick <-chan time.Time
 	if t.opts.PingInterval > 0 {
@@ -332,11 +354,20 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 
 func (t *Tracker) enqueue(e trackingEvent) { t.queue.push(e) }
 
+func (t *Tracker) hold(on bool) {
+	if t.opts.OnHold != nil {
+		t.opts.OnHold(on)
+	}
+}
+
 func (t *Tracker) apply(ctx context.Context) {
 	defer t.wg.Done()
 	t.queue.drain(ctx, func(e trackingEvent) {
 		if e.gap != "" {
 			t.opts.OnGap(e.gap)
+			if e.release {
+				t.hold(false)
+			}
 			return
 		}
 		t.received.Add(1)

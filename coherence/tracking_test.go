@@ -2,6 +2,7 @@ package coherence
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,12 @@ func (r *keyRecorder) has(key string) bool {
 }
 
 func (r *keyRecorder) gapCount() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.gaps) }
+
+func (r *keyRecorder) gapList() []GapReason {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.gaps)
+}
 
 func startTracker(t *testing.T, opts TrackingOptions) (*Tracker, *keyRecorder) {
 	t.Helper()
@@ -157,4 +164,22 @@ func TestTrackerReportsARefusedPingOnceAndKeepsTracking(t *testing.T) {
 	require.NoError(t, admin.Do(context.Background(), admin.B().Set().Key("ns:k").Value("v").Build()).Error())
 	require.Eventually(t, func() bool { return rec.has("ns:k") }, 5*time.Second, time.Millisecond)
 	assert.Zero(t, rec.gapCount())
+}
+
+// TestTrackerHoldsWhileItsConnectionIsDown: as a bus, a tracker holds the
+// local tier from the loss of its connection until its successor is set
+// up and the gap reported, so nothing is refilled from Redis while no push
+// can arrive.
+func TestTrackerHoldsWhileItsConnectionIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	var holds holdCount
+	tr, rec := startTracker(t, TrackingOptions{Client: defaultClient(t, srv), PingInterval: -1, OnHold: holds.onHold})
+	srv.Kill()
+	require.Eventually(t, func() bool { return holds.n.Load() == 1 }, 5*time.Second, time.Millisecond,
+		"held while Redis is down")
+	assert.Zero(t, tr.Stats().Resubscribes)
+	require.NoError(t, srv.Restart(context.Background()))
+	require.Eventually(t, func() bool { return slices.Contains(rec.gapList(), GapResubscribe) && holds.n.Load() == 0 }, 10*time.Second, time.Millisecond,
+		"released once the new connection's gap is reported")
+	assert.EqualValues(t, 1, holds.peak.Load())
 }

@@ -29,6 +29,9 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 		// everything.
 		c.resetLocal(resetReasonMessage)
 	}
+	if c.opts.applied != nil {
+		c.opts.applied(m)
+	}
 }
 
 // applyGap runs on the bus goroutine when invalidations may have been lost.

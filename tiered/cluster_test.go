@@ -51,7 +51,7 @@ func TestCluster(t *testing.T) {
 			maxDuration: 60 * time.Second, client: client, grace: clusterGrace})
 		t.Logf("cluster ledger: reads=%d stale=%d local-hits=%d writes=%d loads=%d lag-max≤%v", res.reads, res.stale, res.localHits, res.writes, res.loads, res.worstLag)
 		assert.Zero(t, res.stale)
-		assert.GreaterOrEqual(t, res.reads, int64(100_000))
+		assertLedgerRan(t, res)
 	})
 	for _, tr := range []Transport{TransportPubSub, TransportResumable, TransportTracking} {
 		t.Run("slot-migration-during-a-write-storm/"+string(tr), func(t *testing.T) {
@@ -241,7 +241,7 @@ func testClusterResumable(t *testing.T, cl *redistest.Cluster, grace time.Durati
 		t.Logf("cluster resumable ledger with kills: reads=%d stale=%d local-hits=%d writes=%d connections-killed=%d repairs=%d replayed=%d resubscribe-flushes=%d lag-max≤%v",
 			res.reads, res.stale, res.localHits, res.writes, kills.Load(), res.repairs, res.replayed, res.resubscribeFlushes, res.worstLag)
 		assert.Zero(t, res.stale)
-		assert.GreaterOrEqual(t, res.reads, int64(100_000))
+		assertLedgerRan(t, res)
 		assert.Positive(t, kills.Load(), "the chaos must actually cut subscriptions")
 		assert.Positive(t, res.repairs, "resubscribes are repaired from the logs")
 		assert.Zero(t, res.resubscribeFlushes, "the logs reach back: no flush")

@@ -78,7 +78,7 @@ func TestLedgerUnderEviction(t *testing.T) {
 	n := evicted() - before
 	t.Logf("ledger under eviction: reads=%d stale=%d local-hits=%d writes=%d loads=%d invalidate-all=%d tag-invalidations=%d evicted-keys=%d generations-lost-detected=%d generation-flushes=%d",
 		res.reads, res.stale, res.localHits, res.writes, res.loads, res.invalidateAlls, res.tagInvalidations, n, res.lost, res.generationFlushes)
-	assert.GreaterOrEqual(t, res.reads, int64(100_000))
+	assertLedgerRan(t, res)
 	assert.Zero(t, res.stale)
 	assert.True(t, joined.Load(), "a replica joined while the generation key was gone")
 	assert.Positive(t, n, "Redis must really have evicted")

@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -253,6 +255,11 @@ type Options[V any] struct {
 	// process (Redis reads on a miss, lease waits, loads, fills, writes):
 	// package tieredotel turns them into OpenTelemetry spans. Default: none.
 	Observer Observer
+
+	// applied, for this package's tests, is told of each peer message once
+	// it is applied: the staleness ledger tells an invalidation still in
+	// flight when a read began from one that was lost.
+	applied func(coherence.Message)
 }
 
 // Sampler is told of sampled reads.
@@ -313,8 +320,8 @@ func (o *Options[V]) validate() error {
 // setDefaults fills in every default, so the layers below get explicit
 // values and keep none of their own for the cache.
 func (o *Options[V]) setDefaults() {
-	setZero(&o.LocalMaxCost, DefaultLocalMaxCost)
-	setZero(&o.LocalMaxEntries, DefaultLocalMaxEntries)
+	o.LocalMaxCost = cmp.Or(o.LocalMaxCost, DefaultLocalMaxCost)
+	o.LocalMaxEntries = cmp.Or(o.LocalMaxEntries, DefaultLocalMaxEntries)
 	switch {
 	case o.TTLJitter == 0:
 		o.TTLJitter = DefaultTTLJitter
@@ -327,13 +334,13 @@ func (o *Options[V]) setDefaults() {
 	if o.ValueType == "" {
 		o.ValueType = defaultValueType[V](o.Codec)
 	}
-	setZero(&o.MaxKeyBytes, DefaultMaxKeyBytes)
-	setZero(&o.MaxValueBytes, DefaultMaxValueBytes)
-	setZero(&o.CompressAbove, DefaultCompressAbove)
-	setZero(&o.MaxTags, DefaultMaxTags)
-	setZero(&o.LoadTimeout, DefaultLoadTimeout)
-	setZero(&o.LeaseTTL, DefaultLeaseTTL)
-	setZero(&o.LoadBackoff, DefaultLoadBackoff)
+	o.MaxKeyBytes = cmp.Or(o.MaxKeyBytes, DefaultMaxKeyBytes)
+	o.MaxValueBytes = cmp.Or(o.MaxValueBytes, DefaultMaxValueBytes)
+	o.CompressAbove = cmp.Or(o.CompressAbove, DefaultCompressAbove)
+	o.MaxTags = cmp.Or(o.MaxTags, DefaultMaxTags)
+	o.LoadTimeout = cmp.Or(o.LoadTimeout, DefaultLoadTimeout)
+	o.LeaseTTL = cmp.Or(o.LeaseTTL, DefaultLeaseTTL)
+	o.LoadBackoff = cmp.Or(o.LoadBackoff, DefaultLoadBackoff)
 	switch {
 	case o.NegativeTTL == 0:
 		o.NegativeTTL = DefaultNegativeTTL
@@ -346,33 +353,25 @@ func (o *Options[V]) setDefaults() {
 	case o.EarlyRefreshBeta < 0:
 		o.EarlyRefreshBeta = 0
 	}
-	setZero(&o.RemoteTimeout, DefaultRemoteTimeout)
-	setZero(&o.BreakerThreshold, DefaultBreakerThreshold)
-	setZero(&o.BreakerCooldown, DefaultBreakerCooldown)
+	o.RemoteTimeout = cmp.Or(o.RemoteTimeout, DefaultRemoteTimeout)
+	o.BreakerThreshold = cmp.Or(o.BreakerThreshold, DefaultBreakerThreshold)
+	o.BreakerCooldown = cmp.Or(o.BreakerCooldown, DefaultBreakerCooldown)
 	if o.WaitTimeout == 0 || o.WaitTimeout >= o.RemoteTimeout {
 		o.WaitTimeout = o.RemoteTimeout / 2 // WAIT must end before the call's deadline does
 	}
 	if o.Transport == "" {
 		o.Transport = TransportPubSub
 	}
-	setZero(&o.InvalidationQueue, DefaultInvalidationQueue)
-	setZero(&o.PingInterval, DefaultPingInterval)
-	setZero(&o.InvalidationLogSize, DefaultInvalidationLogSize)
-	setZero(&o.InvalidationLogAge, DefaultInvalidationLogAge)
-	setZero(&o.WriteBehindLimit, DefaultWriteBehindLimit)
-	setZero(&o.LogEvery, DefaultLogEvery)
-	setZero(&o.SampleEvery, DefaultSampleEvery)
+	o.InvalidationQueue = cmp.Or(o.InvalidationQueue, DefaultInvalidationQueue)
+	o.PingInterval = cmp.Or(o.PingInterval, DefaultPingInterval)
+	o.InvalidationLogSize = cmp.Or(o.InvalidationLogSize, DefaultInvalidationLogSize)
+	o.InvalidationLogAge = cmp.Or(o.InvalidationLogAge, DefaultInvalidationLogAge)
+	o.WriteBehindLimit = cmp.Or(o.WriteBehindLimit, DefaultWriteBehindLimit)
+	o.LogEvery = cmp.Or(o.LogEvery, DefaultLogEvery)
+	o.SampleEvery = cmp.Or(o.SampleEvery, DefaultSampleEvery)
 	n := 1
 	for n < o.SampleEvery {
 		n <<= 1
 	}
 	o.SampleEvery = n
-}
-
-// setZero sets *p to d when it is zero.
-func setZero[T comparable](p *T, d T) {
-	var zero T
-	if *p == zero {
-		*p = d
-	}
 }

@@ -59,6 +59,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 			Prefix:       c.opts.Namespace + ":v1:g",
 			OnKeys:       c.applyTracked,
 			OnGap:        c.applyGap,
+			OnHold:       c.hold,
 			QueueSize:    c.opts.InvalidationQueue,
 			PingInterval: c.opts.PingInterval,
 			OnRefused:    c.refused,

@@ -1,6 +1,7 @@
 package warmup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,11 +63,11 @@ func (o *HotKeysOptions) validate() error {
 }
 
 func (o *HotKeysOptions) setDefaults() {
-	setZero(&o.PushInterval, DefaultPushInterval)
-	setZero(&o.MaxPending, DefaultMaxPending)
-	setZero(&o.MaxKeys, DefaultMaxHotKeys)
-	setZero(&o.HalfLife, DefaultHalfLife)
-	setZero(&o.Timeout, DefaultPushTimeout)
+	o.PushInterval = cmp.Or(o.PushInterval, DefaultPushInterval)
+	o.MaxPending = cmp.Or(o.MaxPending, DefaultMaxPending)
+	o.MaxKeys = cmp.Or(o.MaxKeys, DefaultMaxHotKeys)
+	o.HalfLife = cmp.Or(o.HalfLife, DefaultHalfLife)
+	o.Timeout = cmp.Or(o.Timeout, DefaultPushTimeout)
 }
 
 // HotKeys counts sampled reads and merges them into the fleet's hot set.

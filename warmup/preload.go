@@ -1,6 +1,7 @@
 package warmup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,20 +81,12 @@ func (o *Options[V]) validate() error {
 }
 
 func (o *Options[V]) setDefaults() {
-	setZero(&o.TopN, DefaultTopN)
-	setZero(&o.MaxKeys, DefaultMaxKeys)
-	setZero(&o.BatchSize, DefaultBatchSize)
-	setZero(&o.Concurrency, DefaultConcurrency)
-	setZero(&o.Budget, DefaultBudget)
-	setZero(&o.LoadRate, DefaultLoadRate)
-}
-
-// setZero sets *p to def when it is zero.
-func setZero[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
+	o.TopN = cmp.Or(o.TopN, DefaultTopN)
+	o.MaxKeys = cmp.Or(o.MaxKeys, DefaultMaxKeys)
+	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
+	o.Concurrency = cmp.Or(o.Concurrency, DefaultConcurrency)
+	o.Budget = cmp.Or(o.Budget, DefaultBudget)
+	o.LoadRate = cmp.Or(o.LoadRate, DefaultLoadRate)
 }
 
 // Preload fills cache's local tier (and, with Load, Redis) from the

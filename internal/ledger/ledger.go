@@ -17,6 +17,7 @@ type Ledger struct {
 	mu      sync.Mutex
 	version map[string]int64
 	writes  map[string][]completed
+	began   map[string][]time.Time // began[key][v-1]: when version v was made
 	locks   map[string]*sync.Mutex
 }
 
@@ -27,7 +28,7 @@ type completed struct {
 
 // New returns an empty ledger: every key at version 0.
 func New() *Ledger {
-	return &Ledger{version: map[string]int64{}, writes: map[string][]completed{}, locks: map[string]*sync.Mutex{}}
+	return &Ledger{version: map[string]int64{}, writes: map[string][]completed{}, began: map[string][]time.Time{}, locks: map[string]*sync.Mutex{}}
 }
 
 // Lock returns the mutex that serialises the writes of key.
@@ -54,6 +55,7 @@ func (l *Ledger) Bump(key string) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.version[key]++
+	l.began[key] = append(l.began[key], time.Now())
 	return l.version[key]
 }
 
@@ -75,4 +77,18 @@ func (l *Ledger) Floor(key string, t time.Time) int64 {
 		return 0
 	}
 	return ws[i-1].version
+}
+
+// Span is when the write of version v of key began (Bump) and when it
+// completed; ok is false until it has completed. A write's invalidation is
+// published between the two.
+func (l *Ledger) Span(key string, v int64) (began, done time.Time, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ws := l.writes[key]
+	i := sort.Search(len(ws), func(i int) bool { return ws[i].version >= v })
+	if v < 1 || i == len(ws) || ws[i].version != v {
+		return time.Time{}, time.Time{}, false
+	}
+	return l.began[key][v-1], ws[i].at, true
 }

@@ -19,3 +19,20 @@ func TestFloor(t *testing.T) {
 	assert.Equal(t, int64(2), l.Read("k"))
 	assert.Same(t, l.Lock("k"), l.Lock("k"))
 }
+
+func TestSpan(t *testing.T) {
+	l := New()
+	before := time.Now()
+	v := l.Bump("k")
+	_, _, ok := l.Span("k", v)
+	assert.False(t, ok, "not completed yet")
+	l.Completed("k", v)
+	began, done, ok := l.Span("k", v)
+	assert.True(t, ok)
+	assert.False(t, began.Before(before))
+	assert.False(t, done.Before(began))
+	_, _, ok = l.Span("k", 2)
+	assert.False(t, ok)
+	_, _, ok = l.Span("other", 1)
+	assert.False(t, ok)
+}
