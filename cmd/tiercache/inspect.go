@@ -21,12 +21,13 @@ var inspectCommand = command{
 	summary:  "show what Redis holds for cache keys: state, TTLs, sizes, tags, lease, value type",
 	about: `
 For each KEY of the namespace, what Redis holds and what a replica reading
-it would do: the namespace generation and the value's Redis key; whether the
-value is present, fresh, stale, a tombstone, invalidated by a tag, not a
-readable envelope, or absent and being loaded; when it was written, until when it is fresh, its expiry
-and the TTL Redis has left; its size stored and uncompressed; the
-fingerprint of the value type and codec that wrote it; its tags, each with
-whether its version still matches; and the key's fill lease and waiters.
+it would do: the namespace generation and the value's Redis key; whether
+the value is fresh, stale, a tombstone, invalidated by a tag, not a
+readable envelope, or absent (and maybe being loaded); when it was
+written, until when it is fresh, its expiry and the TTL Redis has left;
+its size stored and uncompressed; the fingerprint of the value type and
+codec that wrote it; its tags, each with whether its version still
+matches; and the key's fill lease and waiters.
 
 It only reads (GET and PTTL). A key that is absent is reported as absent,
 with exit code 0; exit code 1 means Redis could not be read.
