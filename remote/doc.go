@@ -50,5 +50,11 @@
 // reported as ErrCorrupt and never panic. Every call runs under a deadline
 // derived from Options.Timeout.
 //
+// # Inspecting a key
+//
+// Inspect reports what Redis holds for one key (generation, envelope,
+// TTLs, tags, lease and wait marker) for operators and the CLI; it only
+// reads, and needs no Store.
+//
 // The package imports nothing from the rest of tiercache.
 package remote

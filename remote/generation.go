@@ -62,8 +62,17 @@ func parseGeneration(v string) (gen int64, runID string, ok bool) {
 	return gen, runID, err == nil && gen >= 0
 }
 
+// newGenState is generation gen of namespace ns, whose key was read or set
+// as value. Every key of a generation is named from its prefix.
+func newGenState(ns string, gen int64, value string) *genState {
+	return &genState{gen: gen, value: value, prefix: ns + ":v1:g" + strconv.FormatInt(gen, 10) + ":"}
+}
+
+// generationKey is the Redis key holding namespace ns's generation.
+func generationKey(ns string) string { return ns + ":v1:gen" }
+
 func (s *Store) setState(gen int64, value string) {
-	s.state.Store(&genState{gen: gen, value: value, prefix: s.opts.Namespace + ":v1:g" + strconv.FormatInt(gen, 10) + ":"})
+	s.state.Store(newGenState(s.opts.Namespace, gen, value))
 }
 
 // Generation is the generation the store's keys use now.
@@ -86,7 +95,7 @@ func (s *Store) AdoptGeneration(value string) bool {
 		if gen <= cur.gen {
 			return false
 		}
-		next := &genState{gen: gen, value: value, prefix: s.opts.Namespace + ":v1:g" + strconv.FormatInt(gen, 10) + ":"}
+		next := newGenState(s.opts.Namespace, gen, value)
 		if s.state.CompareAndSwap(cur, next) {
 			return true
 		}

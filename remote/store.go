@@ -17,7 +17,8 @@ import (
 // ErrMiss reports a key absent from Redis.
 var ErrMiss = errors.New("remote: miss")
 
-// ErrInvalidOptions is returned by New for options that cannot work.
+// ErrInvalidOptions is returned by New for options that cannot work (and
+// by Inspect for a nil client or an empty namespace).
 var ErrInvalidOptions = errors.New("remote: invalid options")
 
 // Options configures a Store. Zero values mean the documented defaults.
@@ -159,7 +160,7 @@ func New(opts Options) (*Store, error) {
 	}
 	opts.setDefaults()
 	cluster := opts.Client.Mode() == rueidis.ClientModeCluster
-	s := &Store{opts: opts, genKey: opts.Namespace + ":v1:gen", cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout)}
+	s := &Store{opts: opts, genKey: generationKey(opts.Namespace), cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout)}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
 	s.setState(0, "")
 	return s, nil

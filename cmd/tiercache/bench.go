@@ -20,155 +20,200 @@ import (
 	"github.com/tiercache/tiercache/internal/redisserver"
 )
 
-func benchCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	scenarios := fs.String("scenarios", "", "comma-separated scenarios or families (default: all): "+scenarioNames())
-	candidates := fs.String("candidates", "", "comma-separated candidates (default: all): "+candidateNames())
+var benchCommand = command{
+	name:     "bench",
+	synopsis: "[--quick] [--scenarios LIST] [--candidates LIST] [--redis ADDR] [--out DIR] [flags]",
+	summary:  "run the benchmark scenarios for tiercache and its peers, and write the report",
+	about: `
+Runs each scenario for each candidate (tiercache and its peers) and writes
+report.md, report.json and report.html. Without --redis (or $REDIS_URL) it
+starts a throwaway redis-server on a free port. A Redis given by --redis
+must be reachable as plain host:port: the candidates connect by address
+only, so TLS (rediss://), a user or password, or a database other than 0
+are refused rather than ignored.`,
+	define: defineBench,
+}
+
+func defineBench(fs *flag.FlagSet) action {
+	scenarios := fs.String("scenarios", "", "a comma-separated `LIST` of scenarios or families (default: all): "+scenarioNames())
+	candidates := fs.String("candidates", "", "a comma-separated `LIST` of candidates (default: all): "+candidateNames())
 	duration := fs.Duration("duration", 10*time.Second, "length of each timed scenario run")
 	replicas := fs.Int("replicas", 4, "replicas per candidate (each with its own Redis client)")
 	runs := fs.Int("runs", 1, "runs of each scenario for each candidate; tables show the median and the range")
 	processes := fs.Bool("processes", false, "run each replica of the fleet scenarios as its own OS process (this binary re-executed)")
 	seed := fs.Uint64("seed", 1, "seed of the workloads' key choices (run r uses seed+r)")
-	redisURL := fs.String("redis", os.Getenv("REDIS_URL"), "Redis URL (default $REDIS_URL); without one a throwaway redis-server is started on a free port")
-	out := fs.String("out", "", "directory for report.md, report.json and report.html (default bench-results/<time>)")
+	redisAddr := fs.String("redis", "", "`ADDR` of the Redis, host:port (default $REDIS_URL); without one a throwaway redis-server is started on a free port")
+	out := fs.String("out", "", "`DIR` for report.md, report.json and report.html (default bench-results/<time>)")
 	quick := fs.Bool("quick", false, "every scenario and candidate at small sizes, 1 s timed runs (the whole run in about a minute)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (replicas in this process: not with --processes)")
-	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this file (as --cpuprofile)")
-	compare := fs.String("compare", "", "an earlier report.json: add a before/after table to the report (compare.md, compare.html)")
-	against := fs.String("against", "", "with --compare: compare with this report.json instead of running the bench")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	var old *bench.Report
-	if *compare != "" {
-		var err error
-		if old, err = readReport(*compare); err != nil {
-			fmt.Fprintln(stderr, "tiercache bench:", err)
-			return 2
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this `FILE` (replicas in this process: not with --processes)")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this `FILE` (as --cpuprofile)")
+	compare := fs.String("compare", "", "an earlier report.json `FILE`: add a before/after table to the report (compare.md, compare.html)")
+	against := fs.String("against", "", "with --compare: compare with this report.json `FILE` instead of running the bench")
+	return func(inv *invocation) int {
+		if p := inv.noArgs(); p != "" {
+			return inv.usageErrors(p)
 		}
-	}
-	if *against != "" {
-		if old == nil {
-			fmt.Fprintln(stderr, "tiercache bench: --against goes with --compare")
-			return 2
+		var old *bench.Report
+		if *compare != "" {
+			var err error
+			if old, err = readReport(*compare); err != nil {
+				return inv.usageErrors(fmt.Sprintf("--compare: %v", err))
+			}
 		}
-		return compareOnly(old, *against, *out, stdout, stderr)
-	}
-	switch {
-	case *replicas < 2:
-		fmt.Fprintln(stderr, "tiercache bench: --replicas must be at least 2")
-		return 2
-	case *runs < 1:
-		fmt.Fprintln(stderr, "tiercache bench: --runs must be at least 1")
-		return 2
-	case *processes && (*cpuprofile != "" || *memprofile != ""):
-		fmt.Fprintln(stderr, "tiercache bench: a profile covers this process only; drop --processes so the replicas run in it")
-		return 2
-	}
-	if *quick && !flagSet(fs, "duration") {
-		*duration = time.Second
-	}
-	scs, err := bench.SelectScenarios(split(*scenarios))
-	if err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 2
-	}
-	cands, err := bench.Select(split(*candidates))
-	if err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+		if *against != "" {
+			if old == nil {
+				return inv.usageErrors("--against goes with --compare: --compare OLD.json --against NEW.json")
+			}
+			return compareOnly(inv, old, *against, *out)
+		}
+		var list []string
+		if *replicas < 2 {
+			list = append(list, fmt.Sprintf("--replicas must be at least 2 (got %d)", *replicas))
+		}
+		if *runs < 1 {
+			list = append(list, fmt.Sprintf("--runs must be at least 1 (got %d)", *runs))
+		}
+		if *processes && (*cpuprofile != "" || *memprofile != "") {
+			list = append(list, "a profile covers this process only; drop --processes so the replicas run in it")
+		}
+		scs, scenarioProblem := selectNamed("scenario", split(*scenarios), bench.SelectScenarios, scenarioNames())
+		cands, candidateProblem := selectNamed("candidate", split(*candidates), bench.Select, candidateNames())
+		var opt rueidis.ClientOption
+		redisProblem := ""
+		if *redisAddr != "" || os.Getenv("REDIS_URL") != "" {
+			if opt, redisProblem = redisFlag("redis", *redisAddr, true); redisProblem == "" {
+				redisProblem = addressOnly(opt)
+			}
+		}
+		if list = append(list, problems(scenarioProblem, candidateProblem, redisProblem)...); len(list) > 0 {
+			return inv.usageErrors(list...)
+		}
+		if *quick && !flagSet(fs, "duration") {
+			*duration = time.Second
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
 
-	run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick, Runs: *runs, Processes: *processes, Seed: *seed}}
-	defer run.Close()
-	if *redisURL != "" {
-		opt, err := rueidis.ParseURL(*redisURL)
-		if err != nil || len(opt.InitAddress) == 0 {
-			fmt.Fprintf(stderr, "tiercache bench: bad --redis %q: %v\n", *redisURL, err)
-			return 2
+		run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick, Runs: *runs, Processes: *processes, Seed: *seed}}
+		defer run.Close()
+		if len(opt.InitAddress) > 0 {
+			// Every scenario would fail on its own, slowly: check once.
+			c, err := connect(ctx, opt)
+			if err != nil {
+				return inv.fail(err)
+			}
+			c.Close()
+			run.Addr = opt.InitAddress[0]
+		} else {
+			srv, err := redisserver.Start(ctx, redisserver.Options{})
+			if errors.Is(err, redisserver.ErrNotInstalled) {
+				return inv.fail(errors.New("no redis-server to start a throwaway Redis with.\n" +
+					"  Install it (Debian/Ubuntu: sudo apt-get install -y redis-server), or give one with --redis host:port."))
+			}
+			if err != nil {
+				return inv.fail(fmt.Errorf("start redis-server: %w", err))
+			}
+			defer srv.Stop()
+			run.Addr, run.Server = srv.Addr(), srv
+			fmt.Fprintf(inv.stderr, "throwaway redis-server on %s\n", srv.Addr())
 		}
-		run.Addr = opt.InitAddress[0]
-	} else {
-		srv, err := redisserver.Start(ctx, redisserver.Options{})
-		if errors.Is(err, redisserver.ErrNotInstalled) {
-			fmt.Fprintln(stderr, "tiercache bench: no redis-server to start a throwaway Redis with.\n"+
-				"  Install it (Debian/Ubuntu: sudo apt-get install -y redis-server), or give one with --redis redis://host:port.")
-			return 1
-		}
+
+		stopProfiles, err := startProfiles(*cpuprofile, *memprofile)
 		if err != nil {
-			fmt.Fprintln(stderr, "tiercache bench: start redis-server:", err)
-			return 1
+			return inv.fail(err)
 		}
-		defer srv.Stop()
-		run.Addr, run.Server = srv.Addr(), srv
-		fmt.Fprintf(stderr, "throwaway redis-server on %s\n", srv.Addr())
-	}
+		start := time.Now()
+		rep := bench.Execute(ctx, run, scs, cands, newProgress(inv.stderr))
+		if err := stopProfiles(); err != nil {
+			return inv.fail(err)
+		}
+		rep.Config.Flags = flagValues(fs)
+		rep.Compared = old
+		rep.WriteText(inv.stdout)
 
-	stopProfiles, err := startProfiles(*cpuprofile, *memprofile)
-	if err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 1
+		dir := *out
+		if dir == "" {
+			dir = filepath.Join("bench-results", rep.Date.Format("20060102T150405Z"))
+		}
+		if err := writeReport(rep, dir); err != nil {
+			return inv.fail(err)
+		}
+		if old != nil {
+			c := bench.Compare(old, rep)
+			c.WriteText(inv.stdout)
+			if err := writeComparison(c, dir); err != nil {
+				return inv.fail(err)
+			}
+		}
+		fmt.Fprintf(inv.stdout, "\nreport written to %s (report.md, report.json, report.html) in %s\n", dir, time.Since(start).Round(time.Second))
+		failed := 0
+		for _, r := range rep.Results {
+			if r.Error != "" {
+				failed++
+			}
+		}
+		if failed > 0 || ctx.Err() != nil {
+			return inv.fail(fmt.Errorf("%d runs failed", failed))
+		}
+		return 0
 	}
-	start := time.Now()
-	rep := bench.Execute(ctx, run, scs, cands, newProgress(stderr))
-	if err := stopProfiles(); err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 1
-	}
-	rep.Config.Flags = flagValues(fs)
-	rep.Compared = old
-	rep.WriteText(stdout)
+}
 
-	dir := *out
-	if dir == "" {
-		dir = filepath.Join("bench-results", rep.Date.Format("20060102T150405Z"))
+// addressOnly is the problem of a --redis the bench cannot honour: its
+// candidates, the peers' clients included, connect by address alone, and
+// a setting silently dropped would bench another Redis than the one named.
+func addressOnly(opt rueidis.ClientOption) string {
+	var lost []string
+	if opt.TLSConfig != nil {
+		lost = append(lost, "TLS (rediss://)")
 	}
-	if err := writeReport(rep, dir); err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 1
+	if opt.Username != "" || opt.Password != "" {
+		lost = append(lost, "a user or password")
 	}
-	if old != nil {
-		c := bench.Compare(old, rep)
-		c.WriteText(stdout)
-		if err := writeComparison(c, dir); err != nil {
-			fmt.Fprintln(stderr, "tiercache bench:", err)
-			return 1
+	if opt.SelectDB != 0 {
+		lost = append(lost, fmt.Sprintf("database %d", opt.SelectDB))
+	}
+	if len(opt.InitAddress) != 1 {
+		lost = append(lost, "several addresses")
+	}
+	if len(lost) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("--redis asks for %s, which bench cannot honour: its candidates connect by address only. "+
+		"Give a Redis reachable as plain host:port (database 0, no AUTH, no TLS), or drop --redis for a throwaway redis-server", strings.Join(lost, ", "))
+}
+
+// selectNamed is one of bench's selections (bench.SelectScenarios,
+// bench.Select) with the CLI's error: the first unknown name and the valid
+// ones (bench's own error would repeat a "bench:" prefix after ours).
+func selectNamed[T any](what string, names []string, sel func([]string) ([]T, error), valid string) ([]T, string) {
+	out, err := sel(names)
+	if err == nil {
+		return out, ""
+	}
+	for _, n := range names {
+		if _, err := sel([]string{n}); err != nil {
+			return nil, fmt.Sprintf("unknown %s %q; valid: %s", what, n, valid)
 		}
 	}
-	fmt.Fprintf(stdout, "\nreport written to %s (report.md, report.json, report.html) in %s\n", dir, time.Since(start).Round(time.Second))
-	failed := 0
-	for _, r := range rep.Results {
-		if r.Error != "" {
-			failed++
-		}
-	}
-	if failed > 0 || ctx.Err() != nil {
-		fmt.Fprintf(stderr, "tiercache bench: %d runs failed\n", failed)
-		return 1
-	}
-	return 0
+	return nil, err.Error()
 }
 
 // compareOnly renders the before/after table of two saved reports.
-func compareOnly(old *bench.Report, against, dir string, stdout, stderr io.Writer) int {
+func compareOnly(inv *invocation, old *bench.Report, against, dir string) int {
 	rep, err := readReport(against)
 	if err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 2
+		return inv.usageErrors(fmt.Sprintf("--against: %v", err))
 	}
 	c := bench.Compare(old, rep)
-	c.WriteText(stdout)
+	c.WriteText(inv.stdout)
 	if dir == "" {
 		dir = filepath.Dir(against)
 	}
 	if err := writeComparison(c, dir); err != nil {
-		fmt.Fprintln(stderr, "tiercache bench:", err)
-		return 1
+		return inv.fail(err)
 	}
-	fmt.Fprintf(stdout, "\ncomparison written to %s (compare.md, compare.html)\n", dir)
+	fmt.Fprintf(inv.stdout, "\ncomparison written to %s (compare.md, compare.html)\n", dir)
 	return 0
 }
 

@@ -8,18 +8,10 @@ import (
 	"github.com/tiercache/tiercache/bench"
 )
 
-type command struct {
-	name, summary string
-	run           func(args []string, stdout, stderr io.Writer) int
-}
-
+// commands are the subcommands, in the order `tiercache help` lists them
+// (help itself is run by run, and listed last).
 func commands() []command {
-	return []command{
-		{"bench", "run the benchmark scenarios for tiercache and its peers, and write the report", benchCmd},
-		{"hot", "show a namespace's hottest keys in the fleet, with their scores", hotCmd},
-		{"warmup", "warm a Redis before a deploy: copy the hot set's keys (or a file's) from a source Redis", warmupCmd},
-		{"help", "list the subcommands", func(_ []string, stdout, _ io.Writer) int { usage(stdout); return 0 }},
-	}
+	return []command{benchCommand, hotCommand, inspectCommand, warmupCommand, versionCommand}
 }
 
 func main() {
@@ -29,29 +21,22 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is the CLI, testable: it returns the exit code (0 done, 1 the work
+// failed, 2 the command line is wrong).
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
 	}
-	name := args[0]
-	if name == "-h" || name == "--help" {
-		name = "help"
+	switch args[0] {
+	case "help", "-h", "--help":
+		return helpCmd(args[1:], stdout, stderr)
 	}
-	for _, c := range commands() {
-		if c.name == name {
-			return c.run(args[1:], stdout, stderr)
-		}
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "tiercache: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
 	}
-	fmt.Fprintf(stderr, "tiercache: unknown subcommand %q\n\n", args[0])
-	usage(stderr)
-	return 2
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: tiercache <subcommand> [flags]\n\nsubcommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nRun 'tiercache <subcommand> -h' for its flags.")
+	return c.execute(args[1:], stdout, stderr)
 }

@@ -22,18 +22,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestHelpListsEverySubcommand(t *testing.T) {
-	var out bytes.Buffer
-	require.Equal(t, 0, run([]string{"help"}, &out, &out))
-	for _, c := range commands() {
-		assert.Contains(t, out.String(), c.name)
-	}
-	var errb bytes.Buffer
-	assert.Equal(t, 2, run([]string{"nope"}, &out, &errb))
-	assert.Contains(t, errb.String(), `unknown subcommand "nope"`)
-	assert.Equal(t, 2, run(nil, &out, &errb))
-}
-
 func TestBenchRejectsBadFlags(t *testing.T) {
 	var out, errb bytes.Buffer
 	assert.Equal(t, 2, run([]string{"bench", "--scenarios", "nope"}, &out, &errb))

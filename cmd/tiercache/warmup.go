@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -20,100 +19,126 @@ import (
 	"github.com/tiercache/tiercache/warmup"
 )
 
-func hotCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("hot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	redisURL := fs.String("redis", os.Getenv("REDIS_URL"), "Redis URL (default $REDIS_URL)")
-	ns := fs.String("namespace", "", "the cache's namespace (required)")
-	n := fs.Int("n", 20, "how many keys to show")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *ns == "" || *n <= 0 {
-		fmt.Fprintln(stderr, "tiercache hot: --namespace is required and --n must be positive")
-		return 2
-	}
-	c, code := connect(*redisURL, "--redis", stderr)
-	if c == nil {
-		return code
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	top, err := warmup.Top(ctx, c, *ns, *n)
-	if err != nil {
-		fmt.Fprintln(stderr, "tiercache hot:", err)
-		return 1
-	}
-	if len(top) == 0 {
-		fmt.Fprintf(stdout, "no hot keys recorded for namespace %q (is a warmup.HotKeys set as the cache's Sampler?)\n", *ns)
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "rank\tscore\tkey")
-	for i, s := range top {
-		fmt.Fprintf(tw, "%d\t%.1f\t%s\n", i+1, s.Score, s.Key)
-	}
-	tw.Flush()
-	return 0
+var hotCommand = command{
+	name:     "hot",
+	synopsis: "--namespace NS [--redis ADDR] [--n N]",
+	summary:  "show a namespace's hottest keys in the fleet, with their scores",
+	about: `
+Lists the namespace's hot set: the keys the fleet's replicas read most, as
+their warmup.HotKeys samplers counted them, hottest first, with their
+decaying scores. Empty when no cache of the namespace has a HotKeys
+Sampler.`,
+	define: defineHot,
 }
 
-func warmupCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("warmup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	from := fs.String("from", "", "source Redis URL (the running fleet's)")
-	to := fs.String("to", os.Getenv("REDIS_URL"), "target Redis URL to warm (default $REDIS_URL)")
-	ns := fs.String("namespace", "", "the cache's namespace (required)")
-	n := fs.Int("n", 1000, "copy the hot set's N hottest keys")
-	keysFile := fs.String("keys", "", "copy the keys listed in this file (one per line) instead of the hot set")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func defineHot(fs *flag.FlagSet) action {
+	redisAddr := redisFlagOn(fs)
+	ns := namespaceFlagOn(fs)
+	n := fs.Int("n", 20, "show the `N` hottest keys")
+	return func(inv *invocation) int {
+		opt, redisProblem := redisFlag("redis", *redisAddr, true)
+		list := problems(inv.namespaceOnly(*ns), redisProblem)
+		if *n <= 0 {
+			list = append(list, fmt.Sprintf("--n must be positive (got %d): e.g. --n 20", *n))
+		}
+		if len(list) > 0 {
+			return inv.usageErrors(list...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := connect(ctx, opt)
+		if err != nil {
+			return inv.fail(err)
+		}
+		defer c.Close()
+		top, err := warmup.Top(ctx, c, *ns, *n)
+		if err != nil {
+			return inv.fail(err)
+		}
+		if len(top) == 0 {
+			fmt.Fprintf(inv.stdout, "no hot keys recorded for namespace %q (is a warmup.HotKeys set as the cache's Sampler?)\n", *ns)
+			return 0
+		}
+		tw := tabwriter.NewWriter(inv.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "rank\tscore\tkey")
+		for i, s := range top {
+			fmt.Fprintf(tw, "%d\t%.1f\t%s\n", i+1, s.Score, s.Key)
+		}
+		tw.Flush()
+		return 0
 	}
-	if *ns == "" || *from == "" || *to == "" {
-		fmt.Fprintln(stderr, "tiercache warmup: --namespace, --from and --to are required")
-		return 2
-	}
-	src, code := connect(*from, "--from", stderr)
-	if src == nil {
-		return code
-	}
-	defer src.Close()
-	dst, code := connect(*to, "--to", stderr)
-	if dst == nil {
-		return code
-	}
-	defer dst.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+}
 
-	var keys []string
-	var scores []warmup.Scored
-	if *keysFile != "" {
-		var err error
-		if keys, err = readKeys(*keysFile); err != nil {
-			fmt.Fprintln(stderr, "tiercache warmup:", err)
-			return 1
+var warmupCommand = command{
+	name:     "warmup",
+	synopsis: "--namespace NS --from ADDR [--to ADDR] [--n N | --keys FILE]",
+	summary:  "warm a Redis before a deploy: copy the hot set's keys (or a file's) from a source Redis",
+	about: `
+Copies values, with their remaining TTLs, from the fleet's Redis (--from) to
+the Redis to warm (--to), under each side's current generation: the hot
+set's N hottest keys and the hot set itself (so replicas started on the
+target preload the same keys), or the keys listed in a file. The two must
+be different Redis servers.`,
+	define: defineWarmup,
+}
+
+func defineWarmup(fs *flag.FlagSet) action {
+	from := fs.String("from", "", "`ADDR` of the source Redis, the running fleet's: host:port, redis://… or rediss://…")
+	to := fs.String("to", "", "`ADDR` of the Redis to warm (default $REDIS_URL)")
+	ns := namespaceFlagOn(fs)
+	n := fs.Int("n", 1000, "copy the hot set's `N` hottest keys")
+	keysFile := fs.String("keys", "", "copy the keys listed in this `FILE` (one per line) instead of the hot set")
+	return func(inv *invocation) int {
+		src, fromProblem := redisFlag("from", *from, false)
+		dst, toProblem := redisFlag("to", *to, true)
+		list := problems(inv.namespaceOnly(*ns), fromProblem, toProblem)
+		if *n <= 0 && *keysFile == "" {
+			list = append(list, fmt.Sprintf("--n must be positive (got %d): e.g. --n 1000", *n))
 		}
-	} else {
-		var err error
-		if scores, err = warmup.Top(ctx, src, *ns, *n); err != nil {
-			fmt.Fprintln(stderr, "tiercache warmup:", err)
-			return 1
+		if fromProblem == "" && toProblem == "" && src.InitAddress[0] == dst.InitAddress[0] && src.SelectDB == dst.SelectDB {
+			list = append(list, fmt.Sprintf("--from and --to are the same Redis (%s, database %d): "+
+				"--from names the fleet's Redis to copy from, --to the one to warm", src.InitAddress[0], src.SelectDB))
 		}
-		for _, s := range scores {
-			keys = append(keys, s.Key)
+		if len(list) > 0 {
+			return inv.usageErrors(list...)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		srcClient, err := connect(ctx, src)
+		if err != nil {
+			return inv.fail(fmt.Errorf("--from: %w", err))
+		}
+		defer srcClient.Close()
+		dstClient, err := connect(ctx, dst)
+		if err != nil {
+			return inv.fail(fmt.Errorf("--to: %w", err))
+		}
+		defer dstClient.Close()
+
+		var keys []string
+		var scores []warmup.Scored
+		if *keysFile != "" {
+			if keys, err = readKeys(*keysFile); err != nil {
+				return inv.fail(err)
+			}
+		} else {
+			if scores, err = warmup.Top(ctx, srcClient, *ns, *n); err != nil {
+				return inv.fail(err)
+			}
+			for _, s := range scores {
+				keys = append(keys, s.Key)
+			}
+		}
+		bar := progressbar.NewOptions(len(keys), progressbar.OptionSetWriter(inv.stderr), progressbar.OptionSetDescription("copying"),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+		copied, missing, err := copyKeys(ctx, srcClient, dstClient, *ns, keys, scores, func(n int) { bar.Add(n) })
+		bar.Finish()
+		if err != nil {
+			return inv.fail(err)
+		}
+		fmt.Fprintf(inv.stdout, "warmed %s: %d keys copied, %d absent from the source\n", dst.InitAddress[0], copied, missing)
+		return 0
 	}
-	bar := progressbar.NewOptions(len(keys), progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("copying"),
-		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-	copied, missing, err := copyKeys(ctx, src, dst, *ns, keys, scores, func(n int) { bar.Add(n) })
-	bar.Finish()
-	if err != nil {
-		fmt.Fprintln(stderr, "tiercache warmup:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "warmed %s: %d keys copied, %d absent from the source\n", *to, copied, missing)
-	return 0
 }
 
 func readKeys(path string) ([]string, error) {
@@ -207,24 +232,4 @@ func store(ctx context.Context, c rueidis.Client, ns string) (*remote.Store, err
 		return nil, err
 	}
 	return st, nil
-}
-
-// connect opens a client for a Redis URL given by flag.
-func connect(url, flagName string, stderr io.Writer) (rueidis.Client, int) {
-	if url == "" {
-		fmt.Fprintf(stderr, "tiercache: %s (or $REDIS_URL) is required\n", flagName)
-		return nil, 2
-	}
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		fmt.Fprintf(stderr, "tiercache: bad %s %q: %v\n", flagName, url, err)
-		return nil, 2
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		fmt.Fprintf(stderr, "tiercache: connect to %s: %v\n", url, err)
-		return nil, 1
-	}
-	return c, 0
 }
