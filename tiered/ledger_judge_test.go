@@ -1,13 +1,21 @@
 package tiered
 
 import (
+	"context"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/internal/ledger"
 )
+
+// How the staleness ledger judges reads: which invalidations each replica
+// applied and when, the batch reads, and the bounds of a run.
 
 // deliveries records which of its peers' invalidations a replica applied,
 // and when. The ledger's grace is a guess at how long one delivery takes;
@@ -84,4 +92,57 @@ func (d *deliveries) inFlight(src *ledger.Ledger, key, tag string, got, floor in
 		}
 	}
 	return true
+}
+
+// retryUntilDone calls write until it succeeds: a write whose source change
+// has happened must complete, whatever Redis does meanwhile.
+func retryUntilDone(write func() error) {
+	for write() != nil {
+		time.Sleep(time.Millisecond) // Redis is failing: retry, without spinning
+	}
+}
+
+// batchRead is one GetOrLoadMany of the ledger; it returns the keys whose
+// version was older than the floor, to be judged at the end.
+func batchRead(t *testing.T, r *Cache[int64], src *ledger.Ledger, res *ledgerResult, grace time.Duration, keys []string) []staleRead {
+	start := time.Now()
+	floors := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		floors[k] = src.Floor(k, start.Add(-grace))
+	}
+	got, err := r.GetOrLoadMany(context.Background(), keys, func(ctx context.Context, ks []string) (map[string]int64, error) {
+		atomic.AddInt64(&res.loads, 1)
+		out := make(map[string]int64, len(ks))
+		for _, k := range ks {
+			out[k] = src.Read(k)
+		}
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+		return out, nil
+	})
+	if err != nil {
+		t.Errorf("GetOrLoadMany: %v", err)
+		return nil
+	}
+	var suspects []staleRead
+	for k, floor := range floors {
+		atomic.AddInt64(&res.reads, 1)
+		v, ok := got[k]
+		if !ok {
+			t.Errorf("batch read of %s: missing", k)
+			continue
+		}
+		if v < floor {
+			suspects = append(suspects, staleRead{start: start, key: k, got: v, floor: floor})
+		}
+	}
+	return suspects
+}
+
+// assertLedgerRan checks a run did enough reads to mean something. Runs
+// aim at 100,000 reads within their maximum duration; on a loaded machine
+// they may stop short of it, which says nothing about staleness, so the
+// bound is a fifth of that rather than a hidden wall-clock limit.
+func assertLedgerRan(t *testing.T, res ledgerResult) {
+	t.Helper()
+	assert.GreaterOrEqual(t, res.reads, int64(20_000), "too few reads for the ledger to judge")
 }

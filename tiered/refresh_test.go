@@ -1,0 +1,135 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func TestStaleWhileRevalidateRefreshesOncePerFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("swr")
+	opts.FreshFor = 100 * time.Millisecond
+	opts.EarlyRefreshBeta = -1 // isolate SWR from XFetch
+	rs := replicas[string](t, srv, 4, opts)
+	ctx := context.Background()
+	var version, calls atomic.Int32
+	slow := func(context.Context) (string, error) {
+		calls.Add(1)
+		time.Sleep(200 * time.Millisecond)
+		return fmt.Sprint("v", version.Load()), nil
+	}
+	v, err := rs[0].GetOrLoad(ctx, "k", slow)
+	require.NoError(t, err)
+	require.Equal(t, "v0", v)
+	for _, r := range rs[1:] {
+		v, err := r.GetOrLoad(ctx, "k", slow)
+		require.NoError(t, err)
+		require.Equal(t, "v0", v)
+	}
+	require.Equal(t, int32(1), calls.Load())
+	for _, r := range rs {
+		r.local.Wait()
+	}
+
+	version.Store(1)
+	require.Eventually(t, func() bool {
+		_, ok := rs[0].local.Get("k")
+		e, _ := rs[0].local.Get("k")
+		return ok && time.Now().UnixNano() >= e.FreshUntil
+	}, 5*time.Second, 5*time.Millisecond)
+	// Stale now: every replica serves v0 at once, many times, while one
+	// refresh runs for the whole fleet.
+	for range 20 {
+		for i, r := range rs {
+			t0 := time.Now()
+			v, err := r.GetOrLoad(ctx, "k", slow)
+			require.NoError(t, err)
+			assert.Equal(t, "v0", v, "replica %d", i)
+			assert.Less(t, time.Since(t0), 100*time.Millisecond, "a stale value is served without waiting for the refresh")
+		}
+	}
+	require.Eventually(t, func() bool {
+		for _, r := range rs {
+			if v, err := r.GetOrLoad(ctx, "k", slow); err != nil || v != "v1" {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond, "the refreshed value reaches every replica")
+	assert.Equal(t, int32(2), calls.Load(), "one refresh for the whole fleet")
+	var stale uint64
+	for _, r := range rs {
+		stale += r.Stats().StaleHits
+	}
+	assert.Positive(t, stale)
+}
+
+func TestEarlyRefreshHappensBeforeExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("early")
+	opts.FreshFor = 300 * time.Millisecond
+	opts.EarlyRefreshBeta = 5
+	c := newCache[string](t, srv, opts)
+	ctx := context.Background()
+	var calls atomic.Int32
+	load := func(context.Context) (string, error) {
+		calls.Add(1)
+		time.Sleep(20 * time.Millisecond) // δ = 20 ms, β·δ = 100 ms
+		return "v", nil
+	}
+	_, err := c.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	c.local.Wait()
+	e, _ := c.local.Get("k")
+	for time.Now().UnixNano() < e.FreshUntil-int64(5*time.Millisecond) && calls.Load() == 1 {
+		_, err := c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+	}
+	assert.Equal(t, int32(2), calls.Load(), "a hit refreshed the value before it went stale")
+	assert.Equal(t, uint64(1), c.Stats().EarlyRefresh)
+	assert.Zero(t, c.Stats().StaleHits)
+}
+
+func TestNegativeCaching(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("neg")
+	opts.NegativeTTL = 300 * time.Millisecond
+	rs := replicas[string](t, srv, 2, opts)
+	ctx := context.Background()
+	var calls atomic.Int32
+	missing := func(context.Context) (string, error) { calls.Add(1); return "", ErrNotFound }
+	for range 5 {
+		for _, r := range rs {
+			_, err := r.GetOrLoad(ctx, "ghost", missing)
+			assert.ErrorIs(t, err, ErrNotFound)
+			_, err = r.Get(ctx, "ghost")
+			assert.ErrorIs(t, err, ErrNotFound)
+		}
+	}
+	assert.Equal(t, int32(1), calls.Load(), "the tombstone spares the origin, on every replica")
+
+	// Writing the key ends the tombstone everywhere.
+	require.NoError(t, rs[0].Set(ctx, "ghost", "alive"))
+	require.Eventually(t, func() bool {
+		v, err := rs[1].Get(ctx, "ghost")
+		return err == nil && v == "alive"
+	}, 5*time.Second, time.Millisecond)
+
+	// A tombstone expires by itself.
+	_, err := rs[0].GetOrLoad(ctx, "ghost2", missing)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.Eventually(t, func() bool {
+		_, err := rs[0].GetOrLoad(ctx, "ghost2", missing)
+		return errors.Is(err, ErrNotFound) && calls.Load() == 3
+	}, 5*time.Second, 10*time.Millisecond)
+}
