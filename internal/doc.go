@@ -8,5 +8,6 @@
 //   - redisserver (throwaway redis-server processes for tests and the bench
 //     CLI), redistest (its test helpers), cachetest (caches for the tests of
 //     the packages around tiered), leaktest (goroutine-leak allowances) and
-//     ledger (the staleness ledger of the tests and the bench scenarios).
+//     ledger (the staleness ledger of the tests and the bench scenarios);
+//   - readmecheck: the test that compiles every Go block of README.md.
 package internal

@@ -6,6 +6,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/internal/leaktest"
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leaktest.IgnoreClusterClient()...) }
+// TestMain gives the examples a Redis at REDIS_URL and checks for leaked
+// goroutines after everything ran.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(redistest.WithExampleRedis(m, "example:tiered:"), leaktest.IgnoreClusterClient()...)
+}

@@ -14,7 +14,11 @@ import (
 	"github.com/tiercache/tiercache/tiered"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leaktest.IgnoreClusterClient()...) }
+// TestMain gives the examples a Redis at REDIS_URL and checks for leaked
+// goroutines after everything ran.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(redistest.WithExampleRedis(m, "example:writebehind:"), leaktest.IgnoreClusterClient()...)
+}
 
 // replica is a cache that writes behind, with the client and namespace a
 // flusher of its queue is built from.

@@ -22,7 +22,11 @@ import (
 	"github.com/tiercache/tiercache/writebehind"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain gives the examples a Redis at REDIS_URL and checks for leaked
+// goroutines after everything ran.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(redistest.WithExampleRedis(m, "example:prommetrics:"))
+}
 
 func TestCollectorExposition(t *testing.T) {
 	srv := redistest.Start(t)
