@@ -29,6 +29,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	}
 	defer c.local.Wait()
 	_, clashed, err := c.remotePass(ctx, missing, fences, out)
+	if err != nil && len(c.heldPass(missing, out)) == 0 {
+		err = nil // every key was served by the held local tier
+	}
 	return out, errors.Join(err, clashed)
 }
 
@@ -53,7 +56,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	if err != nil {
 		// Fail open: Redis is unreachable, so load and cache locally.
 		c.stats.remoteErrors.Add(1)
-		return out, c.loadManyLocal(ctx, left, fences, loadMany, co, out)
+		return out, c.loadManyLocal(ctx, c.heldPass(left, out), fences, loadMany, co, out)
 	}
 	if len(left) == 0 {
 		return out, clashed
@@ -131,6 +134,21 @@ func (c *Cache[V]) localPass(keys []string) (out map[string]V, missing []string,
 		return out, nil, nil, ErrClosed
 	}
 	return out, missing, fences, nil
+}
+
+// heldPass serves keys from a held local tier once Redis has failed (see
+// heldHit), and returns those it could not.
+func (c *Cache[V]) heldPass(keys []string, out map[string]V) (left []string) {
+	for _, k := range keys {
+		e, ok := c.heldHit(k)
+		switch {
+		case !ok:
+			left = append(left, k)
+		case !e.Negative:
+			out[k] = e.Value
+		}
+	}
+	return left
 }
 
 // remotePass reads keys with one MGET and returns those Redis lacks (or

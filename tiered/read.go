@@ -84,6 +84,9 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 			return zero, ctx.Err()
 		}
 		c.remoteFailed("get", err)
+		if e, ok := c.heldHit(key); ok {
+			return c.hit(e)
+		}
 		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
 	}
 	if ctx.Err() != nil {
@@ -109,10 +112,29 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 			return c.hit(e)
 		}
 		if unreachable {
+			if e, ok := c.heldHit(key); ok {
+				return c.hit(e)
+			}
 			return c.loadLocalOnly(fctx, key, fence, load, c.callOptions(opts))
 		}
 		return c.readOrLoad(fctx, key, fence, load, c.callOptions(opts))
 	})
+}
+
+// heldHit fails open for a held local tier. A hold (the subscription is
+// lost, or a gap is being dealt with) sends reads to Redis, because the
+// local copy may have missed an invalidation; when Redis does not answer
+// either, the local copy is served, as it would be without the hold
+// (a replica cut off from Redis keeps serving its local tier).
+func (c *Cache[V]) heldHit(key string) (*local.Entry[V], bool) {
+	if !c.local.Held() {
+		return nil, false
+	}
+	e, ok := c.local.GetDespiteHold(key)
+	if ok {
+		c.stats.localHits.inc()
+	}
+	return e, ok
 }
 
 func (c *Cache[V]) hit(e *local.Entry[V]) (V, error) {

@@ -37,6 +37,9 @@ func failOpen(t *testing.T, c *Cache[string], warm []string) []time.Duration {
 		require.NoError(t, err, "a local hit is served while Redis is out")
 		assert.Equal(t, "v:"+k, v)
 	}
+	got, err := c.GetMany(ctx, warm)
+	require.NoError(t, err, "a batch of local hits too")
+	assert.Len(t, got, len(warm))
 	var lat []time.Duration
 	for i := range 30 {
 		t0 := time.Now()
@@ -45,7 +48,7 @@ func failOpen(t *testing.T, c *Cache[string], warm []string) []time.Duration {
 		require.NoError(t, err)
 		assert.Equal(t, "from origin", v)
 	}
-	err := c.Set(ctx, warm[0], "new")
+	err = c.Set(ctx, warm[0], "new")
 	require.ErrorIs(t, err, ErrRemote)
 	_, ok := c.local.Get(warm[0])
 	assert.False(t, ok, "a failed Set still drops the local copy")
