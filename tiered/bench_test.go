@@ -170,6 +170,22 @@ func BenchmarkMiss(b *testing.B) {
 			}
 		}
 	})
+	// As a service calls it: with a request's ctx, which can be cancelled
+	// and has a deadline further away than RemoteTimeout.
+	b.Run("tiercache-request-ctx", func(b *testing.B) {
+		c := newCache[string](b, srv, Options[string]{Namespace: "missreq", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+		require.NoError(b, c.Set(ctx, "k", "value"))
+		load := func(context.Context) (string, error) { return "", errors.New("unused") }
+		req, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		b.ReportAllocs()
+		for b.Loop() {
+			c.local.Reset()
+			if _, err := c.GetOrLoad(req, "k", load); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("raw-rueidis-get", func(b *testing.B) {
 		rc := redistest.Client(b, srv)
 		require.NoError(b, rc.Do(ctx, rc.B().Set().Key("raw").Value("value").Build()).Error())
