@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,13 @@ import (
 
 // workerEnv marks a process that a fleet started as one of its replicas.
 const workerEnv = "TIERCACHE_BENCH_WORKER"
+
+// WorkerCPUProfileEnv, set in the bench's environment, makes each replica
+// worker write a CPU profile of its whole life to <value>.worker-<pid>:
+// where a replica spends its CPU when it runs as a process of its own,
+// which a profile of the bench's process does not show
+// (`tiercache bench --processes --cpuprofile FILE` sets it).
+const WorkerCPUProfileEnv = "TIERCACHE_BENCH_WORKER_CPUPROFILE"
 
 // IsWorker reports whether this process was started by the bench as a
 // replica worker (see Config.Processes). A program that runs the bench must
@@ -27,6 +35,18 @@ func ServeWorker() int {
 	if in == nil || out == nil {
 		fmt.Fprintln(os.Stderr, "bench worker: started without the bench's pipes")
 		return 2
+	}
+	if prefix := os.Getenv(WorkerCPUProfileEnv); prefix != "" {
+		f, err := os.Create(fmt.Sprintf("%s.worker-%d", prefix, os.Getpid()))
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker: cpu profile:", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	serveWorker(in, out)
 	return 0

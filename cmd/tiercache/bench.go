@@ -45,8 +45,8 @@ func defineBench(fs *flag.FlagSet) action {
 	redisAddr := fs.String("redis", "", "`ADDR` of the Redis, host:port (default $REDIS_URL); without one a throwaway redis-server is started on a free port")
 	out := fs.String("out", "", "`DIR` for report.md, report.json and report.html (default bench-results/<time>)")
 	quick := fs.Bool("quick", false, "every scenario and candidate at small sizes, 1 s timed runs (the whole run in about a minute)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this `FILE` (replicas in this process: not with --processes)")
-	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this `FILE` (as --cpuprofile)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this `FILE`; with --processes, each replica process also writes its own to FILE.worker-PID")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this `FILE` (replicas in this process: not with --processes)")
 	compare := fs.String("compare", "", "an earlier report.json `FILE`: add a before/after table to the report (compare.md, compare.html)")
 	against := fs.String("against", "", "with --compare: compare with this report.json `FILE` instead of running the bench")
 	return func(inv *invocation) int {
@@ -73,8 +73,8 @@ func defineBench(fs *flag.FlagSet) action {
 		if *runs < 1 {
 			list = append(list, fmt.Sprintf("--runs must be at least 1 (got %d)", *runs))
 		}
-		if *processes && (*cpuprofile != "" || *memprofile != "") {
-			list = append(list, "a profile covers this process only; drop --processes so the replicas run in it")
+		if *processes && *memprofile != "" {
+			list = append(list, "--memprofile covers this process only; drop --processes so the replicas run in it")
 		}
 		scs, scenarioProblem := selectNamed("scenario", split(*scenarios), bench.SelectScenarios, scenarioNames())
 		cands, candidateProblem := selectNamed("candidate", split(*candidates), bench.Select, candidateNames())
@@ -121,6 +121,11 @@ func defineBench(fs *flag.FlagSet) action {
 		stopProfiles, err := startProfiles(*cpuprofile, *memprofile)
 		if err != nil {
 			return inv.fail(err)
+		}
+		if *processes && *cpuprofile != "" {
+			// The replica processes inherit it (bench.ServeWorker).
+			os.Setenv(bench.WorkerCPUProfileEnv, *cpuprofile)
+			defer os.Unsetenv(bench.WorkerCPUProfileEnv)
 		}
 		start := time.Now()
 		rep := bench.Execute(ctx, run, scs, cands, newProgress(inv.stderr))

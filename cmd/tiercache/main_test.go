@@ -29,8 +29,8 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"bench", "--replicas", "1"}, &out, &errb))
 	assert.Equal(t, 2, run([]string{"bench", "--redis", "://bad"}, &out, &errb))
 	assert.Equal(t, 2, run([]string{"bench", "--runs", "0"}, &out, &errb))
-	assert.Equal(t, 2, run([]string{"bench", "--processes", "--cpuprofile", "x"}, &out, &errb))
-	assert.Contains(t, errb.String(), "drop --processes", "a profile of the bench would miss the replicas")
+	assert.Equal(t, 2, run([]string{"bench", "--processes", "--memprofile", "x"}, &out, &errb))
+	assert.Contains(t, errb.String(), "drop --processes", "an allocation profile of the bench would miss the replicas")
 	assert.Equal(t, 2, run([]string{"bench", "--against", "x.json"}, &out, &errb))
 	assert.Equal(t, 2, run([]string{"bench", "--compare", filepath.Join(t.TempDir(), "missing.json")}, &out, &errb))
 }
@@ -77,13 +77,22 @@ func TestBenchQuickSmoke(t *testing.T) {
 }
 
 // TestBenchProcessesRunsAndCompare: replicas as processes, two runs per
-// candidate, the flags and seeds in the JSON, and a comparison of two saved
-// reports without running anything.
+// candidate, the flags and seeds in the JSON, a CPU profile of each replica
+// process, and a comparison of two saved reports without running anything.
 func TestBenchProcessesRunsAndCompare(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	args := []string{"bench", "--quick", "--processes", "--runs", "2", "--scenarios", "coherence", "--candidates", "tiercache,naive", "--seed", "7", "--out", dir}
+	cpu := filepath.Join(dir, "cpu.pprof")
+	args := []string{"bench", "--quick", "--processes", "--runs", "2", "--scenarios", "coherence", "--candidates", "tiercache,naive", "--seed", "7", "--out", dir, "--cpuprofile", cpu}
 	require.Equal(t, 0, run(args, &out, &errb), "stderr:\n%s", errb.String())
+	workers, err := filepath.Glob(cpu + ".worker-*")
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, len(workers), 4, "a profile per replica process: 2 candidates × 2 runs × at least 2 replicas")
+	for _, p := range append(workers, cpu) {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		assert.True(t, bytes.HasPrefix(b, []byte{0x1f, 0x8b}), "%s is a gzipped pprof profile", p)
+	}
 	rep := readJSONReport(t, dir)
 	assert.True(t, rep.Config.Processes)
 	assert.Equal(t, 2, rep.Config.Runs)
