@@ -222,12 +222,10 @@ func (t *Tier[V]) stripeOf(key string) *stripe {
 // the current epoch, and no Hold is on. It allocates and copies nothing:
 // the entry is shared, and never changed once stored; do not change it.
 func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
-	// One condition, not a call of GetDespiteHold: this is the hit path.
-	s, ok := t.cache.Get(key)
-	if !ok || s.epoch != t.epoch.Load() || t.held.Load() != 0 || (s.tagIdx != nil && t.tagged(s)) {
+	if t.held.Load() != 0 {
 		return nil, false
 	}
-	return &s.Entry, true
+	return t.GetDespiteHold(key)
 }
 
 // GetDespiteHold is Get as if no Hold were on: for failing open when Redis

@@ -73,11 +73,10 @@ func (d *deliveries) appliedAt(key, tag string, from, to time.Time) (time.Time, 
 // after got that completed more than grace before start) was still being
 // delivered to the replica: published, and applied only after start. A
 // write the replica made itself is never in flight: its own write updates
-// its local tier before it returns.
+// its local tier before it returns. Nor is a tracking push: that
+// transport does not report messages (Options.applied), so its ledgers are
+// judged by the grace alone.
 func (d *deliveries) inFlight(src *ledger.Ledger, key, tag string, got, floor int64, start time.Time, grace time.Duration) bool {
-	if d == nil {
-		return false
-	}
 	for v := got + 1; v <= floor; v++ {
 		began, done, ok := src.Span(key, v)
 		if !ok {
