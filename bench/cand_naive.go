@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,7 @@ func newNaive(ctx context.Context, env Env) (Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	local, err := ristretto.NewCache(&ristretto.Config[string, string]{NumCounters: 1e5, MaxCost: 64 << 20, BufferItems: 64})
+	local, err := ristretto.NewCache(&ristretto.Config[string, string]{NumCounters: 1e5, MaxCost: cmp.Or(env.LocalMaxCost, defaultLocalMaxCost), BufferItems: 64})
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -16,7 +16,7 @@ func init() {
 	Register(Candidate{
 		Name: "tiercache",
 		Config: "tiered.Cache[string], pub/sub coherence, fenced fills, fleet-wide single flight; " +
-			"LocalTTL/RemoteTTL as the scenario sets them, 64 MiB local, JSON codec, remote timeout 500 ms",
+			"LocalTTL/RemoteTTL as the scenario sets them, 64 MiB local (--local-mib), JSON codec, remote timeout 500 ms",
 		NewReplica: newTiercache,
 		WarmsUp:    true,
 	})
@@ -47,7 +47,7 @@ func newTiercache(ctx context.Context, env Env) (Replica, error) {
 	}
 	opts := tiered.Options[string]{
 		Client: rc, Namespace: env.Namespace, LocalTTL: env.LocalTTL, RemoteTTL: env.RemoteTTL,
-		BreakerCooldown: 500 * time.Millisecond,
+		BreakerCooldown: 500 * time.Millisecond, LocalMaxCost: env.LocalMaxCost,
 	}
 	r := &tiercacheReplica{rc: rc, stopWarmup: func() {}}
 	if env.Warmup {

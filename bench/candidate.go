@@ -30,11 +30,17 @@ type Env struct {
 	Namespace string // unique per scenario run
 	LocalTTL  time.Duration
 	RemoteTTL time.Duration
+	// LocalMaxCost is the byte budget of a local tier sized in bytes
+	// (tiercache's, naive's ristretto).
+	LocalMaxCost int64
 	// Warmup asks a candidate that can (Candidate.WarmsUp) to learn the
 	// fleet's hot keys and preload them when a replica starts; the replica
 	// then implements readier.
 	Warmup bool
 }
+
+// defaultLocalMaxCost is the local tiers' budget when Config has none.
+const defaultLocalMaxCost = 64 << 20
 
 // readier is a replica that is not ready to serve as soon as it is built
 // (it preloads); WaitReady returns when it is.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -46,6 +48,11 @@ type loadReport struct {
 	FirstLocal uint64
 	FirstDone  bool
 	Counters   map[string]float64 // the candidate's own counters, if it keeps any
+	// PID and CPU are the replica's process and the CPU time (user and
+	// system) that process spent while the load ran: replicas that share a
+	// process report the same figure, so a fleet's CPU counts each PID once.
+	PID int
+	CPU time.Duration
 	// Writes are the writes the replica completed, with loadSpec.Record:
 	// its part of the fleet's write log.
 	Writes []completion
@@ -68,6 +75,7 @@ type load struct {
 
 	reads      atomic.Uint64
 	hits0      uint64
+	cpu0       time.Duration
 	firstLocal atomic.Uint64
 	firstDone  chan struct{}
 
@@ -81,7 +89,7 @@ type load struct {
 
 func startLoad(spec loadSpec, rep Replica, src *source) *load {
 	l := &load{spec: spec, rep: rep, src: src, keys: make([]string, spec.Keys),
-		firstDone: make(chan struct{}), stop: make(chan struct{}), phaseSince: time.Now(), hits0: rep.LocalHits()}
+		firstDone: make(chan struct{}), stop: make(chan struct{}), phaseSince: time.Now(), hits0: rep.LocalHits(), cpu0: processCPU()}
 	for i := range l.keys {
 		l.keys[i] = keyName(i)
 	}
@@ -208,6 +216,7 @@ func (l *load) finish() loadReport {
 	rep.Reads = l.reads.Load()
 	rep.Writes = l.writes
 	rep.LocalHits = l.rep.LocalHits() - l.hits0
+	rep.PID, rep.CPU = os.Getpid(), processCPU()-l.cpu0
 	select {
 	case <-l.firstDone:
 		rep.FirstLocal, rep.FirstDone = l.firstLocal.Load(), true
@@ -217,6 +226,15 @@ func (l *load) finish() loadReport {
 		rep.Counters = c.Counters()
 	}
 	return rep
+}
+
+// processCPU is the CPU time (user and system) this process has spent.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (s *phaseStats) merge(o phaseStats) {

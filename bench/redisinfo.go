@@ -77,6 +77,21 @@ func (r *Run) commandCalls(ctx context.Context) map[string]float64 {
 	return out
 }
 
+// redisCPU is the CPU time (user and system) Redis's main process has
+// spent since it started (INFO cpu); ok is false when Redis does not answer.
+func (r *Run) redisCPU(ctx context.Context) (_ time.Duration, ok bool) {
+	fields, err := r.info(ctx, "cpu")
+	if err != nil {
+		return 0, false
+	}
+	user, err1 := strconv.ParseFloat(fields["used_cpu_user"], 64)
+	sys, err2 := strconv.ParseFloat(fields["used_cpu_sys"], 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration((user + sys) * float64(time.Second)), true
+}
+
 // callsBetween is each command's calls between two commandCalls, without
 // the bench's own INFO; nil when either is missing.
 func callsBetween(before, after map[string]float64) map[string]float64 {

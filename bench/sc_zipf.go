@@ -30,7 +30,8 @@ func zipfScenario(shape zipfShape) Scenario {
 		Description: "Zipf-popular keys (" + shape.summary + "), cold start (empty Redis namespace, empty local tiers), " +
 			"95 % reads (GetOrLoad) / 5 % writes (update the source, then Set), N replicas: ops/s, read p50/p99, local-hit ratio, " +
 			"loader calls, and stale reads (a read is stale if it returned a version older than one whose write completed more than " +
-			"100 ms before the read began). Beside them: Redis's own command count per op (INFO commandstats) and, for tiercache, " +
+			"100 ms before the read began). Beside them: Redis's own command count per op (INFO commandstats), the CPU time Redis and the replicas' processes " +
+			"spent per op (INFO cpu; the processes' rusage, counting a process the replicas share once) and, for tiercache, " +
 			"its own counters (own-local-hit from its Stats, own-redis-calls: its remote tier's calls per op).",
 		Run: func(ctx context.Context, run *Run, e Entry) (Result, error) {
 			return runZipf(ctx, run, e, shape)
@@ -48,6 +49,7 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 	spec := loadSpec{Keys: shape.keys, ZipfS: shape.s, WritePct: 5, Loader: shape.loader,
 		Goroutines: shape.goroutines, OpTimeout: time.Second, Record: true}
 	before := run.commandCalls(ctx)
+	redisCPU0, redisCPUKnown := run.redisCPU(ctx)
 	if _, err := callAll[struct{}](ctx, f, "load.start", seeded(spec, e.Seed)); err != nil {
 		return res, err
 	}
@@ -59,6 +61,8 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 		return res, err
 	}
 	redis := callsBetween(before, run.commandCalls(ctx))
+	redisCPU1, ok := run.redisCPU(ctx)
+	redisCPUKnown = redisCPUKnown && ok
 	var logs [][]completion
 	for _, r := range reports {
 		logs = append(logs, r.Writes)
@@ -71,7 +75,9 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 	var throughput float64
 	var local uint64
 	own := map[string]float64{}
+	cpu := map[int]time.Duration{} // by process: replicas may share one
 	for _, r := range reports {
+		cpu[r.PID] = max(cpu[r.PID], r.CPU)
 		p := r.Phases[0]
 		all.merge(p)
 		throughput += float64(p.Ops) / p.Seconds
@@ -101,6 +107,14 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 		res.RedisPerOp = divided(redis, ops)
 		res.add("redis-calls", "per op", sum(redis)/ops, "")
 	}
+	if redisCPUKnown {
+		res.add("redis-cpu", "µs/op", float64((redisCPU1-redisCPU0).Microseconds())/ops, "")
+	}
+	var replicaCPU time.Duration
+	for _, d := range cpu {
+		replicaCPU += d
+	}
+	res.add("replica-cpu", "µs/op", float64(replicaCPU.Microseconds())/ops, "")
 	if len(own) > 0 {
 		res.add("own-local-hit", "ratio", own["local-hits"]/reads, "")
 		res.add("own-redis-calls", "per op", own["redis-calls"]/ops, "")

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,6 +102,9 @@ type Config struct {
 	// Seed seeds the workloads' key choices; run r of a scenario uses
 	// Seed+r, so two reports with one seed drew the same keys.
 	Seed uint64
+	// LocalMaxCost is the byte budget of tiercache's and naive's local
+	// tiers (0: 64 MiB), so a generous budget can be tried on both.
+	LocalMaxCost int64
 }
 
 // Run is the state shared by the scenarios of one run.
@@ -177,10 +181,11 @@ func SelectScenarios(names []string) ([]Scenario, error) {
 
 func (r *Run) env(scenario string, c Candidate) Env {
 	return Env{
-		Addr:      r.Addr,
-		Namespace: fmt.Sprintf("bench:%s:%s:%d", scenario, c.Name, r.seq.Add(1)),
-		LocalTTL:  10 * time.Second,
-		RemoteTTL: time.Minute,
+		Addr:         r.Addr,
+		Namespace:    fmt.Sprintf("bench:%s:%s:%d", scenario, c.Name, r.seq.Add(1)),
+		LocalTTL:     10 * time.Second,
+		RemoteTTL:    time.Minute,
+		LocalMaxCost: cmp.Or(r.LocalMaxCost, defaultLocalMaxCost),
 	}
 }
 

@@ -39,6 +39,7 @@ func defineBench(fs *flag.FlagSet) action {
 	candidates := fs.String("candidates", "", "a comma-separated `LIST` of candidates (default: all): "+candidateNames())
 	duration := fs.Duration("duration", 10*time.Second, "length of each timed scenario run")
 	replicas := fs.Int("replicas", 4, "replicas per candidate (each with its own Redis client)")
+	localMiB := fs.Int("local-mib", 64, "byte budget, in MiB, of tiercache's and naive's local tiers")
 	runs := fs.Int("runs", 1, "runs of each scenario for each candidate; tables show the median and the range")
 	processes := fs.Bool("processes", false, "run each replica of the fleet scenarios as its own OS process (this binary re-executed)")
 	seed := fs.Uint64("seed", 1, "seed of the workloads' key choices (run r uses seed+r)")
@@ -70,6 +71,9 @@ func defineBench(fs *flag.FlagSet) action {
 		if *replicas < 2 {
 			list = append(list, fmt.Sprintf("--replicas must be at least 2 (got %d)", *replicas))
 		}
+		if *localMiB < 1 {
+			list = append(list, fmt.Sprintf("--local-mib must be at least 1 (got %d)", *localMiB))
+		}
 		if *runs < 1 {
 			list = append(list, fmt.Sprintf("--runs must be at least 1 (got %d)", *runs))
 		}
@@ -94,7 +98,8 @@ func defineBench(fs *flag.FlagSet) action {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 
-		run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick, Runs: *runs, Processes: *processes, Seed: *seed}}
+		run := &bench.Run{Config: bench.Config{Duration: *duration, Replicas: *replicas, Quick: *quick, Runs: *runs, Processes: *processes, Seed: *seed,
+			LocalMaxCost: int64(*localMiB) << 20}}
 		defer run.Close()
 		if len(opt.InitAddress) > 0 {
 			// Every scenario would fail on its own, slowly: check once.

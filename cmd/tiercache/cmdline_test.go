@@ -108,8 +108,9 @@ func TestFlagErrors(t *testing.T) {
 		}},
 		{[]string{"bench", "--scenarios", "zipf,foo"}, []string{`tiercache bench: unknown scenario "foo"; valid: ` + scenarioNames()}},
 		{[]string{"bench", "--candidates", "nope"}, []string{`tiercache bench: unknown candidate "nope"; valid: ` + candidateNames()}},
-		{[]string{"bench", "--replicas", "1", "--runs", "0"}, []string{
+		{[]string{"bench", "--replicas", "1", "--local-mib", "0", "--runs", "0"}, []string{
 			"tiercache bench: --replicas must be at least 2 (got 1)",
+			"tiercache bench: --local-mib must be at least 1 (got 0)",
 			"tiercache bench: --runs must be at least 1 (got 0)",
 		}},
 	} {
