@@ -124,7 +124,6 @@ type inflight struct {
 	s       *Store
 	op      Op
 	allowed func(error) // the breaker's
-	cancel  context.CancelFunc
 }
 
 // begin starts a call of op: it asks the breaker and bounds ctx by
@@ -135,15 +134,11 @@ func (s *Store) begin(ctx context.Context, op Op) (context.Context, inflight, er
 		s.ops[op].rejected.Add(1)
 		return ctx, inflight{}, errUnavailable
 	}
-	ctx, cancel := s.deadlines.bound(ctx)
 	s.ops[op].calls.Add(1)
-	return ctx, inflight{s: s, op: op, allowed: allowed, cancel: cancel}, nil
+	return s.deadlines.bound(ctx), inflight{s: s, op: op, allowed: allowed}, nil
 }
 
 func (c inflight) end(errp *error) {
-	if c.cancel != nil {
-		c.cancel()
-	}
 	err := *errp
 	c.allowed(err)
 	if err != nil && !answered(err) && !errors.Is(err, context.Canceled) {

@@ -15,34 +15,47 @@ func TestDeadlines(t *testing.T) {
 	// Background: a shared deadline, between the timeout and the timeout
 	// plus the slack away, the same context for calls close together.
 	before := time.Now()
-	a, cancel := d.bound(context.Background())
-	assert.Nil(t, cancel)
-	b, _ := d.bound(context.TODO())
+	a := d.bound(context.Background())
+	b := d.bound(context.TODO())
 	assert.Equal(t, a, b, "shared")
 	dl, ok := a.Deadline()
 	require.True(t, ok)
 	assert.GreaterOrEqual(t, dl.Sub(before), 500*time.Millisecond)
 	assert.LessOrEqual(t, dl.Sub(before), 550*time.Millisecond+10*time.Millisecond)
 
-	// A ctx ending sooner is used as it is.
-	soon, cancelSoon := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// A ctx ending within the timeout plus the slack is used as it is.
+	soon, cancelSoon := context.WithTimeout(context.Background(), 540*time.Millisecond)
 	defer cancelSoon()
-	got, cancel := d.bound(soon)
-	assert.Nil(t, cancel)
-	assert.Equal(t, soon, got)
+	assert.Equal(t, soon, d.bound(soon))
 
-	// A ctx that can be cancelled, or carries values, gets its own bound,
-	// which ends with it.
-	parent, cancelParent := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
-	own, cancel := d.bound(parent)
-	require.NotNil(t, cancel)
-	defer cancel()
+	// A ctx that ends later, or can be cancelled, or carries values, gets
+	// the shared deadline with its values.
+	parent, cancelParent := context.WithTimeout(context.WithValue(context.Background(), ctxKey{}, "v"), time.Minute)
+	defer cancelParent()
+	own := d.bound(parent)
 	assert.Equal(t, "v", own.Value(ctxKey{}))
 	dl, ok = own.Deadline()
 	require.True(t, ok)
-	assert.LessOrEqual(t, time.Until(dl), 500*time.Millisecond)
-	cancelParent()
-	<-own.Done()
+	assert.LessOrEqual(t, time.Until(dl), 550*time.Millisecond)
+	assert.Equal(t, a.Done(), own.Done(), "the shared deadline's")
+
+	// A ctx already done is used as it is: the call is refused at once.
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	assert.Equal(t, done, d.bound(done))
+}
+
+// The shared deadline really ends the call: a wait under a bound ctx ends
+// by the timeout plus the slack even when the caller's ctx never ends.
+func TestDeadlinesEnd(t *testing.T) {
+	d := newDeadlines(20 * time.Millisecond)
+	ctx := d.bound(context.WithValue(context.Background(), ctxKey{}, "v"))
+	select {
+	case <-ctx.Done():
+		assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bound never ended")
+	}
 }
 
 type ctxKey struct{}

@@ -115,8 +115,9 @@ func Inspect(ctx context.Context, client rueidis.Client, ns, key string) (KeyRep
 	if client == nil || ns == "" {
 		return KeyReport{}, fmt.Errorf("%w: Inspect needs a client and a namespace", ErrInvalidOptions)
 	}
-	ctx, cancel := newDeadlines(inspectTimeout).bound(ctx)
-	if cancel != nil {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > inspectTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, inspectTimeout)
 		defer cancel()
 	}
 	r := KeyReport{Namespace: ns, Key: key}

@@ -167,7 +167,11 @@ type Options[V any] struct {
 	// Redis calls.
 
 	// RemoteTimeout is the deadline of every Redis call whose ctx has none
-	// sooner. Default DefaultRemoteTimeout.
+	// sooner (within a tenth of it). Such calls share one deadline instead
+	// of making a timer each, so a caller's cancellation is seen before
+	// each Redis call and by every wait on another replica's load, but a
+	// call already sent ends at Redis's reply or at RemoteTimeout. Default
+	// DefaultRemoteTimeout.
 	RemoteTimeout time.Duration
 	// BreakerThreshold is how many consecutive Redis failures (timeouts,
 	// connection errors) open the circuit breaker; while it is open Redis
