@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,5 +196,63 @@ func BenchmarkMiss(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkLoadMiss is the cost of a key neither tier holds, loaded and
+// filled, with 16 callers at a time as the zipf-100k scenario's replicas
+// have: every GetOrLoad is of a new key and its loader answers at once, so
+// what is measured is the protocol (read, lease, fill, local fill), CPU
+// and round trips, against the usual recipe's GET, then SET, in the same
+// run. Redis runs on the same cores, so its share of the work counts too.
+func BenchmarkLoadMiss(b *testing.B) {
+	srv := redistest.Start(b)
+	req := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Second)
+	}
+	var next atomic.Uint64 // across the rounds b.Run makes: every key is new
+	admin := redistest.Client(b, srv)
+	// redisShare reports the CPU Redis spent per op while run ran.
+	redisShare := func(b *testing.B, run func()) {
+		before := redistest.CPU(b, admin)
+		run()
+		b.ReportMetric(float64(redistest.CPU(b, admin)-before)/float64(b.N)/1e3, "redis-µs/op")
+	}
+	b.Run("tiercache", func(b *testing.B) {
+		c := newCache[string](b, srv, Options[string]{Namespace: "loadmiss", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1})
+		load := func(context.Context) (string, error) { return "value", nil }
+		b.ReportAllocs()
+		b.SetParallelism(8) // 16 callers on 2 cores
+		redisShare(b, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx, cancel := req()
+					if _, err := c.GetOrLoad(ctx, "k"+strconv.FormatUint(next.Add(1), 36), load); err != nil {
+						b.Error(err)
+					}
+					cancel()
+				}
+			})
+		})
+	})
+	b.Run("raw-get-then-set", func(b *testing.B) {
+		rc := redistest.Client(b, srv)
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		redisShare(b, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx, cancel := req()
+					key := "raw:k" + strconv.FormatUint(next.Add(1), 36)
+					if err := rc.Do(ctx, rc.B().Get().Key(key).Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
+						b.Error(err)
+					}
+					if err := rc.Do(ctx, rc.B().Set().Key(key).Value("value").PxMilliseconds(time.Hour.Milliseconds()).Build()).Error(); err != nil {
+						b.Error(err)
+					}
+					cancel()
+				}
+			})
+		})
 	})
 }

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // flights runs at most one fetch per key at a time on this replica. Every
@@ -24,15 +25,17 @@ type flight[V any] struct {
 }
 
 // do runs fetch once for all concurrent callers of key. fetch gets a ctx
-// that carries the first caller's values and ends when every caller left.
-func (f *flights[V]) do(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, error) {
+// that carries the first caller's values and ends when every caller left,
+// or after timeout.
+func (f *flights[V]) do(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error)) (V, error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]*flight[V]{}
 	}
 	c, ok := f.calls[key]
 	if !ok {
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		// One context: the first caller's values, its own end.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		c = &flight[V]{done: make(chan struct{}), cancel: cancel}
 		f.calls[key] = c
 		go f.run(fctx, key, c, fetch)

@@ -102,9 +102,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	if unreachable {
 		c.remoteFailed("get", err)
 	}
-	return c.loads.do(ctx, key, func(fctx context.Context) (V, error) {
-		fctx, cancel := context.WithTimeout(fctx, c.opts.LoadTimeout)
-		defer cancel()
+	return c.loads.do(ctx, key, c.opts.LoadTimeout, func(fctx context.Context) (V, error) {
 		// The fence is taken before the re-check and the Redis read, so an
 		// invalidation that lands meanwhile refuses the fill.
 		fence := c.local.Fence(key)

@@ -65,3 +65,27 @@ func InfoField(tb testing.TB, c rueidis.Client, section, field string) int64 {
 	}
 	return n
 }
+
+// CPU is the CPU time (user and system) Redis's main process has spent
+// (INFO cpu): a benchmark diffs it to report Redis's share of its work.
+func CPU(tb testing.TB, c rueidis.Client) time.Duration {
+	tb.Helper()
+	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+	if err != nil {
+		tb.Fatalf("INFO cpu: %v", err)
+	}
+	var total float64
+	for _, field := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+		_, rest, ok := strings.Cut(info, field)
+		if !ok {
+			tb.Fatalf("INFO cpu has no %s", field)
+		}
+		v, _, _ := strings.Cut(rest, "\r\n")
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			tb.Fatalf("INFO cpu %s %v", field, err)
+		}
+		total += s
+	}
+	return time.Duration(total * float64(time.Second))
+}
