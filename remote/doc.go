@@ -37,10 +37,15 @@
 //
 // # Fenced fills
 //
-// A reader that misses takes the key's lease (getOrLease: SET NX PX with a
-// random token, in the same script as the read). Its fill is written only if
-// the lease still holds its token (Fill). Every Set and Delete removes the
-// lease, so a load that started before a write can never overwrite it.
+// A reader that misses takes the key's lease in the same command as the
+// read (GetOrLease: SET of a lease marker holding a random token into the
+// value key, NX, with GET), so the lease exists only while Redis has no
+// value, and readers take the marker for none. A refresh, which runs while
+// the value stays readable, leases a key of its own (Lease). A fill is
+// written only if its lease still holds its token (Fill). Every Set
+// overwrites the marker and every Delete removes it, and both remove the
+// refresh's lease, so a load that started before a write can never
+// overwrite it.
 //
 // # What is guaranteed
 //

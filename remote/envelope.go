@@ -19,7 +19,10 @@ var ErrTooLarge = errors.New("remote: value too large")
 const (
 	magic0, magic1 = 't', 'c'
 	formatV1       = 1
-	headerLen      = 32
+	// formatLease marks a fill lease held in the value key itself (see
+	// leaseMarker): no value, only the token of the replica loading one.
+	formatLease = 0
+	headerLen   = 32
 
 	flagCompressed = 1 << 0
 	flagNegative   = 1 << 1
@@ -162,6 +165,9 @@ func readField(b []byte) (field, rest []byte, err error) {
 // payload (a decompression bomb is ErrCorrupt, not an allocation). The
 // returned payload may alias b.
 func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
+	if _, ok := markerToken(b); ok {
+		return Envelope{}, fmt.Errorf("%w: a fill lease, not a value", ErrMiss)
+	}
 	if len(b) < headerLen || b[0] != magic0 || b[1] != magic1 {
 		return Envelope{}, fmt.Errorf("%w: not a tiercache envelope", ErrCorrupt)
 	}
@@ -211,4 +217,28 @@ func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: payload of %d bytes over the %d limit", ErrCorrupt, len(e.Payload), maxPayload)
 	}
 	return e, nil
+}
+
+// leaseMarkerPrefix starts a lease marker: the magic and format 0, which no
+// envelope has. Scripts spell it 'tc\0'.
+const leaseMarkerPrefix = "tc\x00"
+
+// leaseMarker is what a value key holds while a replica holds its fill
+// lease in place (SET NX, so only while there is no value): readers see
+// no value (DecodeEnvelope says ErrMiss) and the holder's token.
+func leaseMarker(token string) string { return leaseMarkerPrefix + token }
+
+// IsLeaseMarker reports whether b, read from a value key, is a fill lease
+// rather than a value: nothing to read or copy.
+func IsLeaseMarker(b []byte) bool {
+	_, ok := markerToken(b)
+	return ok
+}
+
+// markerToken returns the token of a lease marker, if b is one.
+func markerToken(b []byte) (string, bool) {
+	if len(b) < len(leaseMarkerPrefix) || string(b[:len(leaseMarkerPrefix)]) != leaseMarkerPrefix {
+		return "", false
+	}
+	return string(b[len(leaseMarkerPrefix):]), true
 }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -70,8 +71,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte("tc\x01\x01"))
 	f.Add((&Envelope{Payload: []byte("typed"), Type: 42, Tags: []TagVersion{{Tag: "a", Version: "1"}}}).encode(-1))
 	f.Add([]byte{})
+	f.Add([]byte(leaseMarker(LeaseToken(5))))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEnvelope(b, 1<<16)
+		if _, marker := markerToken(b); marker != errors.Is(err, ErrMiss) {
+			t.Fatalf("a lease marker, and only one, reads as no value: %v", err)
+		}
 		if err != nil {
 			return
 		}

@@ -146,9 +146,13 @@ func Inspect(ctx context.Context, client rueidis.Client, ns, key string) (KeyRep
 		}
 	}
 	if raw, err := res[0].AsBytes(); err == nil {
-		r.readValue(raw, pttl(res[1]))
+		if holder, ok := markerToken(raw); ok { // a miss's lease, in place
+			r.LeaseHolder, r.LeaseTTL, r.LeaseExpects = holder, max(pttl(res[1]), 0), holderExpects(holder)
+		} else {
+			r.readValue(raw, pttl(res[1]))
+		}
 	}
-	if holder, err := res[2].ToString(); err == nil {
+	if holder, err := res[2].ToString(); err == nil { // a refresh's lease
 		r.LeaseHolder, r.LeaseTTL, r.LeaseExpects = holder, max(pttl(res[3]), 0), holderExpects(holder)
 	}
 	if wait := pttl(res[4]); wait != -2*time.Millisecond {

@@ -78,11 +78,11 @@ func TestInspect(t *testing.T) {
 
 	t.Run("missing key with a held lease and a waiter", func(t *testing.T) {
 		token := LeaseToken(250 * time.Millisecond)
-		ok, err := s.Lease(ctx, "loading", token)
+		lr, err := s.GetOrLease(ctx, "loading", token)
 		require.NoError(t, err)
-		require.True(t, ok)
+		require.True(t, lr.Leased)
 		waiter := newStore(t, c, Options{TTL: time.Minute, Namespace: "svc"})
-		lr, err := waiter.LeaseOrRead(ctx, "loading", NewToken(), Publication{})
+		lr, err = waiter.LeaseOrRead(ctx, "loading", NewToken())
 		require.NoError(t, err)
 		require.False(t, lr.Leased)
 

@@ -12,14 +12,20 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// A miss's fill lease is held in the value key itself (leaseMarker), so
+// taking it and reading the value are one command; a refresh's lease, taken
+// while the value stays readable, is a key of its own (Lease). Fills and
+// releases accept either.
 var getOrLeaseScript = newScript(`
 local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 1} end
-local ttl = redis.call('PTTL', KEYS[2])
-local holder = redis.call('GET', KEYS[2]) or ''
+if v and string.sub(v, 1, 3) ~= 'tc\0' then return {1, v} end
+if not v then
+  redis.call('SET', KEYS[1], 'tc\0' .. ARGV[1], 'PX', ARGV[2])
+  return {0, 1}
+end
+local ttl = redis.call('PTTL', KEYS[1])
 redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 1))
-return {0, 0, ttl, holder}
+return {0, 0, ttl, string.sub(v, 4)}
 `)
 
 // LeaseResult is what getOrLease found.
@@ -61,10 +67,11 @@ func holderExpects(token string) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// getOrLease reads key and, when it is absent, takes its fill lease with
-// token; when another holder has the lease, it marks that a replica waits.
-// One round trip. A corrupt value is reported in Corrupt (not as an error)
-// so the caller can treat it as a miss and take the lease with Lease.
+// getOrLease is LeaseOrRead in one script, for GetOrLeaseMany: it reads
+// key and, when it is absent, takes its fill lease with token; when another
+// holder has the lease, it marks that a replica waits. A corrupt value is
+// reported in Corrupt (not as an error) so the caller can take a lease of
+// its own with Lease.
 func (s *Store) getOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
@@ -91,18 +98,63 @@ func (s *Store) getOrLease(ctx context.Context, key, token string) (_ LeaseResul
 	}
 }
 
-// LeaseOrRead is getOrLease in plain commands, for a reader that has just
-// found key missing: one pipelined round trip takes the lease (SET NX GET,
-// which returns the holder's token when it is taken) and reads the value.
-// No script runs, so it costs Redis a fraction of
-// getOrLease. Reading the value after taking the lease closes the race
-// with a fill that landed since the caller's read: a value present then is
-// reported Found (and the lease given back). A value present but corrupt,
-// or of an invalidated tag, is reported as a miss, Leased or not: the
-// holder's fill replaces it. When another replica holds the lease, a wait
-// marker is set and the lease's time left read (one more round trip,
-// waiters only), so its fill wakes the caller.
-func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publication) (_ LeaseResult, err error) {
+// GetOrLease reads key and, when Redis has no value, takes its fill lease
+// in the same command: SET of the lease marker with NX and GET, on the
+// value key. One plain round trip, which costs Redis about what a GET
+// does: when a value is there it is returned and nothing is written. When
+// another replica holds the lease, its token is reported (HolderExpects)
+// and no wait marker is set: LeaseOrRead does that. A value present but
+// corrupt, or of an invalidated tag, is reported as neither found nor
+// leased (Corrupt for the first). When Redis refuses the write (out of
+// memory under noeviction, an ACL), the key is read with a plain GET.
+func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
+	ctx, inf, err := s.begin(ctx, OpGetOrLease)
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	defer inf.end(&err)
+	vk := s.ValueKey(key)
+	c := s.opts.Client
+	res := c.Do(ctx, s.setLeaseMarker(vk, token))
+	if err := res.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		if _, answered := rueidis.IsRedisErr(err); !answered {
+			return LeaseResult{}, err
+		}
+		return s.leaseRead(ctx, c.Do(ctx, s.getOnce(vk)))
+	}
+	r, _, err := s.leaseReply1(ctx, res)
+	return r, err
+}
+
+// setLeaseMarker is SET of the lease marker on value key vk, if it has no
+// value (NX), returning what it holds (GET).
+func (s *Store) setLeaseMarker(vk, token string) rueidis.Completed {
+	c := s.opts.Client
+	return c.B().Set().Key(vk).Value(leaseMarker(token)).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()
+}
+
+// leaseReply1 reads the reply of setLeaseMarker: Leased when Redis held
+// nothing; the holder's token when another lease is there; else the value
+// read (Found, a miss, or Corrupt).
+func (s *Store) leaseReply1(ctx context.Context, res rueidis.RedisResult) (LeaseResult, bool, error) {
+	b, err := res.AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return LeaseResult{Leased: true}, false, nil
+	}
+	if err != nil {
+		return LeaseResult{}, false, err
+	}
+	if holder, ok := markerToken(b); ok {
+		return LeaseResult{HolderExpects: holderExpects(holder)}, true, nil
+	}
+	r, err := s.leaseDecode(ctx, b)
+	return r, false, err
+}
+
+// LeaseOrRead is GetOrLease for a reader about to wait: when another
+// replica holds the lease, a wait marker is set and the lease's time left
+// read (one more round trip, waiters only), so its fill wakes the caller.
+func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
 		return LeaseResult{}, err
@@ -111,48 +163,37 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string, p Publicatio
 	g := s.state.Load()
 	keys := g.keys(key)
 	c := s.opts.Client
-	res := c.DoMulti(ctx,
-		c.B().Set().Key(keys[1]).Value(token).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
-		s.getOnce(keys[0]))
-	holder, err := res[0].ToString()
-	leased := rueidis.IsRedisNil(err)
-	if err != nil && !leased {
-		return LeaseResult{}, err
-	}
-	r, err := s.leaseRead(ctx, res[1])
-	if err != nil || r.Found {
-		if r.Found && leased { // not needed after all; wake whoever began to wait for it
-			s.run(ctx, releaseScript, g, call{keys: keys, unfenced: true, args: []string{token, "0", p.Channel, string(p.Message)}})
-		}
+	r, held, err := s.leaseReply1(ctx, c.Do(ctx, s.setLeaseMarker(keys[0], token)))
+	if err != nil || !held {
 		return r, err
 	}
-	if leased {
-		r.Leased = true
-		return r, nil
-	}
-	r.HolderExpects = holderExpects(holder)
 	// The marker (for at most a lease: longer is harmless, the fill
 	// deletes it), the lease's time left, and the value read once more in
 	// the same round trip: a fill that landed before the marker did not
 	// see it, and will not wake us, but it is read here.
-	res = c.DoMulti(ctx,
+	res := c.DoMulti(ctx,
 		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
-		c.B().Pttl().Key(keys[1]).Build(),
+		c.B().Pttl().Key(keys[0]).Build(),
 		s.getOnce(keys[0]))
 	if err := res[0].Error(); err != nil {
 		return LeaseResult{}, err
 	}
-	held, _ := res[1].AsInt64()
-	r.HeldFor = time.Duration(max(held, 0)) * time.Millisecond
-	again, err := s.leaseRead(ctx, res[2])
-	if err != nil || again.Found {
-		return again, err
+	left, _ := res[1].AsInt64()
+	r.HeldFor = time.Duration(max(left, 0)) * time.Millisecond
+	b, err := res[2].AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return r, nil // filled and gone, or the lease ended: look again
 	}
-	return r, nil
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	if _, ok := markerToken(b); ok {
+		return r, nil
+	}
+	return s.leaseDecode(ctx, b)
 }
 
-// leaseRead reads LeaseOrRead's value reply: Found, a miss, or Corrupt (a
-// value of an invalidated tag is a miss).
+// leaseRead reads a GET reply: as leaseDecode, or a miss.
 func (s *Store) leaseRead(ctx context.Context, res rueidis.RedisResult) (LeaseResult, error) {
 	b, err := res.AsBytes()
 	if rueidis.IsRedisNil(err) {
@@ -161,6 +202,12 @@ func (s *Store) leaseRead(ctx context.Context, res rueidis.RedisResult) (LeaseRe
 	if err != nil {
 		return LeaseResult{}, err
 	}
+	return s.leaseDecode(ctx, b)
+}
+
+// leaseDecode reads a value: Found, a miss, or Corrupt (a value of an
+// invalidated tag, or a lease marker, is a miss).
+func (s *Store) leaseDecode(ctx context.Context, b []byte) (LeaseResult, error) {
 	e, err := s.decode(b)
 	if err == nil {
 		e, err = s.checkTags(ctx, e)
@@ -276,15 +323,19 @@ func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error
 	return err == nil, err
 }
 
-// A fill that finds its lease gone (voided by a write, or lost: expired,
-// evicted) still wakes whoever waits, so that they look again at once.
+// A fill's lease is the marker in the value key or, for a refresh, the
+// lease key. A fill that finds its lease gone (voided by a write, or lost:
+// expired, evicted) still wakes whoever waits, so that they look again at
+// once.
 var fillScript = newScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[4], ARGV[5]) end
-  return 0
+if redis.call('GET', KEYS[1]) ~= 'tc\0' .. ARGV[1] then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+    if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[4], ARGV[5]) end
+    return 0
+  end
+  redis.call('DEL', KEYS[2])
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('DEL', KEYS[2])
 if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then publish(ARGV[4], ARGV[5]) end
 return 1
 `)
@@ -390,8 +441,12 @@ func (s *Store) fillArgs(token string, e *Envelope, o FillOptions) ([]string, er
 }
 
 var releaseScript = newScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) else redis.call('DEL', KEYS[2]) end
+local k = KEYS[1]
+if redis.call('GET', k) ~= 'tc\0' .. ARGV[1] then
+  k = KEYS[2]
+  if redis.call('GET', k) ~= ARGV[1] then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', k, ARGV[2]) else redis.call('DEL', k) end
 if redis.call('DEL', KEYS[3]) == 1 then publish(ARGV[3], ARGV[4]) end
 return 1
 `)

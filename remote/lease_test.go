@@ -128,13 +128,14 @@ func TestLeaseOrRead(t *testing.T) {
 	pub := Publication{Channel: "inv", Message: []byte("filled")}
 
 	holder := LeaseToken(40 * time.Millisecond)
-	r, err := s.LeaseOrRead(ctx, "k", holder, pub)
+	r, err := s.LeaseOrRead(ctx, "k", holder)
 	require.NoError(t, err)
 	assert.True(t, r.Leased, "missing: the lease is ours")
 
-	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0), pub)
+	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0))
 	require.NoError(t, err)
 	assert.False(t, r.Leased)
+	assert.False(t, r.Found, "a lease marker is no value")
 	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
 	assert.Equal(t, 40*time.Millisecond, r.HolderExpects, "the holder's expected load time travels in its token")
 	n, err := c.Do(ctx, c.B().Exists().Key(s.ValueKey("k")+":wait").Build()).AsInt64()
@@ -146,19 +147,86 @@ func TestLeaseOrRead(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "filled", <-msgs, "the fill woke the waiter")
 
-	// Present: found, and a lease taken on the way is given back.
-	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0), pub)
+	// Present: found, and nothing written.
+	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0))
 	require.NoError(t, err)
 	assert.True(t, r.Found)
 	assert.Equal(t, "v", string(r.Envelope.Payload))
-	n, err = c.Do(ctx, c.B().Exists().Key(s.leaseKey("k")).Build()).AsInt64()
-	require.NoError(t, err)
-	assert.Zero(t, n, "no lease left behind")
 
-	// Corrupt: a miss, leased.
+	// Corrupt: neither found nor leased (the value is there); reported.
 	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.ValueKey("junk")).Value("junk").Build()).Error())
-	r, err = s.LeaseOrRead(ctx, "junk", LeaseToken(0), pub)
+	r, err = s.LeaseOrRead(ctx, "junk", LeaseToken(0))
 	require.NoError(t, err)
 	assert.ErrorIs(t, r.Corrupt, ErrCorrupt)
+	assert.False(t, r.Leased)
+	assert.False(t, r.Found)
+}
+
+// GetOrLease is one command: the value when Redis has one (nothing
+// written), the lease in the value key when it has none, the holder's
+// token when another holds it. Readers see the lease marker as no value.
+func TestGetOrLease(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second})
+	ctx := context.Background()
+
+	holder := LeaseToken(30 * time.Millisecond)
+	r, err := s.GetOrLease(ctx, "k", holder)
+	require.NoError(t, err)
 	assert.True(t, r.Leased)
+	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.ValueKey("k")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.InDelta(t, 2000, pttl, 100, "the marker lives a lease")
+
+	_, err = s.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrMiss, "a plain read sees no value")
+	found, err := s.GetMany(ctx, []string{"k"})
+	require.NoError(t, err)
+	assert.ErrorIs(t, found[0].Err, ErrMiss)
+
+	r, err = s.GetOrLease(ctx, "k", LeaseToken(0))
+	require.NoError(t, err)
+	assert.False(t, r.Leased)
+	assert.False(t, r.Found)
+	assert.Equal(t, 30*time.Millisecond, r.HolderExpects)
+
+	// A write voids the lease: the holder's fill is refused.
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("written")}, Publication{}))
+	ok, err := s.Fill(ctx, "k", holder, &Envelope{Payload: []byte("loaded")}, FillOptions{})
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	calls := func() int64 { return redistest.InfoField(t, c, "stats", "total_commands_processed") }
+	before := calls()
+	r, err = s.GetOrLease(ctx, "k", LeaseToken(0))
+	require.NoError(t, err)
+	assert.True(t, r.Found)
+	assert.Equal(t, "written", string(r.Envelope.Payload))
+	assert.Equal(t, int64(2), calls()-before, "one command (and the INFO that counts it)")
+}
+
+// A lease whose value key is evicted or expires is lost, as a lease key's
+// would be: the fill is refused, and the next reader takes the lease.
+func TestLeaseMarkerLost(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second})
+	ctx := context.Background()
+	r, err := s.GetOrLease(ctx, "k", "first")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	require.NoError(t, c.Do(ctx, c.B().Del().Key(s.ValueKey("k")).Build()).Error()) // as an eviction
+	r, err = s.GetOrLease(ctx, "k", "second")
+	require.NoError(t, err)
+	assert.True(t, r.Leased)
+	ok, err := s.Fill(ctx, "k", "first", &Envelope{Payload: []byte("old")}, FillOptions{})
+	require.NoError(t, err)
+	assert.False(t, ok, "the lost lease's fill is refused")
+	ok, err = s.Fill(ctx, "k", "second", &Envelope{Payload: []byte("new")}, FillOptions{})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(e.Payload))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 type user struct {
@@ -332,4 +333,56 @@ func TestCloseUnsubscribesFromTheCallersClient(t *testing.T) {
 	}
 	// The caller's client still works.
 	require.NoError(t, rc.Do(context.Background(), rc.B().Ping().Build()).Error())
+}
+
+// A miss costs the round trips the design promises: a value Redis holds,
+// one (the read that would have taken the lease finds the value); a key
+// Redis lacks, two (that read takes the lease, then the fill); Get with no
+// loader, one plain GET, which leaves no lease behind.
+func TestMissRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, testOptions[string]("trips"))
+	ctx := context.Background()
+	calls := func(c *Cache[string]) map[string]uint64 {
+		out := map[string]uint64{}
+		for i, op := range c.Stats().Remote.Ops {
+			if op.Calls > 0 {
+				out[remote.Op(i).String()] = op.Calls
+			}
+		}
+		return out
+	}
+	diff := func(before, after map[string]uint64) map[string]uint64 {
+		out := map[string]uint64{}
+		for k, v := range after {
+			if d := v - before[k]; d > 0 {
+				out[k] = d
+			}
+		}
+		return out
+	}
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "loaded", nil }
+
+	require.NoError(t, rs[0].Set(ctx, "held", "v"))
+	before := calls(rs[1])
+	v, err := rs[1].GetOrLoad(ctx, "held", load)
+	require.NoError(t, err)
+	assert.Equal(t, "v", v)
+	assert.Equal(t, map[string]uint64{"get_or_lease": 1}, diff(before, calls(rs[1])), "a value Redis holds: one round trip")
+
+	before = calls(rs[1])
+	v, err = rs[1].GetOrLoad(ctx, "absent", load)
+	require.NoError(t, err)
+	assert.Equal(t, "loaded", v)
+	assert.Equal(t, map[string]uint64{"get_or_lease": 1, "fill": 1}, diff(before, calls(rs[1])), "a key Redis lacks: lease in the read, then the fill")
+	assert.Equal(t, int32(1), loads.Load())
+
+	before = calls(rs[1])
+	_, err = rs[1].Get(ctx, "nothing")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, map[string]uint64{"get": 1}, diff(before, calls(rs[1])), "Get without a loader: a plain GET")
+	r, err := rs[0].remote.GetOrLease(ctx, "nothing", "next")
+	require.NoError(t, err)
+	assert.True(t, r.Leased, "Get left no lease behind")
 }

@@ -110,9 +110,9 @@ func TestDeadHolderIsCoveredByLeaseExpiry(t *testing.T) {
 	opts.LeaseTTL = 300 * time.Millisecond
 	rs := replicas[string](t, srv, 3, opts)
 	// A holder that took the lease and died: nobody will fill or release.
-	ok, err := rs[0].remote.Lease(context.Background(), "k", "dead-holder")
+	r, err := rs[0].remote.GetOrLease(context.Background(), "k", "dead-holder")
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.True(t, r.Leased)
 	var calls atomic.Int32
 	load := func(context.Context) (string, error) { calls.Add(1); return "value", nil }
 	t0 := time.Now()

@@ -28,6 +28,12 @@ type flight[V any] struct {
 // that carries the first caller's values and ends when every caller left,
 // or after timeout.
 func (f *flights[V]) do(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error)) (V, error) {
+	return f.join(ctx, key, timeout, fetch, nil)
+}
+
+// join is do, calling joined (when not nil) if the caller joins a fetch
+// already running instead of starting fetch.
+func (f *flights[V]) join(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error), joined func()) (V, error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]*flight[V]{}
@@ -42,6 +48,9 @@ func (f *flights[V]) do(ctx context.Context, key string, timeout time.Duration, 
 	}
 	c.callers++
 	f.mu.Unlock()
+	if ok && joined != nil {
+		joined()
+	}
 
 	select {
 	case <-c.done:

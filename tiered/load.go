@@ -80,13 +80,10 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		}
 		slot := c.waiting.add(key)
 		rctx, end := c.observe(ctx, OpRedisRead, key, 1)
-		r, err := c.remote.LeaseOrRead(rctx, key, token, c.keysPublication(key))
+		r, err := c.remote.LeaseOrRead(rctx, key, token)
 		endLease(end, &r, err)
 		if err != nil || r.Found || r.Leased {
 			c.waiting.remove(key, slot)
-		}
-		if r.Corrupt != nil {
-			c.corrupt(r.Corrupt) // a miss: the holder's fill replaces it
 		}
 		switch {
 		case err != nil:
@@ -105,17 +102,17 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 				// Another cache's value: not this cache's to replace.
 				return zero, c.typeClash(key, err)
 			}
-			// Readable envelope, undecodable value: as corrupt, replaced
-			// by a load under the lease.
+			// Readable envelope, undecodable value: as corrupt.
 			c.corrupt(err)
-			leased, err := c.remote.Lease(ctx, key, token)
-			if err != nil || !leased {
-				return c.loadLocalOnly(ctx, key, fence, load, co)
-			}
-			return c.loadAndFill(ctx, key, fence, token, load, co)
+			return c.replaceCorrupt(ctx, key, fence, token, load, co)
 		case r.Leased:
 			c.stats.remoteMisses.Add(1)
 			return c.loadAndFill(ctx, key, fence, token, load, co)
+		case r.Corrupt != nil:
+			// A value is there, unreadable: a load under a lease of its
+			// own replaces it.
+			c.corrupt(r.Corrupt)
+			return c.replaceCorrupt(ctx, key, fence, token, load, co)
 		}
 		// Another replica holds the lease: wait for its fill.
 		c.stats.leaseWaits.Add(1)
@@ -136,6 +133,29 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 			return zero, ctx.Err()
 		}
 	}
+}
+
+// loadLeased is the load of a caller that took key's fleet lease in its
+// first read (GetOrLease).
+func (c *Cache[V]) loadLeased(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
+	if err := c.checkCall(co); err != nil {
+		c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+		var zero V
+		return zero, err
+	}
+	return c.loadAndFill(ctx, key, fence, token, load, co)
+}
+
+// replaceCorrupt loads a key whose value Redis holds but cannot be read,
+// under a lease of its own (the value is there, so it cannot be leased in
+// place); when another replica holds that lease, the value is loaded and
+// cached here only.
+func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
+	leased, err := c.remote.Lease(ctx, key, token)
+	if err != nil || !leased {
+		return c.loadLocalOnly(ctx, key, fence, load, co)
+	}
+	return c.loadAndFill(ctx, key, fence, token, load, co)
 }
 
 // fromRemote serves a value found in Redis: fills the local tier, and

@@ -53,14 +53,38 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		return zero, ErrClosed
 	}
 	c.stats.localMisses.Add(1)
-	// Most misses are answered by Redis: one plain GET, its fill fenced by
-	// the local generation taken before it, with no flight and no lease.
-	// The lease script, and a flight shared by this replica's callers,
-	// only come when Redis has no value to give.
+	// Most misses are answered by Redis in one plain round trip, the local
+	// fill fenced by the local generation taken before it, with no flight:
+	// a GET or, when a load may follow, GetOrLease (SET of a lease marker
+	// with NX and GET), which returns the value when Redis has one and
+	// takes the key's fleet-wide fill lease when it has none. Waiting for
+	// another replica's load, and a flight shared by this replica's
+	// callers, only come when Redis has no value to give.
 	fence := c.local.Fence(key)
+	loading := load != nil || c.opts.Loader != nil
+	var env remote.Envelope
+	var err error
+	var token string
+	leased := false
 	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
-	env, err := c.remote.Get(rctx, key)
-	endRead(end, err)
+	if loading {
+		token = remote.LeaseToken(c.expectedLoad())
+		var r remote.LeaseResult
+		r, err = c.remote.GetOrLease(rctx, key, token)
+		endLease(end, &r, err)
+		switch {
+		case err != nil:
+		case r.Found:
+			env = r.Envelope
+		case r.Corrupt != nil:
+			err = r.Corrupt
+		default: // leased, or another replica holds the lease
+			leased, err = r.Leased, remote.ErrMiss
+		}
+	} else {
+		env, err = c.remote.Get(rctx, key)
+		endRead(end, err)
+	}
 	if err == nil {
 		v, derr := c.decodeEnvelope(&env)
 		if derr == nil {
@@ -72,7 +96,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		}
 		err = derr
 	}
-	if load == nil && c.opts.Loader == nil {
+	if !loading {
 		switch {
 		case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
 			c.corrupt(err)
@@ -90,10 +114,24 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
 	}
 	if ctx.Err() != nil {
+		if leased {
+			c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+		}
 		return zero, ctx.Err()
 	}
 	if load == nil {
 		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
+	}
+	if leased {
+		c.stats.remoteMisses.Add(1)
+		return c.loads.join(ctx, key, c.opts.LoadTimeout, func(fctx context.Context) (V, error) {
+			return c.loadLeased(fctx, key, fence, token, load, c.callOptions(opts))
+		}, func() {
+			// This replica is already fetching key, waiting for the lease
+			// just taken here: give it back, which wakes that fetch to
+			// take it.
+			c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+		})
 	}
 	// A corrupt value is counted by the lease round, which finds it again.
 	// Redis did not answer: fail open at once, without a second call to

@@ -188,6 +188,10 @@ func copyKeys(ctx context.Context, src, dst rueidis.Client, ns string, keys []st
 			if err != nil {
 				return copied, missing, fmt.Errorf("read %q: %w", k, err)
 			}
+			if remote.IsLeaseMarker(v) {
+				missing++ // being loaded: no value yet
+				continue
+			}
 			ttl, err := res[2*i+1].AsInt64()
 			if err != nil || ttl <= 0 {
 				missing++ // expired meanwhile, or no TTL: not one of ours

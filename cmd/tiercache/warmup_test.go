@@ -62,12 +62,29 @@ func TestHotAndWarmupCommands(t *testing.T) {
 	_, err = fresh.Get(ctx, "cold")
 	assert.ErrorIs(t, err, tiered.ErrNotFound, "only the hot keys were copied")
 
-	// --keys copies a listed set instead.
+	// --keys copies a listed set instead. A key being loaded holds only
+	// its fill lease: it is absent, not copied.
+	inLoad, release := make(chan struct{}), make(chan struct{})
+	loading := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoad(ctx, "loading", func(context.Context) (string, error) {
+			close(inLoad)
+			<-release
+			return "loaded", nil
+		})
+		loading <- err
+	}()
+	<-inLoad
 	list := filepath.Join(t.TempDir(), "keys.txt")
-	require.NoError(t, os.WriteFile(list, []byte("cold\nabsent\n"), 0o600))
+	require.NoError(t, os.WriteFile(list, []byte("cold\nabsent\nloading\n"), 0o600))
 	out.Reset()
 	require.Equal(t, 0, run([]string{"warmup", "--from", src.URL(), "--to", dst.URL(), "--namespace", "svc", "--keys", list}, &out, &errb), errb.String())
-	assert.Contains(t, out.String(), "1 keys copied, 1 absent")
+	assert.Contains(t, out.String(), "1 keys copied, 2 absent")
+	close(release)
+	require.NoError(t, <-loading)
+	copiedKeys, err := drc.Do(ctx, drc.B().Keys().Pattern("svc:*{loading}*").Build()).AsStrSlice()
+	require.NoError(t, err)
+	assert.Empty(t, copiedKeys, "the lease was not copied")
 	v, err = fresh.Get(ctx, "cold")
 	require.NoError(t, err)
 	assert.Equal(t, "c", v)
