@@ -147,6 +147,7 @@ func (c *Cache[V]) Close() {
 		c.closed.Store(true)
 		c.endLife()
 		c.background.Wait()
+		c.loads.close()
 		c.bus.Close()
 		c.local.Close()
 	})

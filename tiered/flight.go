@@ -12,8 +12,9 @@ import (
 // waits for stops and gives its fleet lease to another replica. (x/sync's
 // singleflight cannot tell when every caller has gone.)
 type flights[V any] struct {
-	mu    sync.Mutex
-	calls map[string]*flight[V]
+	mu      sync.Mutex
+	calls   map[string]*flight[V]
+	workers workers
 }
 
 type flight[V any] struct {
@@ -44,7 +45,7 @@ func (f *flights[V]) join(ctx context.Context, key string, timeout time.Duration
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		c = &flight[V]{done: make(chan struct{}), cancel: cancel}
 		f.calls[key] = c
-		go f.run(fctx, key, c, fetch)
+		f.workers.run(func() { f.run(fctx, key, c, fetch) })
 	}
 	c.callers++
 	f.mu.Unlock()
@@ -79,4 +80,57 @@ func (f *flights[V]) run(ctx context.Context, key string, c *flight[V], fetch fu
 	}
 	f.mu.Unlock()
 	close(c.done)
+}
+
+// close lets the parked workers go; fetches under way finish first.
+func (f *flights[V]) close() { f.workers.close() }
+
+// workers runs fetches on goroutines that ran one before and wait, parked,
+// for the next. A fetch's call chain (lease, load, fill, scripts) is deep:
+// a new goroutine grew its stack, copying it, on the way, which cost about
+// 5 % of the CPU of a miss-heavy load. At most maxIdleWorkers wait (a few
+// KiB of stack each); more run when more fetches do, and end after theirs.
+type workers struct {
+	mu     sync.Mutex
+	idle   []chan func()
+	closed bool
+}
+
+const maxIdleWorkers = 64
+
+func (w *workers) run(fn func()) {
+	w.mu.Lock()
+	if n := len(w.idle); n > 0 {
+		in := w.idle[n-1]
+		w.idle = w.idle[:n-1]
+		w.mu.Unlock()
+		in <- fn // buffered: never blocks
+		return
+	}
+	w.mu.Unlock()
+	go w.loop(make(chan func(), 1), fn)
+}
+
+func (w *workers) loop(in chan func(), fn func()) {
+	for fn != nil {
+		fn()
+		w.mu.Lock()
+		if w.closed || len(w.idle) >= maxIdleWorkers {
+			w.mu.Unlock()
+			return
+		}
+		w.idle = append(w.idle, in)
+		w.mu.Unlock()
+		fn = <-in // nil when closed
+	}
+}
+
+func (w *workers) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for _, in := range w.idle {
+		close(in)
+	}
+	w.idle = nil
 }
