@@ -74,8 +74,8 @@ func TestCluster(t *testing.T) {
 			}
 			res := runLedger(t, nil, ledgerRun{replicas: 4, keys: 256, minReads: 100_000, minDuration: 5 * time.Second,
 				maxDuration: 90 * time.Second, client: client, chaos: chaos, transport: tr, grace: clusterGrace})
-			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each) split slots healed=%d lag-max≤%v",
-				tr, res.reads, res.stale, res.writes, moves.Load(), cl.Heals.Load(), res.worstLag)
+			t.Logf("cluster %s ledger under slot migration: reads=%d stale=%d writes=%d reshards=%d (300 slots each) split slots healed=%d open slots fixed=%d lag-max≤%v",
+				tr, res.reads, res.stale, res.writes, moves.Load(), cl.Heals.Load(), cl.Fixes.Load(), res.worstLag)
 			if e := reshardErr.Load(); e != nil {
 				t.Errorf("reshard: %v", *e)
 			}
