@@ -85,12 +85,10 @@ func TestSpansOfAMissAWriteAndAFailedLoad(t *testing.T) {
 	parent.End()
 
 	assert.Equal(t, []span{
-		{name: "tiercache redis.read", tier: "redis", result: "miss", keys: 1},
 		{name: "tiercache redis.read", tier: "redis", result: "leased", keys: 1},
 		{name: "tiercache load", tier: "origin", result: "ok", keys: 1},
 		{name: "tiercache fill", tier: "redis", result: "stored", keys: 1},
 		{name: "tiercache Set", tier: "redis", result: "ok", keys: 1},
-		{name: "tiercache redis.read", tier: "redis", result: "miss", keys: 1},
 		{name: "tiercache redis.read", tier: "redis", result: "leased", keys: 1},
 		{name: "tiercache load", tier: "origin", result: "error", keys: 1, failed: true},
 	}, spans(exp), "no key on any span by default")
