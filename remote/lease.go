@@ -46,13 +46,23 @@ type LeaseResult struct {
 
 // NewToken returns a random lease token.
 func NewToken() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+	var buf [32]byte
+	return string(appendToken(buf[:0]))
 }
 
 // LeaseToken returns a random lease token that tells waiters how long the
-// holder expects its load to take.
+// holder expects its load to take. Every miss that may load makes one, so
+// it costs one allocation.
 func LeaseToken(expect time.Duration) string {
-	return NewToken() + ":" + strconv.FormatInt(expect.Milliseconds(), 10)
+	var buf [48]byte
+	b := append(appendToken(buf[:0]), ':')
+	return string(strconv.AppendInt(b, expect.Milliseconds(), 10))
+}
+
+func appendToken(b []byte) []byte {
+	b = strconv.AppendUint(b, rand.Uint64(), 36)
+	b = append(b, '.')
+	return strconv.AppendUint(b, rand.Uint64(), 36)
 }
 
 func holderExpects(token string) time.Duration {
@@ -130,7 +140,7 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 // value (NX), returning what it holds (GET).
 func (s *Store) setLeaseMarker(vk, token string) rueidis.Completed {
 	c := s.opts.Client
-	return c.B().Set().Key(vk).Value(leaseMarker(token)).Nx().Get().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()
+	return c.B().Arbitrary("SET").Keys(vk).Args(leaseMarker(token), "NX", "GET", "PX", s.leaseMillis).Build()
 }
 
 // leaseReply1 reads the reply of setLeaseMarker: Leased when Redis held
@@ -269,7 +279,7 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 }
 
 func (s *Store) leaseArgs(token string) []string {
-	return []string{token, strconv.FormatInt(s.opts.LeaseTTL.Milliseconds(), 10)}
+	return []string{token, s.leaseMillis}
 }
 
 func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {

@@ -149,6 +149,7 @@ type Store struct {
 	warned       sync.Map    // kinds Warn was told of
 	queueSeen    atomic.Bool // ReadQueue found the queue's group
 	deadlines    *deadlines
+	leaseMillis  string // Options.LeaseTTL, for PX
 }
 
 // New builds a Store over the caller's client; it does no I/O. Its first
@@ -160,7 +161,8 @@ func New(opts Options) (*Store, error) {
 	}
 	opts.setDefaults()
 	cluster := opts.Client.Mode() == rueidis.ClientModeCluster
-	s := &Store{opts: opts, genKey: generationKey(opts.Namespace), cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout)}
+	s := &Store{opts: opts, genKey: generationKey(opts.Namespace), cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout),
+		leaseMillis: strconv.FormatInt(opts.LeaseTTL.Milliseconds(), 10)}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
 	s.setState(0, "")
 	return s, nil
