@@ -3,6 +3,7 @@ package remote
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Codec turns values into bytes and back. Unmarshal receives a pointer to
@@ -18,8 +19,38 @@ type JSON struct{}
 // Marshal encodes v as JSON.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal decodes JSON into v.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal decodes JSON into v. A string whose JSON needs no unescaping
+// (no backslash, no control character, valid UTF-8) is copied out directly,
+// exactly as encoding/json would decode it: decoding was half the CPU of a
+// warm-up of string values.
+func (JSON) Unmarshal(data []byte, v any) error {
+	if p, ok := v.(*string); ok {
+		if s, ok := plainJSONString(data); ok {
+			*p = s
+			return nil
+		}
+	}
+	return json.Unmarshal(data, v)
+}
+
+// plainJSONString returns the string data encodes, if data is a JSON
+// string literal with nothing to unescape or replace.
+func plainJSONString(data []byte) (string, bool) {
+	n := len(data)
+	if n < 2 || data[0] != '"' || data[n-1] != '"' {
+		return "", false
+	}
+	body := data[1 : n-1]
+	for _, c := range body {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
+}
 
 // Bytes stores []byte and string values as they are, with no encoding.
 type Bytes struct{}

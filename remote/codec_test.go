@@ -1,0 +1,51 @@
+package remote
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The JSON codec's string shortcut decodes exactly what encoding/json does.
+func TestJSONStringShortcut(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		shortcut bool
+	}{
+		{`"plain"`, true},
+		{`""`, true},
+		{`"héllo ✓"`, true},
+		{`"a\"b"`, false},
+		{`"\u003c"`, false},
+		{` "padded"`, false},
+		{"\"\xff\"", false},
+		{"\"tab\there\"", false},
+		{`42`, false},
+	} {
+		_, ok := plainJSONString([]byte(tc.in))
+		assert.Equal(t, tc.shortcut, ok, tc.in)
+		var got, want string
+		gotErr := JSON{}.Unmarshal([]byte(tc.in), &got)
+		wantErr := json.Unmarshal([]byte(tc.in), &want)
+		assert.Equal(t, wantErr == nil, gotErr == nil, tc.in)
+		assert.Equal(t, want, got, tc.in)
+	}
+}
+
+func FuzzJSONStringShortcut(f *testing.F) {
+	f.Add([]byte(`"plain"`))
+	f.Add([]byte(`"a\"b"`))
+	f.Add([]byte("\"\xff\""))
+	f.Add([]byte(`""`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, ok := plainJSONString(data)
+		if !ok {
+			return
+		}
+		var want string
+		require.NoError(t, json.Unmarshal(data, &want), "encoding/json refused what the shortcut took: %q", data)
+		require.Equal(t, want, s, "%q", data)
+	})
+}
