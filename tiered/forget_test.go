@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -160,4 +161,37 @@ func TestEmptyRestartMidStorm(t *testing.T) {
 		assert.Greater(t, g, genBefore.Load(), "a new generation, never the old one nor an older one")
 	}
 	assert.Positive(t, res.lost, "the lost generation was detected")
+}
+
+// A full Redis that evicts nothing (maxmemory with noeviction) refuses the
+// read that would take a lease (a SET): the read falls back to a plain GET,
+// so values Redis holds are still served from it, and a missing key is
+// loaded and cached locally only (fail open), once per replica.
+func TestFullNoEvictionRedisStillServes(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
+	rs := replicas[string](t, srv, 2, testOptions[string]("full"))
+	require.NoError(t, rs[0].Set(ctx, "held", "in redis"))
+	admin := redistest.Client(t, srv)
+	// Over the limit from now on: every write is refused with OOM.
+	require.NoError(t, admin.Do(ctx, admin.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").Build()).Error())
+	require.ErrorContains(t, admin.Do(ctx, admin.B().Set().Key("probe").Value("x").Build()).Error(), "OOM")
+
+	v, err := rs[1].GetOrLoad(ctx, "held", func(context.Context) (string, error) { return "", errors.New("not called") })
+	require.NoError(t, err)
+	assert.Equal(t, "in redis", v, "read with a plain GET when the lease's SET is refused")
+
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "loaded", nil }
+	v, err = rs[1].GetOrLoad(ctx, "absent", load)
+	require.NoError(t, err)
+	assert.Equal(t, "loaded", v, "fail open")
+	rs[1].local.Wait()
+	v, err = rs[1].GetOrLoad(ctx, "absent", load)
+	require.NoError(t, err)
+	assert.Equal(t, "loaded", v)
+	assert.Equal(t, int32(1), loads.Load(), "cached locally")
+	n, err := admin.Do(ctx, admin.B().Exists().Key(rs[1].remote.ValueKey("absent")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written to the full Redis")
 }
