@@ -42,6 +42,8 @@ type LeaseResult struct {
 	// (LeaseToken), zero when it did not say: a waiter looks again after
 	// about that long in case its wake-up was lost.
 	HolderExpects time.Duration
+	// Holder is the token of the lease another holder has.
+	Holder string
 }
 
 // NewToken returns a random lease token.
@@ -113,27 +115,55 @@ func (s *Store) getOrLease(ctx context.Context, key, token string) (_ LeaseResul
 // value key. One plain round trip, which costs Redis about what a GET
 // does: when a value is there it is returned and nothing is written. When
 // another replica holds the lease, its token is reported (HolderExpects)
-// and no wait marker is set: LeaseOrRead does that. A value present but
-// corrupt, or of an invalidated tag, is reported as neither found nor
-// leased (Corrupt for the first). When Redis refuses the write (out of
-// memory under noeviction, an ACL), the key is read with a plain GET.
+// and no wait marker is set: LeaseOrRead does that. A corrupt value is
+// reported in Corrupt, neither found nor leased (it cannot be leased in
+// place). When Redis refuses the write (out of memory under noeviction, an
+// ACL), the key is read with a plain GET.
 func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResult, err error) {
 	ctx, inf, err := s.begin(ctx, OpGetOrLease)
 	if err != nil {
 		return LeaseResult{}, err
 	}
 	defer inf.end(&err)
-	vk := s.ValueKey(key)
-	c := s.opts.Client
-	res := c.Do(ctx, s.setLeaseMarker(vk, token))
-	if err := res.Error(); err != nil && !rueidis.IsRedisNil(err) {
-		if _, answered := rueidis.IsRedisErr(err); !answered {
-			return LeaseResult{}, err
-		}
-		return s.leaseRead(ctx, c.Do(ctx, s.getOnce(vk)))
+	r, _, err := s.leaseInPlace(ctx, key, token)
+	if _, refused := rueidis.IsRedisErr(err); refused {
+		return s.leaseRead(ctx, s.opts.Client.Do(ctx, s.getOnce(s.ValueKey(key))))
 	}
-	r, _, err := s.leaseReply1(ctx, res)
 	return r, err
+}
+
+// leaseInPlace runs setLeaseMarker on key's value key: Leased when Redis
+// held nothing, held (with the holder's expected load time) when another
+// lease is there, else the value read (Found, or Corrupt). A value of an
+// invalidated tag is removed, unless rewritten since, and the lease taken
+// as for any miss (the value would otherwise stand in the lease's way).
+func (s *Store) leaseInPlace(ctx context.Context, key, token string) (_ LeaseResult, held bool, err error) {
+	vk := s.ValueKey(key)
+	for round := 0; ; round++ {
+		b, err := s.opts.Client.Do(ctx, s.setLeaseMarker(vk, token)).AsBytes()
+		if rueidis.IsRedisNil(err) {
+			return LeaseResult{Leased: true}, false, nil
+		}
+		if err != nil {
+			return LeaseResult{}, false, err
+		}
+		if holder, ok := markerToken(b); ok {
+			return LeaseResult{Holder: holder, HolderExpects: holderExpects(holder)}, true, nil
+		}
+		e, err := s.decode(b)
+		if err == nil {
+			var valid Envelope
+			if valid, err = s.checkTags(ctx, e); errors.Is(err, errTagInvalidated) && round == 0 {
+				if err := s.dropIfUnchanged(ctx, key, e.header); err != nil {
+					return LeaseResult{}, false, err
+				}
+				continue
+			}
+			e = valid
+		}
+		r, err := leaseOutcome(e, err)
+		return r, false, err
+	}
 }
 
 // setLeaseMarker is SET of the lease marker on value key vk, if it has no
@@ -141,24 +171,6 @@ func (s *Store) GetOrLease(ctx context.Context, key, token string) (_ LeaseResul
 func (s *Store) setLeaseMarker(vk, token string) rueidis.Completed {
 	c := s.opts.Client
 	return c.B().Arbitrary("SET").Keys(vk).Args(leaseMarker(token), "NX", "GET", "PX", s.leaseMillis).Build()
-}
-
-// leaseReply1 reads the reply of setLeaseMarker: Leased when Redis held
-// nothing; the holder's token when another lease is there; else the value
-// read (Found, a miss, or Corrupt).
-func (s *Store) leaseReply1(ctx context.Context, res rueidis.RedisResult) (LeaseResult, bool, error) {
-	b, err := res.AsBytes()
-	if rueidis.IsRedisNil(err) {
-		return LeaseResult{Leased: true}, false, nil
-	}
-	if err != nil {
-		return LeaseResult{}, false, err
-	}
-	if holder, ok := markerToken(b); ok {
-		return LeaseResult{HolderExpects: holderExpects(holder)}, true, nil
-	}
-	r, err := s.leaseDecode(ctx, b)
-	return r, false, err
 }
 
 // LeaseOrRead is GetOrLease for a reader about to wait: when another
@@ -170,13 +182,12 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResu
 		return LeaseResult{}, err
 	}
 	defer inf.end(&err)
-	g := s.state.Load()
-	keys := g.keys(key)
-	c := s.opts.Client
-	r, held, err := s.leaseReply1(ctx, c.Do(ctx, s.setLeaseMarker(keys[0], token)))
+	r, held, err := s.leaseInPlace(ctx, key, token)
 	if err != nil || !held {
 		return r, err
 	}
+	keys := s.state.Load().keys(key)
+	c := s.opts.Client
 	// The marker (for at most a lease: longer is harmless, the fill
 	// deletes it), the lease's time left, and the value read once more in
 	// the same round trip: a fill that landed before the marker did not
@@ -222,6 +233,12 @@ func (s *Store) leaseDecode(ctx context.Context, b []byte) (LeaseResult, error) 
 	if err == nil {
 		e, err = s.checkTags(ctx, e)
 	}
+	return leaseOutcome(e, err)
+}
+
+// leaseOutcome is what a decoded, tag-checked value read means to a lease
+// round.
+func leaseOutcome(e Envelope, err error) (LeaseResult, error) {
 	switch {
 	case err == nil:
 		return LeaseResult{Envelope: e, Found: true}, nil
@@ -305,7 +322,7 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 			held, _ = arr[2].AsInt64()
 			holder, _ = arr[3].ToString()
 		}
-		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond, HolderExpects: holderExpects(holder)}, nil
+		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond, Holder: holder, HolderExpects: holderExpects(holder)}, nil
 	}
 	b, err := arr[1].AsBytes()
 	if err != nil {

@@ -138,6 +138,7 @@ func TestLeaseOrRead(t *testing.T) {
 	assert.False(t, r.Found, "a lease marker is no value")
 	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
 	assert.Equal(t, 40*time.Millisecond, r.HolderExpects, "the holder's expected load time travels in its token")
+	assert.Equal(t, holder, r.Holder)
 	n, err := c.Do(ctx, c.B().Exists().Key(s.ValueKey("k")+":wait").Build()).AsInt64()
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n, "a waiter marks that it waits")
@@ -229,4 +230,30 @@ func TestLeaseMarkerLost(t *testing.T) {
 	e, err := s.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "new", string(e.Payload))
+}
+
+// A value of an invalidated tag is no value: the read that would take the
+// lease removes it and takes the lease, as for any miss; a value rewritten
+// in between is kept and read.
+func TestGetOrLeaseOverAnInvalidatedTag(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{LeaseTTL: 2 * time.Second})
+	ctx := context.Background()
+	tags, err := s.TagVersions(ctx, []string{"t"}, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("old"), Tags: tags}, Publication{}))
+	require.NoError(t, s.InvalidateTags(ctx, []string{"t"}, Publication{}))
+
+	r, err := s.GetOrLease(ctx, "k", "holder")
+	require.NoError(t, err)
+	assert.True(t, r.Leased, "the stale value is gone and the lease ours")
+	ok, err := s.Fill(ctx, "k", "holder", &Envelope{Payload: []byte("new")}, FillOptions{})
+	require.NoError(t, err)
+	assert.True(t, ok)
+
+	// The same for a waiter's round.
+	require.NoError(t, s.Set(ctx, "w", &Envelope{Payload: []byte("old"), Tags: tags}, Publication{}))
+	r, err = s.LeaseOrRead(ctx, "w", "waiter")
+	require.NoError(t, err)
+	assert.True(t, r.Leased)
 }

@@ -237,6 +237,27 @@ func TestTagsReachEveryReplica(t *testing.T) {
 	assert.ErrorIs(t, rs[0].Set(ctx, "k", "v", WithTags(many...)), ErrInvalidTag)
 }
 
+// A value Redis still holds under an invalidated tag is a miss that loads
+// at once, on a replica that never saw it, and on one that did; and the
+// fill replaces it in Redis.
+func TestInvalidatedTagValueIsReloaded(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, testOptions[string]("tagreload"))
+	ctx := context.Background()
+	require.NoError(t, rs[0].Set(ctx, "k", "old", WithTags("t")))
+	require.NoError(t, rs[0].InvalidateTags(ctx, "t"))
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "new", nil }
+	for i, r := range rs {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := r.GetOrLoad(cctx, "k", load)
+		cancel()
+		require.NoError(t, err, "replica %d", i)
+		assert.Equal(t, "new", v, "replica %d", i)
+	}
+	assert.Equal(t, int32(1), loads.Load(), "the first load filled Redis; the second replica read it")
+}
+
 func TestInvalidateAllReachesEveryReplica(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[string](t, srv, 3, testOptions[string]("all"))

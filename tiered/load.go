@@ -22,7 +22,8 @@ const unknownLoadTime = 100 * time.Millisecond
 // before it looks again by itself. The wake-up is the fill's message; this
 // only covers its loss (an evicted wait marker or lease, a dropped
 // message), so it is about as long as the holder expects its load to
-// take, longer each round, and never past the holder's lease.
+// take, longer each round spent on the same holder, and never past the
+// holder's lease.
 func waitFor(r *remote.LeaseResult, round int) time.Duration {
 	d := r.HolderExpects
 	if d <= 0 {
@@ -57,7 +58,7 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		return zero, err
 	}
 	token := remote.LeaseToken(c.expectedLoad())
-	waits := 0
+	waits, holder := 0, ""
 	for round := 0; ; round++ {
 		if round > 0 {
 			// A wake is an invalidation of the key, which broke the old
@@ -117,6 +118,11 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		// Another replica holds the lease: wait for its fill.
 		c.stats.leaseWaits.Add(1)
 		_, end = c.observe(ctx, OpLeaseWait, key, 1)
+		if r.Holder != holder {
+			// A new holder's load has just begun: a lost wake-up from the
+			// last one says nothing of how long this one takes.
+			holder, waits = r.Holder, 0
+		}
 		timer := time.NewTimer(waitFor(&r, waits))
 		waits++
 		select {
@@ -139,11 +145,18 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 // first read (GetOrLease).
 func (c *Cache[V]) loadLeased(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	if err := c.checkCall(co); err != nil {
-		c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+		c.release(ctx, key, token, 0)
 		var zero V
 		return zero, err
 	}
 	return c.loadAndFill(ctx, key, fence, token, load, co)
+}
+
+// release gives back key's lease taken with token (keeping it for hold, a
+// back-off) and wakes the replicas that wait for it, even when every
+// caller has left.
+func (c *Cache[V]) release(ctx context.Context, key, token string, hold time.Duration) {
+	c.remote.Release(context.WithoutCancel(ctx), key, token, hold, c.keysPublication(key))
 }
 
 // replaceCorrupt loads a key whose value Redis holds but cannot be read,
@@ -175,14 +188,14 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 // while fence holds).
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
-	// Release and fill must run even when every caller has left.
+	// The fill must run even when every caller has left (as release does).
 	bg := context.WithoutCancel(ctx)
 	// The tags' versions are read before the load: a source change whose
 	// InvalidateTags lands during the load leaves this value invalid.
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
 	if err != nil {
 		c.remoteFailed("tags", err)
-		c.remote.Release(bg, key, token, 0, c.keysPublication(key))
+		c.release(ctx, key, token, 0)
 		return c.loadLocalOnly(ctx, key, fence, load, co)
 	}
 	v, took, ttl, err := c.callLoader(ctx, key, load)
@@ -195,17 +208,17 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 		if ctx.Err() != nil {
 			hold = 0 // nobody waits here any more: hand over at once
 		}
-		c.remote.Release(bg, key, token, hold, c.keysPublication(key))
+		c.release(ctx, key, token, hold)
 		return zero, err
 	}
 	payload, err := c.opts.Codec.Marshal(v)
 	if err != nil {
-		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+		c.release(ctx, key, token, c.opts.LoadBackoff)
 		return zero, fmt.Errorf("%w: encode: %w", ErrCodec, err)
 	}
 	if len(payload) > c.remote.MaxValueBytes() {
 		// Fail open: the callers get what they asked for, uncached.
-		c.remote.Release(bg, key, token, c.opts.LoadBackoff, c.keysPublication(key))
+		c.release(ctx, key, token, c.opts.LoadBackoff)
 		c.tooLarge(len(payload))
 		return v, nil
 	}

@@ -115,7 +115,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	}
 	if ctx.Err() != nil {
 		if leased {
-			c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+			c.release(ctx, key, token, 0)
 		}
 		return zero, ctx.Err()
 	}
@@ -130,7 +130,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 			// This replica is already fetching key, waiting for the lease
 			// just taken here: give it back, which wakes that fetch to
 			// take it.
-			c.remote.Release(context.WithoutCancel(ctx), key, token, 0, c.keysPublication(key))
+			c.release(ctx, key, token, 0)
 		})
 	}
 	// A corrupt value is counted by the lease round, which finds it again.
