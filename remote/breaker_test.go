@@ -82,3 +82,51 @@ func TestResetBreakerClosesAtOnce(t *testing.T) {
 	s.ResetBreaker() // closed already: nothing to do
 	assert.Len(t, changes, 2)
 }
+
+// While Redis answers, calls skip the breaker; a failure between
+// successes must still count as one, not accumulate towards the
+// threshold.
+func TestBreakerCountsOnlyConsecutiveFailures(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{Timeout: 100 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
+	ctx := context.Background()
+	fail := func() {
+		t.Helper()
+		require.NoError(t, srv.Pause())
+		_, err := s.Get(ctx, "k")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NoError(t, srv.Resume())
+	}
+	for range 3 {
+		fail()
+		assert.False(t, s.health.healthy(), "a failure sends the next calls through the breaker")
+		_, err := s.Get(ctx, "k")
+		require.ErrorIs(t, err, ErrMiss)
+		assert.True(t, s.health.healthy(), "a success with the breaker closed and clean skips it again")
+		assert.Equal(t, "closed", s.Stats().BreakerState, "failures apart are not consecutive")
+	}
+	require.NoError(t, srv.Pause())
+	for range 2 {
+		_, err := s.Get(ctx, "k")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	require.NoError(t, srv.Resume())
+	assert.Equal(t, "open", s.Stats().BreakerState, "two in a row trip it")
+	_, err := s.Get(ctx, "k")
+	require.ErrorIs(t, err, errUnavailable)
+	assert.False(t, s.health.healthy())
+}
+
+// A success that looked at the breaker before a failure was told must not
+// set healthy after it.
+func TestHealthIgnoresASuccessOlderThanAFailure(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{})
+	s.health.failed()
+	before := s.health.v.Load()
+	s.health.failed() // told while the success was under way
+	s.healthyIfClosed(before)
+	assert.False(t, s.health.healthy())
+	s.healthyIfClosed(s.health.v.Load())
+	assert.True(t, s.health.healthy(), "the breaker is closed with nothing counted")
+}
