@@ -33,7 +33,7 @@
 // settled (generation.go): a store that finds it missing, behind, or set
 // under another Redis process moves the namespace to a new generation. On a
 // single Redis every script writing a generation's keys is fenced by it
-// (script.go).
+// (script.go), but a fill, which its lease fences (lease.go).
 //
 // # Fenced fills
 //

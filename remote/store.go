@@ -138,6 +138,7 @@ type Store struct {
 	opts         Options
 	breaker      atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 	breakerOpens atomic.Uint64
+	health       health
 	ops          [numOps]opCounters
 	genKey       string
 	cluster      bool // a Redis Cluster client: multi-key scripts stay within a slot
@@ -164,6 +165,7 @@ func New(opts Options) (*Store, error) {
 	s := &Store{opts: opts, genKey: generationKey(opts.Namespace), cluster: cluster, fenced: !cluster, deadlines: newDeadlines(opts.Timeout),
 		leaseMillis: strconv.FormatInt(opts.LeaseTTL.Milliseconds(), 10)}
 	s.breaker.Store(newBreaker(&s.opts, &s.breakerOpens))
+	s.health.v.Store(1) // a new breaker is closed with no failure counted
 	s.setState(0, "")
 	return s, nil
 }
@@ -193,8 +195,13 @@ func (s *Store) leaseKey(key string) string { return s.state.Load().prefix + "{"
 
 // keys returns the value, lease and wait keys of key in generation g.
 func (g *genState) keys(key string) []string {
-	p := g.prefix + "{" + key + "}"
-	return []string{p, p + ":lease", p + ":wait"}
+	// One string holds the three names (a miss names them in two calls),
+	// and the slice has room for the log and fence keys prepare adds.
+	n := len(g.prefix) + len(key) + 2
+	all := g.prefix + "{" + key + "}" + g.prefix + "{" + key + "}:lease" + g.prefix + "{" + key + "}:wait"
+	out := make([]string, 3, 5)
+	out[0], out[1], out[2] = all[:n], all[n:2*n+len(":lease")], all[2*n+len(":lease"):]
+	return out
 }
 
 // MaxValueBytes is the payload limit in force.
@@ -206,13 +213,16 @@ type Publication struct {
 	Message []byte
 }
 
-// ttlMillis is ttl (the store's TTL when zero), in ms. Jitter is the
-// caller's: it stamps the envelope with the expiry it chose.
+// ttlMillis is ttl (the store's TTL when zero), in ms, rounded up: Redis
+// must not drop a value before the expiry its envelope states, which the
+// local tiers keep to (rounded down, a copy outlived Redis's by up to a
+// millisecond). Jitter is the caller's: it stamps the envelope with the
+// expiry it chose.
 func (s *Store) ttlMillis(ttl time.Duration) string {
 	if ttl <= 0 {
 		ttl = s.opts.TTL
 	}
-	return strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
+	return strconv.FormatInt(max((ttl+time.Millisecond-1).Milliseconds(), 1), 10)
 }
 
 // Encode checks the size limit and returns the wire form of e.

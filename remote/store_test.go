@@ -230,3 +230,14 @@ func TestCallsHaveADeadlineWhenRedisIsPaused(t *testing.T) {
 		t.Fatal("Get without a caller deadline blocked while Redis was paused")
 	}
 }
+
+// Redis must keep a value at least until the expiry its envelope states:
+// the local tiers expire their copies by it.
+func TestTTLMillisRoundsUp(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{TTL: time.Minute})
+	assert.Equal(t, "800", s.ttlMillis(800*time.Millisecond-time.Microsecond))
+	assert.Equal(t, "800", s.ttlMillis(800*time.Millisecond))
+	assert.Equal(t, "1", s.ttlMillis(time.Microsecond))
+	assert.Equal(t, "60000", s.ttlMillis(0), "the store's TTL")
+}
