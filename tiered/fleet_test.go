@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // stampede runs replicas × callers concurrent GetOrLoads of one missing key
@@ -47,6 +48,7 @@ func stampede(t testing.TB, rs []*Cache[string], callers int, key string, load f
 func TestStampedeOneLoadPerFleet(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[string](t, srv, 4, testOptions[string]("stampede"))
+	reads := make([]uint64, len(rs))
 	for round := range 5 {
 		var calls atomic.Int32
 		load := func(context.Context) (string, error) {
@@ -57,6 +59,14 @@ func TestStampedeOneLoadPerFleet(t *testing.T) {
 		lat := stampede(t, rs, 100, fmt.Sprint("missing-", round), load)
 		require.Len(t, lat, 400)
 		assert.Equal(t, int32(1), calls.Load(), "round %d: one origin call for 4 replicas × 100 callers", round)
+		for i, r := range rs {
+			// The first caller's read answers the others of its replica:
+			// a replica that waits makes one more read, registered for
+			// the wake-up, not one per caller.
+			n := r.Stats().Remote.Ops[remote.OpGetOrLease].Calls
+			assert.LessOrEqual(t, n-reads[i], uint64(2), "round %d, replica %d: lease reads", round, i)
+			reads[i] = n
+		}
 		t.Logf("round %d: loader calls %d, caller p50=%v p99=%v max=%v", round, calls.Load(), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 	}
 	var waits uint64

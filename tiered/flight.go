@@ -22,44 +22,79 @@ type flight[V any] struct {
 	val     V
 	err     error
 	callers int
-	cancel  context.CancelFunc
+	cancel  context.CancelFunc // nil while the leader's first step runs
+	// retry: the leader's first step ended with the leader's own ctx, which
+	// answers nobody else; the others start afresh.
+	retry bool
 }
 
 // do runs fetch once for all concurrent callers of key. fetch gets a ctx
 // that carries the first caller's values and ends when every caller left,
 // or after timeout.
 func (f *flights[V]) do(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error)) (V, error) {
-	return f.join(ctx, key, timeout, fetch, nil)
+	return f.lead(ctx, key, timeout, func(context.Context) (V, func(context.Context) (V, error), error) {
+		var zero V
+		return zero, fetch, nil
+	})
 }
 
-// join is do, calling joined (when not nil) if the caller joins a fetch
-// already running instead of starting fetch.
-func (f *flights[V]) join(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error), joined func()) (V, error) {
-	f.mu.Lock()
-	if f.calls == nil {
-		f.calls = map[string]*flight[V]{}
-	}
-	c, ok := f.calls[key]
-	if !ok {
+// lead is do for a fetch whose first step runs on the first caller's own
+// goroutine, with its ctx: a miss's Redis read, which most often answers
+// it, costs no hand-off to a worker. Callers that come meanwhile wait for
+// it instead of making the same read (a burst of one replica's callers
+// for one key makes one read, not one each). When first answers (next is
+// nil), every caller gets its answer; otherwise next runs as do's fetch
+// does, on a worker, and every caller waits for it or leaves when its own
+// ctx ends. If first fails because the leader's ctx ended, the others
+// start afresh.
+func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
+	for {
+		f.mu.Lock()
+		if f.calls == nil {
+			f.calls = map[string]*flight[V]{}
+		}
+		if c, ok := f.calls[key]; ok {
+			c.callers++
+			f.mu.Unlock()
+			v, err, answered := f.wait(ctx, key, c)
+			if answered && c.retry && ctx.Err() == nil {
+				continue
+			}
+			return v, err
+		}
+		c := &flight[V]{done: make(chan struct{}), callers: 1}
+		f.calls[key] = c
+		f.mu.Unlock()
+
+		v, next, err := first(ctx)
+		if next == nil {
+			c.val, c.err, c.retry = v, err, err != nil && ctx.Err() != nil
+			f.finish(key, c)
+			return v, err
+		}
 		// One context: the first caller's values, its own end.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		c = &flight[V]{done: make(chan struct{}), cancel: cancel}
-		f.calls[key] = c
-		f.workers.run(func() { f.run(fctx, key, c, fetch) })
+		f.mu.Lock()
+		c.cancel = cancel
+		f.mu.Unlock()
+		f.workers.run(func() { f.run(fctx, key, c, next) })
+		v, err, _ = f.wait(ctx, key, c)
+		return v, err
 	}
-	c.callers++
-	f.mu.Unlock()
-	if ok && joined != nil {
-		joined()
-	}
+}
 
+// wait waits for c's answer (answered), or leaves when ctx ends; the last
+// caller to leave cancels the fetch.
+func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V]) (_ V, _ error, answered bool) {
 	select {
 	case <-c.done:
-		return c.val, c.err
+		return c.val, c.err, true
 	case <-ctx.Done():
 		f.mu.Lock()
 		c.callers--
 		if c.callers == 0 {
+			// The leader counts as a caller until it has handed next to a
+			// worker, so cancel is set by now.
 			c.cancel()
 			if f.calls[key] == c {
 				delete(f.calls, key) // later callers start afresh
@@ -67,19 +102,24 @@ func (f *flights[V]) join(ctx context.Context, key string, timeout time.Duration
 		}
 		f.mu.Unlock()
 		var zero V
-		return zero, ctx.Err()
+		return zero, ctx.Err(), false
 	}
 }
 
-func (f *flights[V]) run(ctx context.Context, key string, c *flight[V], fetch func(context.Context) (V, error)) {
-	defer c.cancel()
-	c.val, c.err = fetch(ctx)
+// finish publishes c's answer to its callers.
+func (f *flights[V]) finish(key string, c *flight[V]) {
 	f.mu.Lock()
 	if f.calls[key] == c {
 		delete(f.calls, key)
 	}
 	f.mu.Unlock()
 	close(c.done)
+}
+
+func (f *flights[V]) run(ctx context.Context, key string, c *flight[V], fetch func(context.Context) (V, error)) {
+	defer c.cancel()
+	c.val, c.err = fetch(ctx)
+	f.finish(key, c)
 }
 
 // close lets the parked workers go; fetches under way finish first.

@@ -1,9 +1,11 @@
 package tiered
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,4 +54,109 @@ func TestWorkersParkAtMostTheCap(t *testing.T) {
 	close(release)
 	require.Eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.idle) == maxIdleWorkers }, 5*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool { return workerGoroutines() == maxIdleWorkers }, 5*time.Second, time.Millisecond, "the others ended")
+}
+
+// waitCallers waits until key's flight has n callers.
+func waitCallers[V any](t *testing.T, f *flights[V], key string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		c := f.calls[key]
+		return c != nil && c.callers == n
+	}, 5*time.Second, time.Millisecond)
+}
+
+// Callers that come while the leader's first step runs wait for it: the
+// step runs once, on the leader's goroutine, and answers them all.
+func TestLeadAnswersEveryCallerFromOneFirstStep(t *testing.T) {
+	var f flights[string]
+	defer f.close()
+	var firsts atomic.Int32
+	release := make(chan struct{})
+	var leaderGoroutine, firstGoroutine string
+	first := func(context.Context) (string, func(context.Context) (string, error), error) {
+		firsts.Add(1)
+		firstGoroutine = goroutineID()
+		<-release
+		return "v", nil, nil
+	}
+	ctx := context.Background()
+	results := make(chan string, 10)
+	go func() {
+		leaderGoroutine = goroutineID()
+		v, _ := f.lead(ctx, "k", time.Second, first)
+		results <- v
+	}()
+	waitCallers(t, &f, "k", 1)
+	for range 9 {
+		go func() { v, _ := f.lead(ctx, "k", time.Second, first); results <- v }()
+	}
+	waitCallers(t, &f, "k", 10)
+	close(release)
+	for range 10 {
+		assert.Equal(t, "v", <-results)
+	}
+	assert.Equal(t, int32(1), firsts.Load())
+	assert.Equal(t, leaderGoroutine, firstGoroutine, "no hand-off: the leader ran it")
+}
+
+// The rest of a fetch runs on a worker: the leader may leave (its ctx
+// ended) while the others still get the answer.
+func TestLeadHandsTheRestToAWorker(t *testing.T) {
+	var f flights[string]
+	defer f.close()
+	release := make(chan struct{})
+	first := func(context.Context) (string, func(context.Context) (string, error), error) {
+		return "", func(ctx context.Context) (string, error) {
+			<-release
+			return "loaded", ctx.Err()
+		}, nil
+	}
+	leaderCtx, leave := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() { _, err := f.lead(leaderCtx, "k", time.Minute, first); leaderErr <- err }()
+	waitCallers(t, &f, "k", 1)
+	other := make(chan string, 1)
+	go func() { v, _ := f.lead(context.Background(), "k", time.Minute, first); other <- v }()
+	waitCallers(t, &f, "k", 2)
+	leave()
+	require.ErrorIs(t, <-leaderErr, context.Canceled, "the leader left at once")
+	close(release)
+	assert.Equal(t, "loaded", <-other, "the fetch went on for the caller still there")
+}
+
+// A leader whose first step fails because its own ctx ended answers
+// nobody else: the others start afresh, and one of them leads.
+func TestLeadersOwnEndMakesTheOthersStartAfresh(t *testing.T) {
+	var f flights[string]
+	defer f.close()
+	leaderCtx, leave := context.WithCancel(context.Background())
+	inFirst := make(chan struct{})
+	var firsts atomic.Int32
+	first := func(ctx context.Context) (string, func(context.Context) (string, error), error) {
+		if firsts.Add(1) == 1 {
+			close(inFirst)
+			<-ctx.Done()
+			return "", nil, ctx.Err()
+		}
+		return "v", nil, nil
+	}
+	leaderErr := make(chan error, 1)
+	go func() { _, err := f.lead(leaderCtx, "k", time.Minute, first); leaderErr <- err }()
+	<-inFirst
+	other := make(chan error, 1)
+	var got string
+	go func() { var err error; got, err = f.lead(context.Background(), "k", time.Minute, first); other <- err }()
+	waitCallers(t, &f, "k", 2)
+	leave()
+	require.ErrorIs(t, <-leaderErr, context.Canceled)
+	require.NoError(t, <-other)
+	assert.Equal(t, "v", got)
+	assert.Equal(t, int32(2), firsts.Load())
+}
+
+func goroutineID() string {
+	buf := make([]byte, 64)
+	return strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]
 }

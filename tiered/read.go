@@ -31,9 +31,9 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load func(context.
 	return c.lookup(ctx, key, load, opts)
 }
 
-// lookup is Get (load == nil) and GetOrLoad. Past a local miss, one flight
-// per key runs the rest; closures are made only then, so a hit allocates
-// nothing.
+// lookup is Get (load == nil) and GetOrLoad. Past a local miss that may
+// load, one flight per key runs the rest; closures are made only then, so
+// a hit allocates nothing.
 func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, error) {
 	var zero V
 	if err := c.checkKey(key); err != nil {
@@ -53,108 +53,123 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 		return zero, ErrClosed
 	}
 	c.stats.localMisses.Add(1)
-	// Most misses are answered by Redis in one plain round trip, the local
-	// fill fenced by the local generation taken before it, with no flight:
-	// a GET or, when a load may follow, GetOrLease (SET of a lease marker
-	// with NX and GET), which returns the value when Redis has one and
-	// takes the key's fleet-wide fill lease when it has none. Waiting for
-	// another replica's load, and a flight shared by this replica's
-	// callers, only come when Redis has no value to give.
-	fence := c.local.Fence(key)
-	loading := load != nil || c.opts.Loader != nil
-	var env remote.Envelope
-	var err error
-	var token string
-	leased := false
-	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
-	if loading {
-		token = remote.LeaseToken(c.expectedLoad())
-		var r remote.LeaseResult
-		r, err = c.remote.GetOrLease(rctx, key, token)
-		endLease(end, &r, err)
-		switch {
-		case err != nil:
-		case r.Found:
-			env = r.Envelope
-		case r.Corrupt != nil:
-			err = r.Corrupt
-		default: // leased, or another replica holds the lease
-			leased, err = r.Leased, remote.ErrMiss
-		}
-	} else {
-		env, err = c.remote.Get(rctx, key)
-		endRead(end, err)
+	if load == nil && c.opts.Loader == nil {
+		return c.read(ctx, key)
 	}
+	if load == nil {
+		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
+	}
+	return c.loads.lead(ctx, key, c.opts.LoadTimeout, func(ctx context.Context) (V, func(context.Context) (V, error), error) {
+		return c.readOrLease(ctx, key, load, opts)
+	})
+}
+
+// read is Get's miss without a loader: one plain read, the local fill
+// fenced by the local generation taken before it.
+func (c *Cache[V]) read(ctx context.Context, key string) (V, error) {
+	var zero V
+	fence := c.local.Fence(key)
+	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
+	env, err := c.remote.Get(rctx, key)
+	endRead(end, err)
 	if err == nil {
 		v, derr := c.decodeEnvelope(&env)
 		if derr == nil {
 			c.stats.remoteHits.Add(1)
-			return c.fromRemote(key, fence, &env, v, load)
+			return c.fromRemote(key, fence, &env, v, nil)
 		}
 		if errors.Is(derr, ErrTypeClash) {
 			return zero, c.typeClash(key, derr)
 		}
 		err = derr
 	}
-	if !loading {
-		switch {
-		case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
-			c.corrupt(err)
-			return zero, ErrNotFound
-		case errors.Is(err, remote.ErrMiss):
-			c.stats.remoteMisses.Add(1)
-			return zero, ErrNotFound
-		case ctx.Err() != nil:
-			return zero, ctx.Err()
-		}
-		c.remoteFailed("get", err)
-		if e, ok := c.heldHit(key); ok {
-			return c.hit(e)
-		}
-		return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
-	}
-	if ctx.Err() != nil {
-		if leased {
-			c.release(ctx, key, token, 0)
-		}
+	switch {
+	case errors.Is(err, remote.ErrCorrupt), errors.Is(err, ErrCodec):
+		c.corrupt(err)
+		return zero, ErrNotFound
+	case errors.Is(err, remote.ErrMiss):
+		c.stats.remoteMisses.Add(1)
+		return zero, ErrNotFound
+	case ctx.Err() != nil:
 		return zero, ctx.Err()
 	}
-	if load == nil {
-		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
+	c.remoteFailed("get", err)
+	if e, ok := c.heldHit(key); ok {
+		return c.hit(e)
 	}
-	if leased {
-		c.stats.remoteMisses.Add(1)
-		return c.loads.join(ctx, key, c.opts.LoadTimeout, func(fctx context.Context) (V, error) {
-			return c.loadLeased(fctx, key, fence, token, load, c.callOptions(opts))
-		}, func() {
-			// This replica is already fetching key, waiting for the lease
-			// just taken here: give it back, which wakes that fetch to
-			// take it.
+	return zero, fmt.Errorf("%w: get: %w", ErrRemote, err)
+}
+
+// readOrLease is the first step of a miss that may load, run by the
+// first caller of the key's flight on its own goroutine while this
+// replica's other callers of the key wait for it. Most misses are
+// answered here by Redis in one plain round trip, the local fill fenced by
+// the local generation taken before it: GetOrLease (SET of a lease marker
+// with NX and GET) returns the value when Redis has one and takes the
+// key's fleet-wide fill lease when it has none. Otherwise it returns the
+// rest of the miss (the load, or waiting for another replica's) for the
+// flight to run on a worker.
+func (c *Cache[V]) readOrLease(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, func(context.Context) (V, error), error) {
+	var zero V
+	// The fence is taken before the re-check and the Redis read, so an
+	// invalidation that lands meanwhile refuses the fill. The re-check
+	// finds what a flight that ended just now filled.
+	fence := c.local.Fence(key)
+	if e, ok := c.local.Get(key); ok {
+		v, err := c.hit(e)
+		return v, nil, err
+	}
+	token := remote.LeaseToken(c.expectedLoad())
+	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
+	r, err := c.remote.GetOrLease(rctx, key, token)
+	endLease(end, &r, err)
+	switch {
+	case err != nil:
+	case r.Found:
+		v, derr := c.decodeEnvelope(&r.Envelope)
+		if derr == nil {
+			c.stats.remoteHits.Add(1)
+			v, err := c.fromRemote(key, fence, &r.Envelope, v, load)
+			return v, nil, err
+		}
+		if errors.Is(derr, ErrTypeClash) {
+			return zero, nil, c.typeClash(key, derr)
+		}
+		// Counted by the lease round, which finds it again.
+		err = derr
+	case r.Corrupt != nil:
+		err = r.Corrupt
+	default: // leased, or another replica holds the lease
+		err = remote.ErrMiss
+	}
+	if ctx.Err() != nil {
+		if r.Leased {
 			c.release(ctx, key, token, 0)
-		})
+		}
+		return zero, nil, ctx.Err()
 	}
-	// A corrupt value is counted by the lease round, which finds it again.
+	co := c.callOptions(opts)
+	if r.Leased {
+		c.stats.remoteMisses.Add(1)
+		return zero, func(fctx context.Context) (V, error) {
+			return c.loadLeased(fctx, key, fence, token, load, co)
+		}, nil
+	}
 	// Redis did not answer: fail open at once, without a second call to
 	// time out.
-	unreachable := err != nil && !errors.Is(err, remote.ErrMiss) && !errors.Is(err, remote.ErrCorrupt) && !errors.Is(err, ErrCodec)
+	unreachable := !errors.Is(err, remote.ErrMiss) && !errors.Is(err, remote.ErrCorrupt) && !errors.Is(err, ErrCodec)
 	if unreachable {
 		c.remoteFailed("get", err)
 	}
-	return c.loads.do(ctx, key, c.opts.LoadTimeout, func(fctx context.Context) (V, error) {
-		// The fence is taken before the re-check and the Redis read, so an
-		// invalidation that lands meanwhile refuses the fill.
-		fence := c.local.Fence(key)
-		if e, ok := c.local.Get(key); ok {
-			return c.hit(e)
-		}
+	return zero, func(fctx context.Context) (V, error) {
 		if unreachable {
 			if e, ok := c.heldHit(key); ok {
 				return c.hit(e)
 			}
-			return c.loadLocalOnly(fctx, key, fence, load, c.callOptions(opts))
+			return c.loadLocalOnly(fctx, key, fence, load, co)
 		}
-		return c.readOrLoad(fctx, key, fence, load, c.callOptions(opts))
-	})
+		return c.readOrLoad(fctx, key, fence, load, co)
+	}, nil
 }
 
 // heldHit fails open for a held local tier. A hold (the subscription is
