@@ -96,7 +96,8 @@ func (r *tiercacheReplica) Counters() map[string]float64 {
 	for _, op := range st.Remote.Ops {
 		calls += op.Calls
 	}
-	return map[string]float64{"local-hits": float64(st.LocalHits), "redis-calls": float64(calls)}
+	return map[string]float64{"local-hits": float64(st.LocalHits), "redis-calls": float64(calls),
+		"lease-waits": float64(st.LeaseWaits), "invalidations-received": float64(st.InvalidationsReceived)}
 }
 
 func (r *tiercacheReplica) closeTracker() {

@@ -32,7 +32,7 @@ func zipfScenario(shape zipfShape) Scenario {
 			"loader calls, and stale reads (a read is stale if it returned a version older than one whose write completed more than " +
 			"100 ms before the read began). Beside them: Redis's own command count per op (INFO commandstats), the CPU time Redis and the replicas' processes " +
 			"spent per op (INFO cpu; the processes' rusage, counting a process the replicas share once) and, for tiercache, " +
-			"its own counters (own-local-hit from its Stats, own-redis-calls: its remote tier's calls per op).",
+			"its own counters (own-local-hit from its Stats, own-redis-calls: its remote tier's calls per op, own-lease-waits: rounds spent waiting for another replica's load, own-invalidations: peers' messages applied).",
 		Run: func(ctx context.Context, run *Run, e Entry) (Result, error) {
 			return runZipf(ctx, run, e, shape)
 		},
@@ -118,6 +118,8 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 	if len(own) > 0 {
 		res.add("own-local-hit", "ratio", own["local-hits"]/reads, "")
 		res.add("own-redis-calls", "per op", own["redis-calls"]/ops, "")
+		res.add("own-lease-waits", "per op", own["lease-waits"]/ops, "")
+		res.add("own-invalidations", "per op", own["invalidations-received"]/ops, "")
 	}
 	res.Samples = map[string][]float64{"read latency (µs)": all.Read.points(samplePoints, time.Microsecond)}
 	return res, nil

@@ -212,10 +212,12 @@ func BenchmarkLoadMiss(b *testing.B) {
 	}
 	var next atomic.Uint64 // across the rounds b.Run makes: every key is new
 	admin := redistest.Client(b, srv)
-	// redisShare reports the CPU Redis spent per op while run ran.
+	// redisShare reports the CPU Redis and this process spent per op
+	// while run ran.
 	redisShare := func(b *testing.B, run func()) {
-		before := redistest.CPU(b, admin)
+		before, self := redistest.CPU(b, admin), redistest.SelfCPU()
 		run()
+		b.ReportMetric(float64(redistest.SelfCPU()-self)/float64(b.N)/1e3, "client-µs/op")
 		b.ReportMetric(float64(redistest.CPU(b, admin)-before)/float64(b.N)/1e3, "redis-µs/op")
 	}
 	b.Run("tiercache", func(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,4 +89,14 @@ func CPU(tb testing.TB, c rueidis.Client) time.Duration {
 		total += s
 	}
 	return time.Duration(total * float64(time.Second))
+}
+
+// SelfCPU is the CPU time (user and system) the test process has spent:
+// beside CPU, a benchmark's share of the work on its own side.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
