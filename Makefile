@@ -39,6 +39,7 @@ test: redis ## vet, the whole suite with -race (bench --quick smoke included), a
 	$(GO) test -count=1 -run 'AllocatesNothing|HeapIsWithin' ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONStringShortcut$$' -fuzztime $(FUZZTIME) ./remote
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONMarshalStringShortcut$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./coherence
 
 cli: ## build the tiercache CLI into bin/tiercache
@@ -67,4 +68,5 @@ benchstat: ## compare two gobench files: make benchstat OLD=a.txt NEW=b.txt
 fuzz: ## fuzz the wire decoders for longer: make fuzz FUZZTIME=5000000x
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONStringShortcut$$' -fuzztime $(FUZZTIME) ./remote
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONMarshalStringShortcut$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./coherence

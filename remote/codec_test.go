@@ -49,3 +49,19 @@ func FuzzJSONStringShortcut(f *testing.F) {
 		require.Equal(t, want, s, "%q", data)
 	})
 }
+
+// The string shortcut of Marshal writes exactly what encoding/json does.
+func FuzzJSONMarshalStringShortcut(f *testing.F) {
+	f.Add("plain")
+	f.Add(`a"b`)
+	f.Add("<tag>&")
+	f.Add("caf\u00e9")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := JSON{}.Marshal(s)
+		require.NoError(t, err)
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), "%q", s)
+	})
+}
