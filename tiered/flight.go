@@ -22,7 +22,7 @@ type flight[V any] struct {
 	val     V
 	err     error
 	callers int
-	cancel  context.CancelFunc // nil while the leader's first step runs
+	ctx     fetchCtx // the fetch's, once the leader hands it to a worker
 	// retry: the leader's first step ended with the leader's own ctx, which
 	// answers nobody else; the others start afresh.
 	retry bool
@@ -73,11 +73,8 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 			return v, err
 		}
 		// One context: the first caller's values, its own end.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		f.mu.Lock()
-		c.cancel = cancel
-		f.mu.Unlock()
-		f.workers.run(func() { f.run(fctx, key, c, next) })
+		c.ctx.init(context.WithoutCancel(ctx), timeout)
+		f.workers.run(func() { f.run(key, c, next) })
 		v, err, _ = f.wait(ctx, key, c)
 		return v, err
 	}
@@ -94,8 +91,8 @@ func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V]) (_ V, _
 		c.callers--
 		if c.callers == 0 {
 			// The leader counts as a caller until it has handed next to a
-			// worker, so cancel is set by now.
-			c.cancel()
+			// worker, so the fetch's context is set by now.
+			c.ctx.cancel()
 			if f.calls[key] == c {
 				delete(f.calls, key) // later callers start afresh
 			}
@@ -116,9 +113,9 @@ func (f *flights[V]) finish(key string, c *flight[V]) {
 	close(c.done)
 }
 
-func (f *flights[V]) run(ctx context.Context, key string, c *flight[V], fetch func(context.Context) (V, error)) {
-	defer c.cancel()
-	c.val, c.err = fetch(ctx)
+func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (V, error)) {
+	defer c.ctx.cancel()
+	c.val, c.err = fetch(&c.ctx)
 	f.finish(key, c)
 }
 

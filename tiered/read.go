@@ -111,14 +111,11 @@ func (c *Cache[V]) read(ctx context.Context, key string) (V, error) {
 // flight to run on a worker.
 func (c *Cache[V]) readOrLease(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, func(context.Context) (V, error), error) {
 	var zero V
-	// The fence is taken before the re-check and the Redis read, so an
-	// invalidation that lands meanwhile refuses the fill. The re-check
-	// finds what a flight that ended just now filled.
+	// The fence is taken before the Redis read, so an invalidation that
+	// lands meanwhile refuses the fill. (No second look at the local tier:
+	// on a large keyspace a ristretto Get costs a cache miss or two, and a
+	// flight that filled the key just before this one began is rare.)
 	fence := c.local.Fence(key)
-	if e, ok := c.local.Get(key); ok {
-		v, err := c.hit(e)
-		return v, nil, err
-	}
 	token := remote.LeaseToken(c.expectedLoad())
 	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
 	r, err := c.remote.GetOrLease(rctx, key, token)
