@@ -107,10 +107,14 @@ func primeTracked(t *testing.T, rs []*Cache[string]) {
 	before := rs[1].Stats().Bus.Received
 	require.NoError(t, rs[0].Set(ctx, "k", "v1"))
 	require.Eventually(t, func() bool { return rs[1].Stats().Bus.Received > before }, 5*time.Second, time.Millisecond)
-	v, err := rs[1].Get(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, "v1", v)
-	rs[1].local.Wait()
-	_, ok := rs[1].local.Get("k")
-	require.True(t, ok, "replica 1 holds k locally")
+	// Read until the copy is held: under load a late ping may flush the
+	// local tier between the read and the check.
+	require.Eventually(t, func() bool {
+		v, err := rs[1].Get(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, "v1", v)
+		rs[1].local.Wait()
+		_, ok := rs[1].local.Get("k")
+		return ok
+	}, 5*time.Second, time.Millisecond, "replica 1 holds k locally")
 }
