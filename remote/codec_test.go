@@ -2,6 +2,7 @@ package remote
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +65,19 @@ func FuzzJSONMarshalStringShortcut(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got), "%q", s)
 	})
+}
+
+// The word-at-a-time scan finds every byte it must, wherever it sits in a
+// word, and nothing else.
+func TestNoQuoteBackslashOrControlAtEveryPosition(t *testing.T) {
+	for n := range 20 {
+		for p := range n {
+			for _, c := range []byte{'"', '\\', 0x00, 0x01, 0x1f, 0x20, 0x21, '[', ']', 0x7f, 0x80, 0xa2, 0xdc, 0xff} {
+				b := []byte(strings.Repeat("a", n))
+				b[p] = c
+				want := c >= 0x20 && c != '"' && c != '\\'
+				assert.Equal(t, want, noQuoteBackslashOrControl(b), "len %d, %#x at %d", n, c, p)
+			}
+		}
+	}
 }
