@@ -200,14 +200,20 @@ func (g grid) writeText(w io.Writer) {
 }
 
 func (g grid) writeMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(g.head, " | "), strings.Repeat("---|", len(g.head)))
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(markdownCells(g.head), " | "), strings.Repeat("---|", len(g.head)))
 	for _, r := range g.rows {
-		texts := r.texts()
-		for i := range texts {
-			texts[i] = strings.ReplaceAll(texts[i], "|", "/")
-		}
-		fmt.Fprintf(w, "| %s |\n", strings.Join(texts, " | "))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(markdownCells(r.texts()), " | "))
 	}
+}
+
+// markdownCells keeps a '|' in a cell (a Redis command such as
+// "client|caching") from splitting it in two.
+func markdownCells(texts []string) []string {
+	out := make([]string, len(texts))
+	for i, t := range texts {
+		out[i] = strings.ReplaceAll(t, "|", "/")
+	}
+	return out
 }
 
 func (r gridRow) texts() []string {

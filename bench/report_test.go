@@ -187,3 +187,16 @@ func TestCompare(t *testing.T) {
 	require.NoError(t, c.WriteHTML(&h))
 	assert.Contains(t, h.String(), "2.00× faster")
 }
+
+// A '|' in a column name (Redis's "client|caching") or a cell must not add
+// a column to the Markdown table.
+func TestMarkdownKeepsPipesInsideCells(t *testing.T) {
+	g := grid{head: []string{"candidate", "client|caching"}, rows: []gridRow{{cells: []cell{{text: "a|b"}, {text: "1"}}}}}
+	var buf strings.Builder
+	g.writeMarkdown(&buf)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3)
+	for _, l := range lines {
+		assert.Equal(t, 3, strings.Count(l, "|"), "two columns: %q", l)
+	}
+}
