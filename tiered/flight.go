@@ -66,7 +66,7 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 		f.calls[key] = c
 		f.mu.Unlock()
 
-		v, next, err := first(ctx)
+		v, next, err := f.runFirst(ctx, key, c, first)
 		if next == nil {
 			c.val, c.err, c.retry = v, err, err != nil && ctx.Err() != nil
 			f.finish(key, c)
@@ -78,6 +78,23 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 		v, err, _ = f.wait(ctx, key, c)
 		return v, err
 	}
+}
+
+// runFirst runs the leader's first step. If it panics (a codec's or an
+// observer's panic), the others start afresh, as each would have run the
+// step itself, and the panic goes on up the leader's stack; the flight is
+// never left behind for later callers to wait on.
+func (f *flights[V]) runFirst(ctx context.Context, key string, c *flight[V], first func(context.Context) (V, func(context.Context) (V, error), error)) (V, func(context.Context) (V, error), error) {
+	done := false
+	defer func() {
+		if !done {
+			c.retry = true
+			f.finish(key, c)
+		}
+	}()
+	v, next, err := first(ctx)
+	done = true
+	return v, next, err
 }
 
 // wait waits for c's answer (answered), or leaves when ctx ends; the last

@@ -160,3 +160,40 @@ func goroutineID() string {
 	buf := make([]byte, 64)
 	return strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]
 }
+
+// A first step that panics leaves no flight behind: the panic reaches the
+// leader, the others start afresh, and later callers are not stuck.
+func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
+	var f flights[string]
+	defer f.close()
+	inFirst, release := make(chan struct{}), make(chan struct{})
+	var firsts atomic.Int32
+	first := func(context.Context) (string, func(context.Context) (string, error), error) {
+		if firsts.Add(1) == 1 {
+			close(inFirst)
+			<-release
+			panic("codec")
+		}
+		return "v", nil, nil
+	}
+	leader := make(chan any, 1)
+	go func() {
+		defer func() { leader <- recover() }()
+		f.lead(context.Background(), "k", time.Minute, first)
+	}()
+	<-inFirst
+	other := make(chan string, 1)
+	go func() { v, _ := f.lead(context.Background(), "k", time.Minute, first); other <- v }()
+	waitCallers(t, &f, "k", 2)
+	close(release)
+	assert.Equal(t, "codec", <-leader, "the panic reaches the leader")
+	select {
+	case v := <-other:
+		assert.Equal(t, "v", v, "the other started afresh")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the other caller still waits on the leader's flight")
+	}
+	v, err := f.lead(context.Background(), "k", time.Minute, first)
+	require.NoError(t, err)
+	assert.Equal(t, "v", v)
+}
