@@ -65,3 +65,25 @@ func TestClusterHealsASplitSlot(t *testing.T) {
 		}
 	}
 }
+
+// A dispute the last reshard left behind is healed before the next one,
+// instead of failing it.
+func TestReshardHealsADisputeLeftBefore(t *testing.T) {
+	cl := StartCluster(t)
+	id1, err := cli(cl.Nodes[1], "cluster", "myid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(cl.Nodes[0], "cluster", "setslot", "0", "node", strings.TrimSpace(id1)); err != nil || strings.TrimSpace(out) != "OK" {
+		t.Fatalf("setslot: %q %v", out, err)
+	}
+	if err := cl.Reshard(1, 2, 10); err != nil {
+		t.Fatal(err)
+	}
+	if cl.Heals.Load() == 0 {
+		t.Error("the dispute was not healed")
+	}
+	if err := cl.waitAgreed(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
