@@ -115,10 +115,12 @@ type stored[V any] struct {
 type stripe struct {
 	mu  sync.Mutex
 	gen atomic.Uint64
-	// buffered is set when an insert of this stripe may still sit in
-	// ristretto's buffer; guarded by mu.
-	buffered bool
-	_        [64 - 17]byte
+	// bufferedSeq is the fill sequence number (Tier.fillSeq) of this
+	// stripe's last insert handed to ristretto's buffer; guarded by mu.
+	// Once Tier.drained reaches it, no insert of the stripe can still sit
+	// in the buffer.
+	bufferedSeq uint64
+	_           [64 - 24]byte
 }
 
 // Fence is what a fill captured before reading the value it will store.
@@ -160,7 +162,25 @@ type Tier[V any] struct {
 	tagStripes []atomic.Uint64
 
 	evictions, rejections, dropped, fenced, resets atomic.Uint64
+
+	// Removing a key must not let an insert still in ristretto's buffer
+	// bring it back (remove), which takes a ristretto Wait: a round trip
+	// through its goroutine, on every invalidation and write of a stripe
+	// that had filled since the last one. Inserts are numbered (fillSeq);
+	// a drainer waits for ristretto in the background, at most once per
+	// drainDelay while fills come, and records in drained the number
+	// every insert up to which is applied. A remove waits only for an
+	// insert newer than that.
+	fillSeq, drained atomic.Uint64
+	drainKick        chan struct{}
+	drainStop        chan struct{}
+	drainDone        chan struct{}
+	stopDrain        sync.Once
+	syncWaits        atomic.Uint64 // removes that had to wait, for tests
 }
+
+// drainDelay is how long the drainer lets fills gather behind one wait.
+var drainDelay = time.Millisecond
 
 // New builds a Tier. Close it to stop ristretto's goroutines.
 func New[V any](opts Options) (*Tier[V], error) {
@@ -190,7 +210,42 @@ func New[V any](opts Options) (*Tier[V], error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOptions, err)
 	}
 	t.cache = c
+	t.drainKick, t.drainStop, t.drainDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go t.drain(drainDelay)
 	return t, nil
+}
+
+// drain waits for ristretto to apply the buffered inserts, drainDelay after
+// a fill, until Close.
+func (t *Tier[V]) drain(delay time.Duration) {
+	defer close(t.drainDone)
+	for {
+		select {
+		case <-t.drainStop:
+			return
+		case <-t.drainKick:
+		}
+		select {
+		case <-t.drainStop:
+			return
+		case <-time.After(delay):
+		}
+		t.waitApplied()
+	}
+}
+
+// waitApplied waits until every insert handed to ristretto so far is
+// applied, and records it. ristretto applies its buffer in order, and a
+// fill takes its number after its insert is in the buffer.
+func (t *Tier[V]) waitApplied() {
+	seq := t.fillSeq.Load()
+	t.cache.Wait()
+	for {
+		d := t.drained.Load()
+		if d >= seq || t.drained.CompareAndSwap(d, seq) {
+			return
+		}
+	}
 }
 
 // counterBytes is the heap ristretto v2.4's admission counters take for n
@@ -343,7 +398,11 @@ func (t *Tier[V]) set(s *stripe, key string, v *stored[V], cost int64, ttl time.
 		t.dropped.Add(1)
 		return false
 	}
-	s.buffered = true
+	s.bufferedSeq = t.fillSeq.Add(1)
+	select {
+	case t.drainKick <- struct{}{}:
+	default: // the drainer is already due
+	}
 	return true
 }
 
@@ -352,11 +411,11 @@ func (t *Tier[V]) set(s *stripe, key string, v *stored[V], cost int64, ttl time.
 // buffered insert, but that insert is still applied (and readable) for a
 // moment before the queued delete. Draining the buffer first closes the
 // window; it is needed only when this stripe has inserted since the last
-// drain.
+// drain, its own or the drainer's.
 func (t *Tier[V]) remove(s *stripe, key string) {
-	if s.buffered {
-		t.cache.Wait()
-		s.buffered = false
+	if s.bufferedSeq > t.drained.Load() {
+		t.syncWaits.Add(1)
+		t.waitApplied()
 	}
 	t.cache.Del(key)
 }
@@ -397,7 +456,7 @@ func (t *Tier[V]) Wait() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !t.closed.Load() {
-		t.cache.Wait()
+		t.waitApplied()
 	}
 }
 
@@ -417,6 +476,11 @@ func (t *Tier[V]) Stats() Stats {
 // own Close is not safe with concurrent inserts, so it runs with every
 // stripe lock held (every insert and delete happens under one).
 func (t *Tier[V]) Close() {
+	// The drainer calls ristretto without a stripe lock: it ends first.
+	t.stopDrain.Do(func() {
+		close(t.drainStop)
+		<-t.drainDone
+	})
 	for i := range t.stripes {
 		t.stripes[i].mu.Lock()
 	}
