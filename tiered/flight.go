@@ -28,25 +28,16 @@ type flight[V any] struct {
 	retry bool
 }
 
-// do runs fetch once for all concurrent callers of key. fetch gets a ctx
-// that carries the first caller's values and ends when every caller left,
-// or after timeout.
-func (f *flights[V]) do(ctx context.Context, key string, timeout time.Duration, fetch func(context.Context) (V, error)) (V, error) {
-	return f.lead(ctx, key, timeout, func(context.Context) (V, func(context.Context) (V, error), error) {
-		var zero V
-		return zero, fetch, nil
-	})
-}
-
-// lead is do for a fetch whose first step runs on the first caller's own
-// goroutine, with its ctx: a miss's Redis read, which most often answers
-// it, costs no hand-off to a worker. Callers that come meanwhile wait for
-// it instead of making the same read (a burst of one replica's callers
-// for one key makes one read, not one each). When first answers (next is
-// nil), every caller gets its answer; otherwise next runs as do's fetch
-// does, on a worker, and every caller waits for it or leaves when its own
-// ctx ends. If first fails because the leader's ctx ended, the others
-// start afresh.
+// lead runs one fetch of key for all its concurrent callers. The fetch's
+// first step runs on the first caller's own goroutine, with its ctx: a
+// miss's Redis read, which most often answers it, costs no hand-off to a
+// worker. Callers that come meanwhile wait for it instead of making the
+// same read (a burst of one replica's callers for one key makes one read,
+// not one each). When first answers (next is nil), every caller gets its
+// answer; otherwise next runs on a worker, with a ctx that carries the
+// first caller's values and ends when every caller has left or after
+// timeout, and every caller waits for it or leaves when its own ctx ends.
+// If first fails because the leader's ctx ended, the others start afresh.
 func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
 	for {
 		f.mu.Lock()
