@@ -165,7 +165,7 @@ func readField(b []byte) (field, rest []byte, err error) {
 // payload (a decompression bomb is ErrCorrupt, not an allocation). The
 // returned payload may alias b.
 func DecodeEnvelope(b []byte, maxPayload int) (Envelope, error) {
-	if _, ok := markerToken(b); ok {
+	if IsLeaseMarker(b) {
 		return Envelope{}, fmt.Errorf("%w: a fill lease, not a value", ErrMiss)
 	}
 	if len(b) < headerLen || b[0] != magic0 || b[1] != magic1 {
@@ -231,13 +231,12 @@ func leaseMarker(token string) string { return leaseMarkerPrefix + token }
 // IsLeaseMarker reports whether b, read from a value key, is a fill lease
 // rather than a value: nothing to read or copy.
 func IsLeaseMarker(b []byte) bool {
-	_, ok := markerToken(b)
-	return ok
+	return len(b) >= len(leaseMarkerPrefix) && string(b[:len(leaseMarkerPrefix)]) == leaseMarkerPrefix
 }
 
 // markerToken returns the token of a lease marker, if b is one.
 func markerToken(b []byte) (string, bool) {
-	if len(b) < len(leaseMarkerPrefix) || string(b[:len(leaseMarkerPrefix)]) != leaseMarkerPrefix {
+	if !IsLeaseMarker(b) {
 		return "", false
 	}
 	return string(b[len(leaseMarkerPrefix):]), true

@@ -208,7 +208,7 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResu
 	if err != nil {
 		return LeaseResult{}, err
 	}
-	if _, ok := markerToken(b); ok {
+	if IsLeaseMarker(b) {
 		return r, nil
 	}
 	return s.leaseDecode(ctx, b)
