@@ -257,3 +257,41 @@ func TestGetOrLeaseOverAnInvalidatedTag(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.Leased)
 }
+
+// The fill is fenced by its lease, not by the generation key: after an
+// empty restart the lease is gone with everything else and the fill writes
+// nothing; when the generation key alone was lost, the fill lands over its
+// own lease, in the generation the store still uses (consistency.md).
+func TestFillIsFencedByItsLease(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{})
+	ctx := context.Background()
+	_, err := s.Settle(ctx)
+	require.NoError(t, err)
+
+	r, err := s.GetOrLease(ctx, "k", "before")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	vk := s.ValueKey("k")
+	require.NoError(t, c.Do(ctx, c.B().Flushall().Build()).Error()) // an empty restart
+	ok, err := s.Fill(ctx, "k", "before", &Envelope{Payload: []byte("v")}, FillOptions{})
+	require.NoError(t, err)
+	assert.False(t, ok, "the lease went with the restart")
+	n, err := c.Do(ctx, c.B().Exists().Key(vk).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written")
+
+	_, err = s.Settle(ctx)
+	require.NoError(t, err)
+	r, err = s.GetOrLease(ctx, "k", "own")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	require.NoError(t, c.Do(ctx, c.B().Del().Key(s.GenerationKey()).Build()).Error()) // evicted alone
+	ok, err = s.Fill(ctx, "k", "own", &Envelope{Payload: []byte("v")}, FillOptions{})
+	require.NoError(t, err)
+	assert.True(t, ok, "over its own lease")
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(e.Payload))
+}
