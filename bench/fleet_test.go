@@ -108,6 +108,8 @@ func TestZipfLedgerAcrossProcesses(t *testing.T) {
 	assert.Positive(t, figure(tc, "throughput"))
 	assert.Positive(t, figure(tc, "loader-calls"), "a cold start loads from the origin")
 	assert.Positive(t, figure(tc, "own-redis-calls"), "tiercache's own counters travel back")
+	assert.Positive(t, figure(tc, "own-invalidations"), "the writes' invalidations reach the other replicas")
+	assert.GreaterOrEqual(t, figure(tc, "own-lease-waits"), 0.0)
 	assert.Positive(t, tc.RedisPerOp["evalsha"], "Redis's commandstats are diffed per run")
 	assert.NotEmpty(t, tc.Samples["read latency (µs)"])
 }
