@@ -2,6 +2,13 @@
 // cache, bounded by cost, with a TTL per entry, guarded by the fill fences and
 // epochs of the coherence protocol.
 //
+// Expiry. The tier gives ristretto no TTL: ristretto would read the wall
+// and the monotonic clocks on every hit of an entry with one. Each entry
+// records its deadline on the monotonic clock instead, and Get checks it,
+// exactly, with one clock read: an entry is a miss from the moment its TTL
+// has passed. An expired entry keeps its place (and its share of MaxCost)
+// until it is overwritten or evicted, as an entry of an old epoch does.
+//
 // # Guarantees
 //
 // A hit decodes nothing and allocates nothing: values are stored decoded.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,9 @@ const (
 	DefaultMaxEntries = 100_000
 	// EntryOverhead is the heap an entry takes besides its value's own
 	// bytes, measured with ristretto v2.4 on Go 1.26 (the entry, ristretto's
-	// store, policy and expiry maps): 251 B to 314 B by how full the maps
-	// are between two growths.
+	// store and policy maps): at most 314 B by how full the maps are
+	// between two growths (measured when ristretto also kept an expiry map;
+	// without it, entries take less).
 	EntryOverhead = 320
 )
 
@@ -80,8 +82,16 @@ func (o *Options) setDefaults() {
 }
 
 // Entry is what the tier holds for a key. The tier itself only reads
-// Value; the freshness fields are kept for the caller.
+// Value; the freshness fields are kept for the caller. (What a hit reads
+// comes first.)
 type Entry[V any] struct {
+	// RefreshFrom is the earliest time (unix nanoseconds) a hit should
+	// consider refreshing the value; zero means never.
+	RefreshFrom int64
+	// Negative marks a tombstone: the key is known to be absent.
+	Negative bool
+	// LoadMicros is how long the value took to load.
+	LoadMicros uint32
 	// Value is the decoded value.
 	Value V
 	// FreshUntil is when the value stops being fresh (unix nanoseconds);
@@ -90,25 +100,26 @@ type Entry[V any] struct {
 	// ExpiresAt is when the value's Redis copy expires (unix nanoseconds);
 	// zero means unknown.
 	ExpiresAt int64
-	// RefreshFrom is the earliest time (unix nanoseconds) a hit should
-	// consider refreshing the value; zero means never.
-	RefreshFrom int64
-	// LoadMicros is how long the value took to load.
-	LoadMicros uint32
-	// Negative marks a tombstone: the key is known to be absent.
-	Negative bool
 	// Tags are the tags the value was written with: InvalidateTags of any
 	// of them makes the entry a miss.
 	Tags []string
 }
 
-// stored is Entry plus the epoch it was filled in and, for a tagged entry,
-// its tags' stripes and the tag clock when its fence was taken.
+// stored is Entry plus the epoch it was filled in, when it expires and,
+// for a tagged entry, its tags' fence. What a hit reads comes first: for a
+// small value it spans one or two cache lines.
 type stored[V any] struct {
+	epoch   uint64
+	expires int64     // on the tier's clock (Tier.now)
+	tags    *tagFence // nil for an untagged entry
 	Entry[V]
-	epoch  uint64
-	tagAt  uint64
-	tagIdx []uint32 // the tag stripes of Entry.Tags
+}
+
+// tagFence is a tagged entry's tag stripes and the tag clock when its
+// fence was taken.
+type tagFence struct {
+	at  uint64
+	idx []uint32
 }
 
 // stripe is padded to a cache line so neighbouring stripes do not share one.
@@ -133,7 +144,7 @@ type Fence struct {
 
 // Stats counts what the tier did since New.
 type Stats struct {
-	Evictions   uint64 // entries pushed out by the cost bound or TTL
+	Evictions   uint64 // entries pushed out by the cost bound
 	Rejections  uint64 // inserts the admission policy refused
 	DroppedSets uint64 // inserts dropped because ristretto's buffer was full
 	Fenced      uint64 // fills refused by their fence
@@ -142,9 +153,11 @@ type Stats struct {
 
 // Tier is the local tier. Its methods are safe for concurrent use.
 type Tier[V any] struct {
-	// Entries are stored by pointer: a hit copies one word out of
-	// ristretto's shard instead of the whole entry.
+	// Entries carry no ristretto TTL: ristretto would read the wall and
+	// the monotonic clocks on every hit of an entry that has one. The tier
+	// checks expiry itself against one monotonic reading (now).
 	cache   *ristretto.Cache[string, *stored[V]]
+	base    time.Time // the origin of now
 	stripes []stripe
 	mask    uint64
 	seed    maphash.Seed
@@ -193,6 +206,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:       uint64(opts.Stripes - 1),
 		seed:       maphash.MakeSeed(),
+		base:       time.Now(),
 	}
 	t.epoch.Store(1)
 	// The counters are part of the bound: entries get what they leave.
@@ -273,6 +287,10 @@ func (t *Tier[V]) stripeOf(key string) *stripe {
 	return &t.stripes[maphash.String(t.seed, key)&t.mask]
 }
 
+// now is the tier's clock: nanoseconds since New, from the monotonic
+// clock alone (time.Since reads only it; time.Now reads the wall clock too).
+func (t *Tier[V]) now() int64 { return int64(time.Since(t.base)) }
+
 // Get returns the entry for key if it is present, unexpired and filled in
 // the current epoch, and no Hold is on. It allocates and copies nothing:
 // the entry is shared, and never changed once stored; do not change it.
@@ -288,16 +306,16 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	s, ok := t.cache.Get(key)
-	if !ok || s.epoch != t.epoch.Load() || (s.tagIdx != nil && t.tagged(s)) {
+	if !ok || s.epoch != t.epoch.Load() || t.now() >= s.expires || (s.tags != nil && t.tagged(s.tags)) {
 		return nil, false
 	}
 	return &s.Entry, true
 }
 
-// tagged reports whether a tag of s was invalidated after its fence.
-func (t *Tier[V]) tagged(s *stored[V]) bool {
-	for _, i := range s.tagIdx {
-		if t.tagStripes[i].Load() > s.tagAt {
+// tagged reports whether a tag of an entry was invalidated after its fence.
+func (t *Tier[V]) tagged(f *tagFence) bool {
+	for _, i := range f.idx {
+		if t.tagStripes[i].Load() > f.at {
 			return true
 		}
 	}
@@ -316,13 +334,14 @@ func (t *Tier[V]) InvalidateTags(tags ...string) {
 	}
 }
 
-// newStored is what a fill under f stores.
-func (t *Tier[V]) newStored(f Fence, e Entry[V]) *stored[V] {
-	s := &stored[V]{Entry: e, epoch: f.epoch, tagAt: f.tagAt}
+// newStored is what a fill under f stores for ttl.
+func (t *Tier[V]) newStored(f Fence, e Entry[V], ttl time.Duration) *stored[V] {
+	now := t.now()
+	s := &stored[V]{epoch: f.epoch, expires: now + min(int64(ttl), math.MaxInt64-now), Entry: e}
 	if len(e.Tags) > 0 {
-		s.tagIdx = make([]uint32, len(e.Tags))
+		s.tags = &tagFence{at: f.tagAt, idx: make([]uint32, len(e.Tags))}
 		for i, tag := range e.Tags {
-			s.tagIdx[i] = t.tagStripe(tag)
+			s.tags.idx[i] = t.tagStripe(tag)
 		}
 	}
 	return s
@@ -365,7 +384,7 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, t.newStored(f, e), t.charge(size), ttl)
+	return t.set(s, key, f, e, size, ttl)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
@@ -386,15 +405,15 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, t.newStored(f, e), t.charge(size), ttl)
+	return t.set(s, key, f, e, size, ttl)
 }
 
 // set inserts under s.mu.
-func (t *Tier[V]) set(s *stripe, key string, v *stored[V], cost int64, ttl time.Duration) bool {
+func (t *Tier[V]) set(s *stripe, key string, f Fence, e Entry[V], size int64, ttl time.Duration) bool {
 	if ttl <= 0 {
 		return false
 	}
-	if !t.cache.SetWithTTL(key, v, cost, ttl) {
+	if !t.cache.Set(key, t.newStored(f, e, ttl), t.charge(size)) {
 		t.dropped.Add(1)
 		return false
 	}

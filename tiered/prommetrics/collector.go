@@ -53,7 +53,7 @@ func NewCacheCollector(name string, src CacheSource) prometheus.Collector {
 		remoteRejected: d("remote_rejected_total", "Redis calls not sent because the circuit breaker was open, by operation.", "op"),
 		breakerState:   d("breaker_state", "Redis circuit breaker: 0 closed, 1 half-open, 2 open."),
 		breakerOpens:   d("breaker_opens_total", "Times the Redis circuit breaker opened."),
-		evictions:      d("local_evictions_total", "Local entries evicted by the cost bound or expiry."),
+		evictions:      d("local_evictions_total", "Local entries evicted by the cost bound."),
 		rejections:     d("local_rejections_total", "Local inserts the admission policy refused."),
 		droppedSets:    d("local_dropped_sets_total", "Local inserts dropped because ristretto's buffer was full."),
 		fenced:         d("local_fenced_fills_total", "Local fills refused by their fence (an invalidation landed meanwhile)."),
