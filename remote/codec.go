@@ -58,15 +58,22 @@ func (JSON) Unmarshal(data []byte, v any) error {
 // plainJSONString returns the string data encodes, if data is a JSON
 // string literal with nothing to unescape or replace.
 func plainJSONString(data []byte) (string, bool) {
+	body, ok := plainJSONBody(data)
+	return string(body), ok
+}
+
+// plainJSONBody returns the bytes between the quotes of data, if data is
+// a JSON string literal with nothing to unescape or replace.
+func plainJSONBody(data []byte) ([]byte, bool) {
 	n := len(data)
 	if n < 2 || data[0] != '"' || data[n-1] != '"' {
-		return "", false
+		return nil, false
 	}
 	body := data[1 : n-1]
 	if !noQuoteBackslashOrControl(body) || !utf8.Valid(body) {
-		return "", false
+		return nil, false
 	}
-	return string(body), true
+	return body, true
 }
 
 // Bytes stores []byte and string values as they are, with no encoding.

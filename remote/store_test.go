@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
@@ -210,6 +211,59 @@ func TestGetMany(t *testing.T) {
 	assert.ErrorIs(t, got[1].Err, ErrMiss)
 	assert.Equal(t, "C", string(got[2].Envelope.Payload))
 	assert.ErrorIs(t, got[3].Err, ErrCorrupt)
+
+	// Replies are read by position: a repeated key gets its value twice.
+	got, err = s.GetMany(ctx, []string{"c", "b", "c"})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, "C", string(got[0].Envelope.Payload))
+	assert.ErrorIs(t, got[1].Err, ErrMiss)
+	assert.Equal(t, "C", string(got[2].Envelope.Payload))
+	got, err = s.GetMany(ctx, nil)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}
+
+// A value read from Redis is immutable: a string decoded from it by the
+// JSON or Bytes codec shares its memory, and is what the codec decodes.
+func TestReadStringsShareTheReply(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{CompressAbove: -1})
+	ctx := context.Background()
+	pub := Publication{Channel: "c"}
+	require.NoError(t, s.Set(ctx, "json", &Envelope{Payload: []byte(`"plain text"`)}, pub))
+	require.NoError(t, s.Set(ctx, "escaped", &Envelope{Payload: []byte(`"a\nb"`)}, pub))
+	require.NoError(t, s.Set(ctx, "bytes", &Envelope{Payload: []byte("raw")}, pub))
+	shares := func(v string, e *Envelope) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(e.Payload)))
+		return p >= start && p < start+uintptr(len(e.Payload))
+	}
+	read := func(key string, c Codec) (string, *Envelope) {
+		found, err := s.GetMany(ctx, []string{key})
+		require.NoError(t, err)
+		require.NoError(t, found[0].Err)
+		var v string
+		require.NoError(t, found[0].Envelope.Unmarshal(c, &v))
+		return v, &found[0].Envelope
+	}
+	v, e := read("json", JSON{})
+	assert.Equal(t, "plain text", v)
+	assert.True(t, shares(v, e))
+	v, e = read("escaped", JSON{})
+	assert.Equal(t, "a\nb", v)
+	assert.False(t, shares(v, e), "an unescaped string is new")
+	v, e = read("bytes", Bytes{})
+	assert.Equal(t, "raw", v)
+	assert.True(t, shares(v, e))
+
+	// An envelope the caller built may change: nothing is shared.
+	own := &Envelope{Payload: []byte(`"mine"`)}
+	require.NoError(t, own.Unmarshal(JSON{}, &v))
+	assert.Equal(t, "mine", v)
+	assert.False(t, shares(v, own))
+	own.Payload[1] = 'M'
+	assert.Equal(t, "mine", v)
 }
 
 func TestCallsHaveADeadlineWhenRedisIsPaused(t *testing.T) {

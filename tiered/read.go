@@ -204,7 +204,11 @@ func (c *Cache[V]) decodeEnvelope(e *remote.Envelope) (V, error) {
 	if err := c.checkType(e); err != nil {
 		return zero, err
 	}
-	return c.decode(e.Payload)
+	var v V
+	if err := e.Unmarshal(c.opts.Codec, &v); err != nil {
+		return v, fmt.Errorf("%w: decode: %w", ErrCodec, err)
+	}
+	return v, nil
 }
 
 func (c *Cache[V]) decode(payload []byte) (V, error) {
