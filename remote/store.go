@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,7 +250,16 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	}
 	defer inf.end(&err)
 	c := s.opts.Client
-	b, err := c.Do(ctx, s.getOnce(s.ValueKey(key))).AsBytes()
+	res := c.Do(ctx, s.getOnce(s.ValueKey(key)))
+	// A connection found closed as the GET was written (a network cut
+	// since the last call) never sent it, and rueidis retires it and dials
+	// anew for the next call. It keeps several connections, each found
+	// dead only when used: so try again, a few times at most, each failing
+	// at once, to tell a cut that has healed from a Redis that is down.
+	for try := 0; try < maxDeadConnections && errors.Is(res.Error(), net.ErrClosed) && ctx.Err() == nil; try++ {
+		res = c.Do(ctx, s.getOnce(s.ValueKey(key)))
+	}
+	b, err := res.AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return Envelope{}, ErrMiss
 	}
@@ -416,6 +426,12 @@ func (s *Store) mget(ctx context.Context, rk []string) ([]*rueidis.RedisMessage,
 	}
 	return out, nil
 }
+
+// maxDeadConnections bounds the retries of a read over connections found
+// closed: rueidis keeps 2^PipelineMultiplex of them, at most 4 unless
+// ClientOption.PipelineMultiplex asks for more (then a read right after a
+// cut may still fail, as any read of an unreachable Redis does).
+const maxDeadConnections = 8
 
 // getOnce is GET without rueidis's retries: rueidis retries a read-only
 // command on a connection error until its ctx ends, which would make a

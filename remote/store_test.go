@@ -295,3 +295,20 @@ func TestTTLMillisRoundsUp(t *testing.T) {
 	assert.Equal(t, "1", s.ttlMillis(time.Microsecond))
 	assert.Equal(t, "60000", s.ttlMillis(0), "the store's TTL")
 }
+
+// A GET written to a connection a network cut has closed never reached
+// Redis: once the network is back, the read dials anew and succeeds rather
+// than failing with the dead connection's error.
+func TestGetAfterACutConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	cut := redistest.NewPartition()
+	s := newStore(t, redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true, DialCtxFn: cut.Dial}), Options{})
+	ctx := context.Background()
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v")}, Publication{Channel: "c"}))
+	for range 200 {
+		cut.Cut(0)
+		e, err := s.Get(ctx, "k")
+		require.NoError(t, err)
+		require.Equal(t, "v", string(e.Payload))
+	}
+}

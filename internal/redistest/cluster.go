@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -69,6 +70,21 @@ func (cl *Cluster) Client(tb testing.TB) rueidis.Client {
 // It returns an error rather than failing the test, so that it can run
 // beside the test's goroutine.
 func (cl *Cluster) Reshard(from, to, n int) error {
+	for attempt := 1; ; attempt++ {
+		err := cl.reshard(from, to, n)
+		if !errors.Is(err, errRefused) || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// errRefused is a reshard redis-cli refused to start, moving nothing:
+// its own check found the nodes in disagreement, which can come back
+// between settle's check and redis-cli's (a heal's epoch bump, gossip of
+// the previous move).
+var errRefused = errors.New("redis-cli refused to reshard")
+
+func (cl *Cluster) reshard(from, to, n int) error {
 	if err := cl.settle(5 * time.Second); err != nil {
 		return err
 	}
@@ -86,6 +102,9 @@ func (cl *Cluster) Reshard(from, to, n int) error {
 	}
 	out, err := exec.Command("redis-cli", "--cluster", "reshard", cl.Nodes[0].Addr(),
 		"--cluster-from", fromID, "--cluster-to", toID, "--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
+	if err != nil && strings.Contains(string(out), "Please fix your cluster problems before resharding") {
+		return fmt.Errorf("%w: %s", errRefused, out)
+	}
 	if err != nil {
 		// The same race can strike the last slot's CLUSTER SETSLOT … NODE
 		// itself ("I'm not the owner of hash slot"), which ends redis-cli
