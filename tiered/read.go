@@ -204,16 +204,13 @@ func (c *Cache[V]) decodeEnvelope(e *remote.Envelope) (V, error) {
 	if err := c.checkType(e); err != nil {
 		return zero, err
 	}
-	var v V
-	if err := e.Unmarshal(c.opts.Codec, &v); err != nil {
-		return v, fmt.Errorf("%w: decode: %w", ErrCodec, err)
-	}
-	return v, nil
+	return c.decode(e)
 }
 
-func (c *Cache[V]) decode(payload []byte) (V, error) {
+// decode decodes e's payload (sharing it when it may: Envelope.Unmarshal).
+func (c *Cache[V]) decode(e *remote.Envelope) (V, error) {
 	var v V
-	if err := c.opts.Codec.Unmarshal(payload, &v); err != nil {
+	if err := e.Unmarshal(c.opts.Codec, &v); err != nil {
 		return v, fmt.Errorf("%w: decode: %w", ErrCodec, err)
 	}
 	return v, nil

@@ -58,7 +58,7 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 	}
 	// The local copy is decoded from the payload, so later changes the
 	// caller makes to v (a pointer, slice or map) do not reach the cache.
-	own, err := c.decode(payload)
+	own, err := c.decode(&remote.Envelope{Payload: payload}) // a copy: payload may be the caller's
 	if err != nil {
 		return err
 	}
