@@ -380,6 +380,52 @@ if redis.call('DEL', KEYS[3]) == 1 or ARGV[6] == '1' then publish(ARGV[4], ARGV[
 return 1
 `)
 
+// missFillScript is the fill of a miss's lease, which publishes only to
+// wake waiters: fillScript without the prelude, the publication's
+// arguments or the marker built in Lua. A script's Lua runs on Redis's one
+// thread for every fill, and the prelude and the publication cost a
+// miss-heavy fleet about a tenth of its throughput (zipf-100k, Redis
+// sharing the replicas' cores: docs/benchmarks.md). It reports whether a
+// waiter's marker was there (2, plus 1 when the value was written), and the
+// caller then publishes the wake-up in a call of its own (wakeScript): that
+// needs no atomicity with the fill, since a waiter that left its marker
+// after the fill read the value in the same round trip (LeaseOrRead).
+//
+// KEYS: the value, lease and wait keys. ARGV: the lease marker, the token,
+// the value, its TTL in ms.
+var missFillScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 2 * redis.call('DEL', KEYS[3]) end
+  redis.call('DEL', KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1 + 2 * redis.call('DEL', KEYS[3])
+`)
+
+// wakeScript publishes a miss fill's wake-up (logged when the log is on,
+// as every publication is).
+var wakeScript = newScript(`
+publish(ARGV[1], ARGV[2])
+return 1
+`)
+
+// missFilled reads missFillScript's reply: whether the value was written,
+// and whether replicas wait to be woken.
+func missFilled(res rueidis.RedisResult) (stored, waited bool, err error) {
+	n, err := res.AsInt64()
+	return n&1 == 1, n&2 != 0, err
+}
+
+// wake publishes p to the replicas that left their marker on a fill's
+// lease (keys: the key's value, lease and wait keys). Errors are ignored:
+// a waiter also looks again by itself.
+func (s *Store) wake(ctx context.Context, g *genState, keys []string, p Publication) {
+	if p.Channel == "" {
+		return
+	}
+	s.run(ctx, wakeScript, g, call{keys: keys[2:3:3], args: []string{p.Channel, string(p.Message)}, unfenced: true})
+}
+
 // FillOptions shape one Fill.
 type FillOptions struct {
 	// TTL overrides the store's TTL (e.g. for tombstones); zero keeps it.
@@ -397,7 +443,7 @@ type FillOptions struct {
 // loaded value may be older than what Redis now holds. Waiters are woken
 // either way.
 func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o FillOptions) (_ bool, err error) {
-	args, err := s.fillArgs(token, e, o)
+	value, err := s.Encode(e)
 	if err != nil {
 		return false, err
 	}
@@ -406,10 +452,19 @@ func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o Fill
 		return false, err
 	}
 	defer inf.end(&err)
-	n, err := s.exec(ctx, fillScript, func(g *genState) call {
-		return call{keys: g.keys(key), args: args, unfenced: true}
-	}).AsInt64()
-	return n == 1, err
+	if o.Always {
+		n, err := s.exec(ctx, fillScript, func(g *genState) call {
+			return call{keys: g.keys(key), args: s.fillArgs(token, value, o), unfenced: true}
+		}).AsInt64()
+		return n == 1, err
+	}
+	g := s.state.Load()
+	keys := g.keys(key)
+	stored, waited, err := missFilled(missFillScript.Exec(ctx, s.opts.Client, keys, s.missFillArgs(token, value, o)))
+	if waited {
+		s.wake(ctx, g, keys, o.Publication)
+	}
+	return stored, err
 }
 
 // FillItem is one fill of FillMany.
@@ -424,15 +479,21 @@ type FillItem struct {
 func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([]bool, []error) {
 	stored := make([]bool, len(items))
 	errs := make([]error, len(items))
-	args := make([][]string, 0, len(items))
+	g := s.state.Load()
+	execs := make([]rueidis.LuaExec, 0, len(items))
 	at := make([]int, 0, len(items))
+	var always []int
 	for i, it := range items {
-		a, err := s.fillArgs(token, it.Envelope, it.Options)
+		if it.Options.Always {
+			always = append(always, i) // as rare as a batch of refreshes: one by one
+			continue
+		}
+		value, err := s.Encode(it.Envelope)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		args = append(args, a)
+		execs = append(execs, rueidis.LuaExec{Keys: g.keys(it.Key), Args: s.missFillArgs(token, value, it.Options)})
 		at = append(at, i)
 	}
 	ctx, inf, err := s.begin(ctx, OpFill)
@@ -454,31 +515,35 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 		}
 		inf.end(&first)
 	}()
-	res := s.execMulti(ctx, fillScript, func(g *genState) []call {
-		calls := make([]call, len(at))
-		for j, i := range at {
-			calls[j] = call{keys: g.keys(items[i].Key), args: args[j], unfenced: true}
+	if len(execs) > 0 {
+		for j, r := range missFillScript.ExecMulti(ctx, s.opts.Client, execs...) {
+			i := at[j]
+			var waited bool
+			stored[i], waited, errs[i] = missFilled(r)
+			if waited {
+				s.wake(ctx, g, execs[j].Keys, items[i].Options.Publication)
+			}
 		}
-		return calls
-	})
-	for j, r := range res {
-		n, err := r.AsInt64()
-		stored[at[j]], errs[at[j]] = n == 1, err
+	}
+	for _, i := range always {
+		stored[i], errs[i] = s.Fill(ctx, items[i].Key, token, items[i].Envelope, items[i].Options)
 	}
 	return stored, errs
 }
 
-func (s *Store) fillArgs(token string, e *Envelope, o FillOptions) ([]string, error) {
-	b, err := s.Encode(e)
-	if err != nil {
-		return nil, err
-	}
+// fillArgs are fillScript's arguments.
+func (s *Store) fillArgs(token string, value []byte, o FillOptions) []string {
 	always := "0"
 	if o.Always {
 		always = "1"
 	}
 	args := make([]string, 0, 6+4) // room for prepare's log and fence arguments
-	return append(args, token, string(b), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always), nil
+	return append(args, token, string(value), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always)
+}
+
+// missFillArgs are missFillScript's arguments.
+func (s *Store) missFillArgs(token string, value []byte, o FillOptions) []string {
+	return []string{leaseMarker(token), token, string(value), s.ttlMillis(o.TTL)}
 }
 
 var releaseScript = newScript(`

@@ -295,3 +295,111 @@ func TestFillIsFencedByItsLease(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(e.Payload))
 }
+
+// expectMessages reads n messages from msgs, then makes sure no more came
+// (a publication is sent at once, before the call that publishes returns).
+func expectMessages(t *testing.T, msgs <-chan string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case m := <-msgs:
+			assert.Contains(t, m, w)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message %q: a waiter was not woken", w)
+		}
+	}
+	// Publications reach the subscriber in order, and the ones wanted are
+	// in: one more already sent is most likely here too.
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected message %q", m)
+	default:
+	}
+}
+
+// A fill whose lease is gone (a write came, or Redis evicted the marker)
+// is refused, and still wakes the replicas that wait, so that they look
+// again at once rather than at their own deadline.
+func TestRefusedFillWakesWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+
+	r, err := s.GetOrLease(ctx, "k", "holder")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	r, err = s.LeaseOrRead(ctx, "k", "waiter")
+	require.NoError(t, err)
+	require.False(t, r.Leased)
+	require.Positive(t, r.HeldFor, "the waiter left its marker")
+	require.NoError(t, c.Do(ctx, c.B().Del().Key(s.ValueKey("k")).Build()).Error()) // the marker evicted
+	ok, err := s.Fill(ctx, "k", "holder", &Envelope{Payload: []byte("v")}, FillOptions{Publication: Publication{Channel: "inv", Message: []byte("woken")}})
+	require.NoError(t, err)
+	assert.False(t, ok, "refused: the lease is gone")
+	expectMessages(t, msgs, "woken")
+	_, err = s.Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrMiss, "nothing written")
+}
+
+// FillMany fills each key under its lease and wakes the waiters of those
+// that have some, once each; a refresh in the batch (Always) publishes
+// whether or not anyone waits.
+func TestFillManyWakesWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{LeaseTTL: 2 * time.Second})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+	pub := func(m string) FillOptions {
+		return FillOptions{Publication: Publication{Channel: "inv", Message: []byte(m)}}
+	}
+
+	leases, err := s.GetOrLeaseMany(ctx, []string{"a", "b", "c"}, "holder")
+	require.NoError(t, err)
+	for _, l := range leases {
+		require.True(t, l.Leased)
+	}
+	r, err := s.LeaseOrRead(ctx, "b", "waiter")
+	require.NoError(t, err)
+	require.Positive(t, r.HeldFor)
+	refresh := pub("c refreshed")
+	refresh.Always = true
+	stored, errs := s.FillMany(ctx, "holder", []FillItem{
+		{Key: "a", Envelope: &Envelope{Payload: []byte("A")}, Options: pub("a filled")},
+		{Key: "b", Envelope: &Envelope{Payload: []byte("B")}, Options: pub("b filled")},
+		{Key: "c", Envelope: &Envelope{Payload: []byte("C")}, Options: refresh},
+	})
+	assert.Equal(t, []bool{true, true, true}, stored)
+	assert.Equal(t, []error{nil, nil, nil}, errs)
+	expectMessages(t, msgs, "b filled", "c refreshed")
+	for k, want := range map[string]string{"a": "A", "b": "B", "c": "C"} {
+		e, err := s.Get(ctx, k)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(e.Payload))
+	}
+}
+
+// With the invalidation log on, a fill's wake-up is logged like any
+// publication, so a replica that resumes its subscription replays it.
+func TestFillWakeUpIsLogged(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second, InvalidationLog: 100})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+
+	r, err := s.GetOrLease(ctx, "k", "holder")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	r, err = s.LeaseOrRead(ctx, "k", "waiter")
+	require.NoError(t, err)
+	require.Positive(t, r.HeldFor)
+	ok, err := s.Fill(ctx, "k", "holder", &Envelope{Payload: []byte("v")}, FillOptions{Publication: Publication{Channel: "inv", Message: []byte("m-woken")}})
+	require.NoError(t, err)
+	require.True(t, ok)
+	expectMessages(t, msgs, "woken")
+	n, err := c.Do(ctx, c.B().Xlen().Key(s.InvalidationLogKey()).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "the wake-up is in the log")
+}
