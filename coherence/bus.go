@@ -48,6 +48,15 @@ type Options struct {
 	// OnMessage applies one message. Required. It runs on the Bus's
 	// goroutine, in arrival order.
 	OnMessage func(Message)
+	// OnArrival, optional, sees each message OnMessage will get (this
+	// namespace's, from another instance) as soon as it is read off the
+	// connection, before it waits its turn in the queue; OnMessage still
+	// gets it, in order. It runs on the connection's reading goroutine,
+	// concurrently with OnMessage, so it must be quick and never block: it
+	// is for what makes stale copies stop being served sooner (the
+	// queue's hand-off is a goroutine switch, on a busy machine a
+	// scheduling delay), not for the invalidation itself.
+	OnArrival func(Message)
 	// OnGap is told that invalidations may have been lost. Required. It
 	// runs on the Bus's goroutine, ordered with OnMessage.
 	OnGap func(GapReason)
@@ -149,6 +158,7 @@ type Stats struct {
 
 type event struct {
 	payload    string    // a raw message, or empty for a gap
+	msg        *Message  // payload decoded, when OnArrival has seen it
 	gap        GapReason // set for a gap
 	at         time.Time // for a gap: when the bus learnt of it
 	checkpoint int64     // set for an own ping back: when it was published
@@ -406,7 +416,19 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 		}
 		return
 	}
-	b.enqueue(event{payload: m.Message})
+	if b.opts.OnArrival == nil {
+		b.enqueue(event{payload: m.Message})
+		return
+	}
+	msg, err := decodeMessage([]byte(m.Message))
+	if err != nil {
+		b.enqueue(event{payload: m.Message}) // undecodable: a gap, in turn
+		return
+	}
+	if msg.Origin != b.opts.Origin && msg.Namespace == b.opts.Namespace {
+		b.opts.OnArrival(msg)
+	}
+	b.enqueue(event{msg: &msg})
 }
 
 func (b *Bus) enqueue(e event) { b.queue.push(e) }
@@ -462,6 +484,10 @@ func (b *Bus) handle(e event) {
 		b.log.checkpoint(time.Unix(0, e.checkpoint))
 		return
 	}
+	if e.msg != nil {
+		b.handleMessage(*e.msg)
+		return
+	}
 	m, err := decodeMessage([]byte(e.payload))
 	if err != nil {
 		b.undecodable.Add(1)
@@ -470,6 +496,11 @@ func (b *Bus) handle(e event) {
 		b.releaseLater()
 		return
 	}
+	b.handleMessage(m)
+}
+
+// handleMessage notes m's place in the log, if any, and delivers it.
+func (b *Bus) handleMessage(m Message) {
 	if b.log != nil {
 		b.log.seen(m.LogID)
 	}

@@ -86,6 +86,51 @@ func TestBusDeliversAndSkipsEchoes(t *testing.T) {
 	assert.False(t, rec.hasGap(GapResubscribe))
 }
 
+// OnArrival sees a message as it is read, even while OnMessage is busy
+// with an earlier one, and only the messages OnMessage will get; those
+// still reach OnMessage, in order, with an undecodable one as a gap.
+func TestBusOnArrivalRunsAheadOfTheQueue(t *testing.T) {
+	srv := redistest.Start(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var arrived, applied []string
+	keysOf := func(m Message) string { return m.Keys[0] }
+	_, rec := startBus(t, srv, Options{
+		Origin: 1,
+		OnArrival: func(m Message) {
+			mu.Lock()
+			arrived = append(arrived, keysOf(m))
+			mu.Unlock()
+		},
+		OnMessage: func(m Message) {
+			mu.Lock()
+			applied = append(applied, keysOf(m))
+			mu.Unlock()
+			<-release // the bus's goroutine is stuck on the first message
+		},
+	})
+	seen := func() ([]string, []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), arrived...), append([]string(nil), applied...)
+	}
+	pub := redistest.Client(t, srv)
+	publish(t, pub, "ns:inv", (&Message{Origin: 1, Namespace: "ns", Kind: KindKeys, Keys: []string{"own"}}).Encode())
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "other", Kind: KindKeys, Keys: []string{"foreign"}}).Encode())
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"a"}}).Encode())
+	publish(t, pub, "ns:inv", []byte("garbage"))
+	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"b"}}).Encode())
+	require.Eventually(t, func() bool { a, _ := seen(); return len(a) == 2 }, 5*time.Second, time.Millisecond)
+	arr, app := seen()
+	assert.Equal(t, []string{"a", "b"}, arr, "echoes and other namespaces are not shown")
+	assert.Equal(t, []string{"a"}, app, "b arrived while a was still being applied")
+	close(release)
+	require.Eventually(t, func() bool { _, a := seen(); return len(a) == 2 }, 5*time.Second, time.Millisecond)
+	_, app = seen()
+	assert.Equal(t, []string{"a", "b"}, app)
+	require.Eventually(t, func() bool { return rec.hasGap(GapUndecodable) }, 5*time.Second, time.Millisecond)
+}
+
 func TestBusReportsUndecodableAsGap(t *testing.T) {
 	srv := redistest.Start(t)
 	_, rec := startBus(t, srv, Options{Origin: 1})

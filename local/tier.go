@@ -110,8 +110,8 @@ type Entry[V any] struct {
 // small value it spans one or two cache lines.
 type stored[V any] struct {
 	epoch   uint64
-	expires int64     // on the tier's clock (Tier.now)
-	tags    *tagFence // nil for an untagged entry
+	expires atomic.Int64 // on the tier's clock (Tier.now); Kill moves it back
+	tags    *tagFence    // nil for an untagged entry
 	Entry[V]
 }
 
@@ -306,7 +306,7 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	s, ok := t.cache.Get(key)
-	if !ok || s.epoch != t.epoch.Load() || t.now() >= s.expires || (s.tags != nil && t.tagged(s.tags)) {
+	if !ok || s.epoch != t.epoch.Load() || t.now() >= s.expires.Load() || (s.tags != nil && t.tagged(s.tags)) {
 		return nil, false
 	}
 	return &s.Entry, true
@@ -337,7 +337,8 @@ func (t *Tier[V]) InvalidateTags(tags ...string) {
 // newStored is what a fill under f stores for ttl.
 func (t *Tier[V]) newStored(f Fence, e Entry[V], ttl time.Duration) *stored[V] {
 	now := t.now()
-	s := &stored[V]{epoch: f.epoch, expires: now + min(int64(ttl), math.MaxInt64-now), Entry: e}
+	s := &stored[V]{epoch: f.epoch, Entry: e}
+	s.expires.Store(now + min(int64(ttl), math.MaxInt64-now))
 	if len(e.Tags) > 0 {
 		s.tags = &tagFence{at: f.tagAt, idx: make([]uint32, len(e.Tags))}
 		for i, tag := range e.Tags {
@@ -437,6 +438,20 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 		t.waitApplied()
 	}
 	t.cache.Del(key)
+}
+
+// Kill makes the copies of keys held now miss at once, without taking a
+// stripe lock or waiting for ristretto's buffers, so that a goroutine that
+// must not block (one reading invalidations off a connection) can stop
+// them being served ahead of Invalidate. It fences no fill and frees
+// nothing: Invalidate must follow. A copy a fill makes meanwhile is not
+// killed; Invalidate removes it.
+func (t *Tier[V]) Kill(keys ...string) {
+	for _, k := range keys {
+		if s, ok := t.cache.Get(k); ok {
+			s.expires.Store(math.MinInt64)
+		}
+	}
 }
 
 // Invalidate removes keys and fails every fill of their stripes whose fence

@@ -37,6 +37,30 @@ func TestFillAndGet(t *testing.T) {
 	assert.False(t, ok)
 }
 
+// Kill makes a held copy miss at once without fencing fills: Invalidate,
+// which follows it, does that and frees the entry.
+func TestKillMissesAtOnceAndInvalidateFollows(t *testing.T) {
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
+	require.True(t, fill(tier, tier.Fence("other"), "other", 2))
+	tier.Wait()
+	before := tier.Fence("k")
+	tier.Kill("k", "absent")
+	_, ok := tier.Get("k")
+	assert.False(t, ok, "killed")
+	_, ok = tier.Get("other")
+	assert.True(t, ok, "only the keys named")
+	assert.True(t, fill(tier, before, "k", 3), "a kill fences nothing")
+	tier.Wait()
+	e, ok := tier.Get("k")
+	require.True(t, ok, "a new copy is not killed")
+	assert.Equal(t, int64(3), e.Value)
+	tier.Invalidate("k")
+	_, ok = tier.Get("k")
+	assert.False(t, ok)
+	assert.False(t, fill(tier, before, "k", 4), "Invalidate fences")
+}
+
 func TestHoldMissesWithoutDropping(t *testing.T) {
 	tier := newTier(t, Options{})
 	require.True(t, fill(tier, tier.Fence("a"), "a", 1))
@@ -287,6 +311,9 @@ func raceFillsAndInvalidations(t *testing.T, tier *Tier[int64]) {
 				k := i % keys
 				writeMu[k].Lock()
 				v := source[k].Add(1)
+				if w == 0 {
+					tier.Kill(name(k)) // as the invalidation stream's reader does first
+				}
 				tier.Invalidate(name(k))
 				invalidated[k].Store(v)
 				writeMu[k].Unlock()

@@ -34,6 +34,16 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 	}
 }
 
+// killOnArrival stops the local copies of a peer's invalidated keys being
+// served the moment its message is read (on the subscription's reading
+// goroutine); applyInvalidation then fences their fills and removes them,
+// in order with the rest of the stream.
+func (c *Cache[V]) killOnArrival(m coherence.Message) {
+	if m.Kind == coherence.KindKeys {
+		c.local.Kill(m.Keys...)
+	}
+}
+
 // applyGap runs on the bus goroutine when invalidations may have been lost.
 // A namespace flush may have been among them, so the generation is re-read.
 func (c *Cache[V]) applyGap(reason coherence.GapReason) {

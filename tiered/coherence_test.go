@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/internal/redisserver"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
@@ -168,4 +169,51 @@ func TestStalenessLedgerWithSWRAndBatches(t *testing.T) {
 	assert.Zero(t, res.stale)
 	assert.Positive(t, res.staleHits, "values must actually have been served stale")
 	assert.Positive(t, res.refreshes, "background refreshes must actually have landed")
+}
+
+// A peer's write stops this replica serving its copy as soon as the
+// message is read, even while the invalidations before it are still being
+// applied: the copy is killed on arrival (Tier.Kill), not behind the queue.
+func TestCopyStopsBeingServedOnArrival(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	opts := Options[string]{Namespace: "arrival", LocalTTL: time.Hour, RemoteTTL: time.Hour, PingInterval: -1}
+	writer := newCache(t, srv, opts)
+	stuck, release := make(chan struct{}), make(chan struct{})
+	opts.applied = func(m coherence.Message) {
+		if slices.Contains(m.Keys, "other") {
+			close(stuck)
+			<-release // holds the bus's goroutine
+		}
+	}
+	reader := newCache(t, srv, opts)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+
+	require.NoError(t, writer.Set(ctx, "k", "v1"))
+	require.Eventually(t, func() bool { return reader.Stats().InvalidationsReceived == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		if v, err := reader.Get(ctx, "k"); err != nil || v != "v1" {
+			return false
+		}
+		reader.local.Wait() // ristretto applies inserts through a buffer
+		_, hit := reader.local.Get("k")
+		return hit
+	}, 5*time.Second, time.Millisecond, "the reader holds a copy")
+
+	require.NoError(t, writer.Set(ctx, "other", "x"))
+	<-stuck
+	require.NoError(t, writer.Set(ctx, "k", "v2"))
+	require.Eventually(t, func() bool { _, hit := reader.local.Get("k"); return !hit }, 5*time.Second, time.Millisecond, "killed on arrival")
+	v, err := reader.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v2", v, "read from Redis")
+	assert.EqualValues(t, 2, reader.Stats().InvalidationsReceived, "k's message still waits its turn")
+	close(release)
+	require.Eventually(t, func() bool { return reader.Stats().InvalidationsReceived == 3 }, 5*time.Second, time.Millisecond)
 }

@@ -75,6 +75,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 		Namespace:    c.opts.Namespace,
 		Origin:       c.origin,
 		OnMessage:    c.applyInvalidation,
+		OnArrival:    c.killOnArrival,
 		OnGap:        c.applyGap,
 		QueueSize:    c.opts.InvalidationQueue,
 		PingInterval: c.opts.PingInterval,
