@@ -54,7 +54,10 @@
 // lost connection, or Redis flushing the database, is a gap.
 //
 // Callbacks run on the transport's own goroutine, in order, never on the
-// connection's reader.
+// connection's reader, except a Bus's Options.OnArrival, which is given
+// each message as it is read, ahead of its turn, and must not block (tiered
+// stops serving the keys' local copies there, then invalidates them in
+// turn).
 //
 // # Connections
 //

@@ -21,7 +21,9 @@
 // lock. ristretto applies Set through a buffer, but its Del queues a delete
 // behind any buffered Set of the key, so the order taken under the stripe
 // lock is the order applied: no fill captured before an invalidation can
-// land after it.
+// land after it. Kill, for a goroutine that must not wait for the stripe
+// lock, makes the copies held now miss at once (an atomic store) ahead of
+// the Invalidate that must follow it.
 //
 // Epochs. Every entry records the epoch it was filled in. Flush bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose

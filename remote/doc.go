@@ -45,7 +45,8 @@
 // written only if its lease still holds its token (Fill). Every Set
 // overwrites the marker and every Delete removes it, and both remove the
 // refresh's lease, so a load that started before a write can never
-// overwrite it.
+// overwrite it. A miss's fill publishes nothing itself: it reports a
+// waiter's marker, and the wake-up follows in a call of its own.
 //
 // # What is guaranteed
 //
