@@ -35,6 +35,64 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	return out, errors.Join(err, clashed)
 }
 
+// Warm reads keys from Redis with one MGET (split by slot on a Cluster
+// client) into the local tier, and reports how many it found and which it
+// did not (absent, tombstoned, corrupt or another value type's), for a
+// warm-up that has no use for the values: it does not look at the local
+// tier first (a copy held is replaced by Redis's, under the same fence as
+// any fill) and returns no map. Keys should be distinct. Like GetMany, it
+// returns once what it read is in the local tier.
+func (c *Cache[V]) Warm(ctx context.Context, keys []string) (found int, missing []string, err error) {
+	for _, k := range keys {
+		if err := c.checkKey(k); err != nil {
+			return 0, nil, err
+		}
+	}
+	if c.closed.Load() {
+		return 0, nil, ErrClosed
+	}
+	if len(keys) == 0 {
+		return 0, nil, nil
+	}
+	fences := make([]local.Fence, len(keys))
+	for i, k := range keys {
+		fences[i] = c.local.Fence(k) // before the read, as for every fill
+	}
+	defer c.local.Wait()
+	rctx, end := c.observe(ctx, OpRedisRead, oneKey(keys), len(keys))
+	res, err := c.remote.GetMany(rctx, keys)
+	endWrite(end, err)
+	if err != nil {
+		c.stats.remoteErrors.Add(1)
+		return 0, keys, fmt.Errorf("%w: mget: %w", ErrRemote, err)
+	}
+	var clashed error
+	for i, k := range keys {
+		r := &res[i]
+		switch {
+		case r.Err == nil:
+			v, derr := c.decodeEnvelope(&r.Envelope)
+			if derr == nil {
+				c.stats.remoteHits.Add(1)
+				if _, err := c.fromRemote(k, fences[i], &r.Envelope, v, nil); err == nil {
+					found++
+					continue
+				}
+			} else if errors.Is(derr, ErrTypeClash) {
+				clashed = errors.Join(clashed, c.typeClash(k, derr))
+			} else {
+				c.corrupt(derr)
+			}
+		case errors.Is(r.Err, remote.ErrMiss):
+			c.stats.remoteMisses.Add(1)
+		default:
+			c.stats.corrupt.Add(1)
+		}
+		missing = append(missing, k)
+	}
+	return found, missing, clashed
+}
+
 // GetOrLoadMany is GetMany that loads what neither tier holds: one call of
 // loadMany for every missing key this replica wins the fleet lease of, while
 // keys whose lease another replica holds are waited for, as in GetOrLoad.

@@ -49,7 +49,7 @@
 // allocation-free, build the loader once, or set Options.Loader and use Get.
 //
 // Tags (WithTags, InvalidateTags), InvalidateAll (a new generation of keys,
-// O(1)), batches (GetMany, GetOrLoadMany) and a delayed second delete
+// O(1)), batches (GetMany, GetOrLoadMany, Warm) and a delayed second delete
 // (Options.DoubleDeleteDelay) complete the set. Batch calls cost two round
 // trips where single calls cost one (rueidis loads the script first).
 //

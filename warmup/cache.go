@@ -14,7 +14,9 @@ type Cache[V any] interface {
 	Namespace() string
 	// Keys lists keys in Redis matching a glob (Options.ScanMatch).
 	Keys(ctx context.Context, glob string) iter.Seq2[string, error]
-	// GetMany reads a batch into the local tier.
+	// GetMany reads a batch into the local tier. (A Cache that also has
+	// tiered's Warm, as *tiered.Cache does, is read with Warm instead,
+	// which skips the local look-up and returns no values.)
 	GetMany(ctx context.Context, keys []string) (map[string]V, error)
 	// GetOrLoadMany loads, with Options.Load, what Redis lacks.
 	GetOrLoadMany(ctx context.Context, keys []string, loadMany func(ctx context.Context, keys []string) (map[string]V, error), opts ...tiered.CallOption) (map[string]V, error)

@@ -142,22 +142,37 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 }
 
 func preloadBatch[V any](ctx context.Context, cache Cache[V], batch []string, opts *Options[V], limiter *rate.Limiter) (found, loaded int, err error) {
-	got, err := cache.GetMany(ctx, batch)
-	found = len(got)
-	if err != nil || opts.Load == nil || found == len(batch) {
+	found, missing, err := read(ctx, cache, batch)
+	if err != nil || opts.Load == nil || len(missing) == 0 {
 		return found, 0, err
-	}
-	missing := make([]string, 0, len(batch)-found)
-	for _, k := range batch {
-		if _, ok := got[k]; !ok {
-			missing = append(missing, k)
-		}
 	}
 	if err := limiter.WaitN(ctx, len(missing)); err != nil {
 		return found, 0, err
 	}
 	more, err := cache.GetOrLoadMany(ctx, missing, opts.Load)
 	return found, len(more), err
+}
+
+// warmer is a Cache that reads a batch into its local tier without
+// returning it (tiered.Cache.Warm, which also skips the local look-up a
+// fresh replica has no use for): a preload's fast path.
+type warmer interface {
+	Warm(ctx context.Context, keys []string) (found int, missing []string, err error)
+}
+
+// read reads batch into cache's local tier, and returns how many keys it
+// found and the keys it did not.
+func read[V any](ctx context.Context, cache Cache[V], batch []string) (found int, missing []string, err error) {
+	if w, ok := cache.(warmer); ok {
+		return w.Warm(ctx, batch)
+	}
+	got, err := cache.GetMany(ctx, batch)
+	for _, k := range batch {
+		if _, ok := got[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	return len(got), missing, err
 }
 
 // gather collects the keys of every source, deduplicated, up to MaxKeys.

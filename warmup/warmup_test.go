@@ -103,35 +103,52 @@ func TestHotKeysComeOnTopAndAFreshReplicaServesThemLocally(t *testing.T) {
 	assert.GreaterOrEqual(t, ratio, 0.95)
 }
 
+// getManyOnly is a Cache without tiered's Warm: a wrapper, or a test's
+// stand-in, that Preload reads through GetMany.
+type getManyOnly struct{ Cache[string] }
+
 func TestSourcesAndOriginLoads(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
-	writer := newReplica(t, srv, "src", false)
-	for i := range 20 {
-		require.NoError(t, writer.cache.Set(ctx, fmt.Sprint("user:", i), "u"))
+	for name, wrap := range map[string]func(*tiered.Cache[string]) Cache[string]{
+		"warm":     func(c *tiered.Cache[string]) Cache[string] { return c },
+		"get-many": func(c *tiered.Cache[string]) Cache[string] { return getManyOnly{c} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			writer := newReplica(t, srv, name, false)
+			for i := range 20 {
+				require.NoError(t, writer.cache.Set(ctx, fmt.Sprint("user:", i), "u"))
+			}
+			require.NoError(t, writer.cache.Set(ctx, "order:1", "o"))
+			fresh := newReplica(t, srv, name, false)
+			var loaded []string
+			rep, err := Preload(ctx, wrap(fresh.cache), Options[string]{
+				Client:    fresh.rc,
+				TopN:      -1,
+				Keys:      []string{"order:1", "order:missing"},
+				KeySource: slices.Values([]string{"user:0", "user:1", "user:0"}),
+				ScanMatch: "user:*",
+				Load: func(_ context.Context, keys []string) (map[string]string, error) {
+					loaded = append(loaded, keys...)
+					return map[string]string{"order:missing": "from origin"}, nil
+				},
+			})
+			require.NoError(t, err)
+			assert.Equal(t, 22, rep.Requested, "order:1, order:missing and user:0–19, once each")
+			assert.Equal(t, 21, rep.Found)
+			assert.Equal(t, 1, rep.Loaded)
+			assert.Equal(t, []string{"order:missing"}, loaded, "only what Redis lacks goes to the origin")
+			before := fresh.cache.Stats().LocalMisses
+			for _, k := range []string{"order:1", "order:missing", "user:7"} {
+				_, err := fresh.cache.Get(ctx, k)
+				require.NoError(t, err)
+			}
+			assert.Equal(t, before, fresh.cache.Stats().LocalMisses, "every key preloaded is served locally")
+			v, err := writer.cache.Get(ctx, "order:missing")
+			require.NoError(t, err)
+			assert.Equal(t, "from origin", v, "the load reached Redis too")
+		})
 	}
-	require.NoError(t, writer.cache.Set(ctx, "order:1", "o"))
-	fresh := newReplica(t, srv, "src", false)
-	var loaded []string
-	rep, err := Preload(ctx, fresh.cache, Options[string]{
-		Client:    fresh.rc,
-		TopN:      -1,
-		Keys:      []string{"order:1", "order:missing"},
-		KeySource: slices.Values([]string{"user:0", "user:1", "user:0"}),
-		ScanMatch: "user:*",
-		Load: func(_ context.Context, keys []string) (map[string]string, error) {
-			loaded = append(loaded, keys...)
-			return map[string]string{"order:missing": "from origin"}, nil
-		},
-	})
-	require.NoError(t, err)
-	assert.Equal(t, 22, rep.Requested, "order:1, order:missing and user:0–19, once each")
-	assert.Equal(t, 21, rep.Found)
-	assert.Equal(t, 1, rep.Loaded)
-	assert.Equal(t, []string{"order:missing"}, loaded, "only what Redis lacks goes to the origin")
-	v, err := writer.cache.Get(ctx, "order:missing")
-	require.NoError(t, err)
-	assert.Equal(t, "from origin", v, "the load reached Redis too")
 }
 
 func TestBudgetIsHonouredWhenRedisIsPaused(t *testing.T) {
