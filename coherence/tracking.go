@@ -32,6 +32,11 @@ type TrackingOptions struct {
 	// were evicted, by anyone. Required. It runs on the Tracker's
 	// goroutine, in order with OnGap.
 	OnKeys func(redisKeys []string)
+	// OnArrival, optional, as Options.OnArrival: sees each push's keys as
+	// it is read off the connection, ahead of OnKeys (which still gets
+	// them, in order); it runs on the connection's reading goroutine and
+	// must not block.
+	OnArrival func(redisKeys []string)
 	// OnGap is told that changes may have been missed. Required.
 	OnGap func(GapReason)
 	// OnHold, optional, as Options.OnHold: told true when a tracking
@@ -281,6 +286,9 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 			if s, err := k.ToString(); err == nil {
 				names = append(names, s)
 			}
+		}
+		if t.opts.OnArrival != nil {
+			t.opts.OnArrival(names)
 		}
 		t.enqueue(trackingEvent{keys: names})
 	})

@@ -44,6 +44,17 @@ func (c *Cache[V]) killOnArrival(m coherence.Message) {
 	}
 }
 
+// killTracked is killOnArrival for the tracking transport: the local
+// copies of the cache keys among a push's Redis keys stop being served as
+// it is read; applyTracked invalidates them in turn.
+func (c *Cache[V]) killTracked(redisKeys []string) {
+	for _, rk := range redisKeys {
+		if k, ok := c.remote.KeyOf(rk); ok {
+			c.local.Kill(k)
+		}
+	}
+}
+
 // applyGap runs on the bus goroutine when invalidations may have been lost.
 // A namespace flush may have been among them, so the generation is re-read.
 func (c *Cache[V]) applyGap(reason coherence.GapReason) {

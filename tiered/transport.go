@@ -58,6 +58,7 @@ func (c *Cache[V]) startTransport(ctx context.Context) (transport, error) {
 			Client:       c.opts.Client,
 			Prefix:       c.opts.Namespace + ":v1:g",
 			OnKeys:       c.applyTracked,
+			OnArrival:    c.killTracked,
 			OnGap:        c.applyGap,
 			OnHold:       c.hold,
 			QueueSize:    c.opts.InvalidationQueue,
