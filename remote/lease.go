@@ -382,10 +382,11 @@ return 1
 
 // missFillScript is the fill of a miss's lease, which publishes only to
 // wake waiters: fillScript without the prelude, the publication's
-// arguments or the marker built in Lua. A script's Lua runs on Redis's one
-// thread for every fill, and the prelude and the publication cost a
-// miss-heavy fleet about a tenth of its throughput (zipf-100k, Redis
-// sharing the replicas' cores: docs/benchmarks.md). It reports whether a
+// arguments or the marker built in Lua. A script runs on Redis's one
+// thread for every load, and is most of what a fenced fill costs Redis over
+// a plain SET (about 5 µs against 3 for a command, at 16 clients); the
+// prelude and the publication were about 1 µs of it (BenchmarkLoadMiss,
+// docs/benchmarks.md). It reports whether a
 // waiter's marker was there (2, plus 1 when the value was written), and the
 // caller then publishes the wake-up in a call of its own (wakeScript): that
 // needs no atomicity with the fill, since a waiter that left its marker
