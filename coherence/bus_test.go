@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,48 +87,71 @@ func TestBusDeliversAndSkipsEchoes(t *testing.T) {
 	assert.False(t, rec.hasGap(GapResubscribe))
 }
 
+// arrivals records what an OnArrival callback and a stuck applier saw:
+// the applier blocks on its first call until release is closed.
+type arrivals struct {
+	mu               sync.Mutex
+	arrived, applied []string
+	release          chan struct{}
+}
+
+func newArrivals() *arrivals { return &arrivals{release: make(chan struct{})} }
+
+func (a *arrivals) arrive(keys ...string) {
+	a.mu.Lock()
+	a.arrived = append(a.arrived, keys...)
+	a.mu.Unlock()
+}
+
+func (a *arrivals) apply(keys ...string) {
+	a.mu.Lock()
+	first := len(a.applied) == 0
+	a.applied = append(a.applied, keys...)
+	a.mu.Unlock()
+	if first {
+		<-a.release // the applier is stuck on its first call
+	}
+}
+
+func (a *arrivals) seen() (arrived, applied []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.arrived), slices.Clone(a.applied)
+}
+
+// check waits until want has arrived while the applier holds only the
+// first of them, then releases it and waits until it has applied them
+// all, in order.
+func (a *arrivals) check(t *testing.T, want []string) {
+	t.Helper()
+	require.Eventually(t, func() bool { got, _ := a.seen(); return len(got) == len(want) }, 5*time.Second, time.Millisecond)
+	arrived, applied := a.seen()
+	assert.Equal(t, want, arrived, "arrivals: only what the applier will get")
+	assert.Equal(t, want[:1], applied, "the rest arrived while the first was still being applied")
+	close(a.release)
+	require.Eventually(t, func() bool { _, got := a.seen(); return len(got) == len(want) }, 5*time.Second, time.Millisecond)
+	_, applied = a.seen()
+	assert.Equal(t, want, applied)
+}
+
 // OnArrival sees a message as it is read, even while OnMessage is busy
 // with an earlier one, and only the messages OnMessage will get; those
 // still reach OnMessage, in order, with an undecodable one as a gap.
 func TestBusOnArrivalRunsAheadOfTheQueue(t *testing.T) {
 	srv := redistest.Start(t)
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var arrived, applied []string
-	keysOf := func(m Message) string { return m.Keys[0] }
+	a := newArrivals()
 	_, rec := startBus(t, srv, Options{
-		Origin: 1,
-		OnArrival: func(m Message) {
-			mu.Lock()
-			arrived = append(arrived, keysOf(m))
-			mu.Unlock()
-		},
-		OnMessage: func(m Message) {
-			mu.Lock()
-			applied = append(applied, keysOf(m))
-			mu.Unlock()
-			<-release // the bus's goroutine is stuck on the first message
-		},
+		Origin:    1,
+		OnArrival: func(m Message) { a.arrive(m.Keys...) },
+		OnMessage: func(m Message) { a.apply(m.Keys...) },
 	})
-	seen := func() ([]string, []string) {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), arrived...), append([]string(nil), applied...)
-	}
 	pub := redistest.Client(t, srv)
 	publish(t, pub, "ns:inv", (&Message{Origin: 1, Namespace: "ns", Kind: KindKeys, Keys: []string{"own"}}).Encode())
 	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "other", Kind: KindKeys, Keys: []string{"foreign"}}).Encode())
 	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"a"}}).Encode())
 	publish(t, pub, "ns:inv", []byte("garbage"))
 	publish(t, pub, "ns:inv", (&Message{Origin: 2, Namespace: "ns", Kind: KindKeys, Keys: []string{"b"}}).Encode())
-	require.Eventually(t, func() bool { a, _ := seen(); return len(a) == 2 }, 5*time.Second, time.Millisecond)
-	arr, app := seen()
-	assert.Equal(t, []string{"a", "b"}, arr, "echoes and other namespaces are not shown")
-	assert.Equal(t, []string{"a"}, app, "b arrived while a was still being applied")
-	close(release)
-	require.Eventually(t, func() bool { _, a := seen(); return len(a) == 2 }, 5*time.Second, time.Millisecond)
-	_, app = seen()
-	assert.Equal(t, []string{"a", "b"}, app)
+	a.check(t, []string{"a", "b"})
 	require.Eventually(t, func() bool { return rec.hasGap(GapUndecodable) }, 5*time.Second, time.Millisecond)
 }
 
