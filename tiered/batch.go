@@ -28,7 +28,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 		return out, err
 	}
 	defer c.local.Wait()
-	_, clashed, err := c.remotePass(ctx, missing, fences, out)
+	_, clashed, err := c.remotePass(ctx, missing, fencesOf(missing, fences), into(out))
 	if err != nil && len(c.heldPass(missing, out)) == 0 {
 		err = nil // every key was served by the held local tier
 	}
@@ -36,12 +36,13 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 }
 
 // Warm reads keys from Redis with one MGET (split by slot on a Cluster
-// client) into the local tier, and reports how many it found and which it
-// did not (absent, tombstoned, corrupt or another value type's), for a
-// warm-up that has no use for the values: it does not look at the local
-// tier first (a copy held is replaced by Redis's, under the same fence as
-// any fill) and returns no map. Keys should be distinct. Like GetMany, it
-// returns once what it read is in the local tier.
+// client) into the local tier, and reports how many it found and which
+// Redis lacks or holds corrupt (a tombstone is found absent, and is in
+// neither; another value type's is reported in the error), for a warm-up
+// that has no use for the values: it does not look at the local tier first
+// (a copy held is replaced by Redis's, under the same fence as any fill)
+// and returns no map. Keys should be distinct. Like GetMany, it returns
+// once what it read is in the local tier.
 func (c *Cache[V]) Warm(ctx context.Context, keys []string) (found int, missing []string, err error) {
 	for _, k := range keys {
 		if err := c.checkKey(k); err != nil {
@@ -59,36 +60,9 @@ func (c *Cache[V]) Warm(ctx context.Context, keys []string) (found int, missing 
 		fences[i] = c.local.Fence(k) // before the read, as for every fill
 	}
 	defer c.local.Wait()
-	rctx, end := c.observe(ctx, OpRedisRead, oneKey(keys), len(keys))
-	res, err := c.remote.GetMany(rctx, keys)
-	endWrite(end, err)
+	missing, clashed, err := c.remotePass(ctx, keys, func(i int) local.Fence { return fences[i] }, func(string, V) { found++ })
 	if err != nil {
-		c.stats.remoteErrors.Add(1)
-		return 0, keys, fmt.Errorf("%w: mget: %w", ErrRemote, err)
-	}
-	var clashed error
-	for i, k := range keys {
-		r := &res[i]
-		switch {
-		case r.Err == nil:
-			v, derr := c.decodeEnvelope(&r.Envelope)
-			if derr == nil {
-				c.stats.remoteHits.Add(1)
-				if _, err := c.fromRemote(k, fences[i], &r.Envelope, v, nil); err == nil {
-					found++
-					continue
-				}
-			} else if errors.Is(derr, ErrTypeClash) {
-				clashed = errors.Join(clashed, c.typeClash(k, derr))
-			} else {
-				c.corrupt(derr)
-			}
-		case errors.Is(r.Err, remote.ErrMiss):
-			c.stats.remoteMisses.Add(1)
-		default:
-			c.stats.corrupt.Add(1)
-		}
-		missing = append(missing, k)
+		return 0, missing, err
 	}
 	return found, missing, clashed
 }
@@ -110,7 +84,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loadMany fu
 	if err := c.checkCall(co); err != nil {
 		return out, err
 	}
-	left, clashed, err := c.remotePass(ctx, missing, fences, out)
+	left, clashed, err := c.remotePass(ctx, missing, fencesOf(missing, fences), into(out))
 	if err != nil {
 		// Fail open: Redis is unreachable, so load and cache locally.
 		c.stats.remoteErrors.Add(1)
@@ -209,26 +183,27 @@ func (c *Cache[V]) heldPass(keys []string, out map[string]V) (left []string) {
 	return left
 }
 
-// remotePass reads keys with one MGET and returns those Redis lacks (or
-// holds corrupt), and the keys holding another ValueType's values as
-// clashed. On error it returns every key.
-func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[string]local.Fence, out map[string]V) (left []string, clashed, err error) {
+// remotePass reads keys with one MGET, fills the local tier with what it
+// found (keys[i] under fence(i)) and hands each value to found; it returns
+// the keys Redis lacks (or holds corrupt), and the keys holding another
+// ValueType's values as clashed. On error it returns every key.
+func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fence func(i int) local.Fence, found func(key string, v V)) (left []string, clashed, err error) {
 	rctx, end := c.observe(ctx, OpRedisRead, oneKey(keys), len(keys))
-	found, err := c.remote.GetMany(rctx, keys)
+	res, err := c.remote.GetMany(rctx, keys)
 	endWrite(end, err)
 	if err != nil {
 		c.stats.remoteErrors.Add(1)
 		return keys, nil, fmt.Errorf("%w: mget: %w", ErrRemote, err)
 	}
 	for i, k := range keys {
-		f := found[i]
+		f := &res[i]
 		if f.Err == nil {
 			v, err := c.decodeEnvelope(&f.Envelope)
 			switch {
 			case err == nil:
 				c.stats.remoteHits.Add(1)
-				if _, err := c.fromRemote(k, fences[k], &f.Envelope, v, nil); err == nil {
-					out[k] = v
+				if _, err := c.fromRemote(k, fence(i), &f.Envelope, v, nil); err == nil {
+					found(k, v)
 				}
 				continue
 			case errors.Is(err, ErrTypeClash):
@@ -244,6 +219,16 @@ func (c *Cache[V]) remotePass(ctx context.Context, keys []string, fences map[str
 		left = append(left, k)
 	}
 	return left, clashed, nil
+}
+
+// fencesOf gives remotePass the fences of keys from a batch's map.
+func fencesOf(keys []string, fences map[string]local.Fence) func(int) local.Fence {
+	return func(i int) local.Fence { return fences[keys[i]] }
+}
+
+// into gives remotePass's values to out.
+func into[V any](out map[string]V) func(string, V) {
+	return func(k string, v V) { out[k] = v }
 }
 
 // loadMany calls the batch loader, turning a panic into ErrLoaderPanic.
