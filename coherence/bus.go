@@ -407,7 +407,7 @@ func (b *Bus) up() {
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == b.pingChan {
-		if msg, err := decodeMessage([]byte(m.Message)); err == nil && msg.Kind == kindPing {
+		if msg, err := decodeMessage(m.Message); err == nil && msg.Kind == kindPing {
 			b.pings.Add(1)
 			b.lastPingEcho.Store(msg.PublishedAt)
 			if b.opts.SlotLogKey != nil {
@@ -420,7 +420,7 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 		b.enqueue(event{payload: m.Message})
 		return
 	}
-	msg, err := decodeMessage([]byte(m.Message))
+	msg, err := decodeMessage(m.Message)
 	if err != nil {
 		b.enqueue(event{payload: m.Message}) // undecodable: a gap, in turn
 		return
@@ -488,7 +488,7 @@ func (b *Bus) handle(e event) {
 		b.handleMessage(*e.msg)
 		return
 	}
-	m, err := decodeMessage([]byte(e.payload))
+	m, err := decodeMessage(e.payload)
 	if err != nil {
 		b.undecodable.Add(1)
 		b.hold(true)

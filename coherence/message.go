@@ -86,9 +86,13 @@ func (m *Message) Encode() []byte {
 	return b
 }
 
-// decodeMessage parses the wire form. It never panics and never allocates more
-// than the input's size in keys.
-func decodeMessage(b []byte) (Message, error) {
+// decodeMessage parses the wire form, as rueidis hands it over: a string.
+// The namespace, keys and log id it returns are substrings of b (a
+// message is read on the subscriber's own goroutine, ahead of every copy
+// it kills, so it copies nothing; the fields keep b alive while they are
+// held). It never panics and never allocates more than the input's size
+// in keys.
+func decodeMessage(b string) (Message, error) {
 	if len(b) < msgHeader || b[0] != msgMagic {
 		return Message{}, fmt.Errorf("%w: bad header", errMalformed)
 	}
@@ -97,19 +101,19 @@ func decodeMessage(b []byte) (Message, error) {
 	}
 	m := Message{
 		Kind:        Kind(b[2]),
-		Origin:      binary.BigEndian.Uint64(b[3:]),
-		PublishedAt: int64(binary.BigEndian.Uint64(b[11:])),
+		Origin:      binary.BigEndian.Uint64([]byte(b[3:11])), // short: no copy on the heap
+		PublishedAt: int64(binary.BigEndian.Uint64([]byte(b[11:19]))),
 	}
 	if m.Kind < KindKeys || m.Kind > kindPing {
 		return Message{}, fmt.Errorf("%w: kind %d", errMalformed, b[2])
 	}
 	rest := b[msgHeader:]
-	ns, rest, err := readBytes(rest)
+	ns, rest, err := readField(rest)
 	if err != nil {
 		return Message{}, err
 	}
-	m.Namespace = string(ns)
-	count, n := binary.Uvarint(rest)
+	m.Namespace = ns
+	count, n := uvarint(rest)
 	if n <= 0 || count > maxMsgKeys || count > uint64(len(rest)) {
 		return Message{}, fmt.Errorf("%w: key count", errMalformed)
 	}
@@ -118,17 +122,17 @@ func decodeMessage(b []byte) (Message, error) {
 		m.Keys = make([]string, 0, count)
 	}
 	for range count {
-		var k []byte
-		if k, rest, err = readBytes(rest); err != nil {
+		var k string
+		if k, rest, err = readField(rest); err != nil {
 			return Message{}, err
 		}
-		m.Keys = append(m.Keys, string(k))
+		m.Keys = append(m.Keys, k)
 	}
 	if b[1] == msgV2 {
 		if len(rest) == 0 || int(rest[0]) == 0 || int(rest[0]) > maxLogID || int(rest[0]) != len(rest)-1 {
 			return Message{}, fmt.Errorf("%w: log id", errMalformed)
 		}
-		m.LogID, rest = string(rest[1:]), nil
+		m.LogID, rest = rest[1:], ""
 	}
 	if len(rest) != 0 {
 		return Message{}, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(rest))
@@ -136,10 +140,16 @@ func decodeMessage(b []byte) (Message, error) {
 	return m, nil
 }
 
-func readBytes(b []byte) (field, rest []byte, err error) {
-	l, n := binary.Uvarint(b)
+// uvarint is binary.Uvarint of the start of b; the conversion of at most
+// MaxVarintLen64 bytes stays on the stack.
+func uvarint(b string) (uint64, int) {
+	return binary.Uvarint([]byte(b[:min(len(b), binary.MaxVarintLen64)]))
+}
+
+func readField(b string) (field, rest string, err error) {
+	l, n := uvarint(b)
 	if n <= 0 || l > uint64(len(b)-n) {
-		return nil, nil, fmt.Errorf("%w: length prefix", errMalformed)
+		return "", "", fmt.Errorf("%w: length prefix", errMalformed)
 	}
 	end := n + int(l)
 	return b[n:end], b[end:], nil

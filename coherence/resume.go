@@ -63,7 +63,7 @@ func (b *Bus) gap(reason GapReason, at time.Time) {
 	defer cancel()
 	applied := 0
 	err := b.log.replay(ctx, func(raw string) {
-		m, err := decodeMessage([]byte(raw))
+		m, err := decodeMessage(raw)
 		if err != nil {
 			b.undecodable.Add(1)
 			return // the live copy, if any, was stamped from the same bytes
