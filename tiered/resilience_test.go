@@ -222,12 +222,7 @@ func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 	require.Eventually(t, func() bool { return c.Stats().Loads == 1 }, 5*time.Second, time.Millisecond)
 	// Every caller waits on that load before it panics (the load
 	// starts after one round trip, maybe before the last caller's read).
-	require.Eventually(t, func() bool {
-		c.loads.mu.Lock()
-		defer c.loads.mu.Unlock()
-		f := c.loads.calls["k"]
-		return f != nil && f.callers == 20
-	}, 5*time.Second, time.Millisecond)
+	waitCallers(t, &c.loads, "k", 20)
 	close(release)
 	wg.Wait()
 	close(errs)
