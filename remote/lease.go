@@ -454,10 +454,7 @@ func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o Fill
 	}
 	defer inf.end(&err)
 	if o.Always {
-		n, err := s.exec(ctx, fillScript, func(g *genState) call {
-			return call{keys: g.keys(key), args: s.fillArgs(token, value, o), unfenced: true}
-		}).AsInt64()
-		return n == 1, err
+		return s.fillAlways(ctx, key, token, value, o)
 	}
 	g := s.state.Load()
 	keys := g.keys(key)
@@ -486,7 +483,7 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 	var always []int
 	for i, it := range items {
 		if it.Options.Always {
-			always = append(always, i) // as rare as a batch of refreshes: one by one
+			always = append(always, i) // as rare as a batch of refreshes: one by one, within this call's accounting
 			continue
 		}
 		value, err := s.Encode(it.Envelope)
@@ -527,9 +524,23 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 		}
 	}
 	for _, i := range always {
-		stored[i], errs[i] = s.Fill(ctx, items[i].Key, token, items[i].Envelope, items[i].Options)
+		value, err := s.Encode(items[i].Envelope)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		stored[i], errs[i] = s.fillAlways(ctx, items[i].Key, token, value, items[i].Options)
 	}
 	return stored, errs
+}
+
+// fillAlways is the fill of a refresh (FillOptions.Always): the script
+// that publishes atomically with the write, whether or not a replica waits.
+func (s *Store) fillAlways(ctx context.Context, key, token string, value []byte, o FillOptions) (bool, error) {
+	n, err := s.exec(ctx, fillScript, func(g *genState) call {
+		return call{keys: g.keys(key), args: s.fillArgs(token, value, o), unfenced: true}
+	}).AsInt64()
+	return n == 1, err
 }
 
 // fillArgs are fillScript's arguments.

@@ -363,6 +363,7 @@ func TestFillManyWakesWaiters(t *testing.T) {
 	require.Positive(t, r.HeldFor)
 	refresh := pub("c refreshed")
 	refresh.Always = true
+	fillsBefore := s.Stats().Ops[OpFill].Calls
 	stored, errs := s.FillMany(ctx, "holder", []FillItem{
 		{Key: "a", Envelope: &Envelope{Payload: []byte("A")}, Options: pub("a filled")},
 		{Key: "b", Envelope: &Envelope{Payload: []byte("B")}, Options: pub("b filled")},
@@ -370,6 +371,7 @@ func TestFillManyWakesWaiters(t *testing.T) {
 	})
 	assert.Equal(t, []bool{true, true, true}, stored)
 	assert.Equal(t, []error{nil, nil, nil}, errs)
+	assert.EqualValues(t, 1, s.Stats().Ops[OpFill].Calls-fillsBefore, "the batch, its refresh included, is one fill call")
 	expectMessages(t, msgs, "b filled", "c refreshed")
 	for k, want := range map[string]string{"a": "A", "b": "B", "c": "C"} {
 		e, err := s.Get(ctx, k)
