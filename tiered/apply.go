@@ -11,7 +11,6 @@ import (
 
 // applyInvalidation runs on the bus goroutine for every peer's message.
 func (c *Cache[V]) applyInvalidation(m coherence.Message) {
-	c.stats.received.Add(1)
 	c.stats.lag.Observe(time.Duration(time.Now().UnixNano() - m.PublishedAt))
 	switch m.Kind {
 	case coherence.KindKeys:
@@ -29,6 +28,9 @@ func (c *Cache[V]) applyInvalidation(m coherence.Message) {
 		// everything.
 		c.resetLocal(resetReasonMessage)
 	}
+	// Counted once applied (Stats: "peers' messages applied"): a reader
+	// that sees the count sees the message's fences too.
+	c.stats.received.Add(1)
 	if c.opts.applied != nil {
 		c.opts.applied(m)
 	}

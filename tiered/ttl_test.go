@@ -142,6 +142,9 @@ func TestTTLAcrossReplicas(t *testing.T) {
 	const d = 800 * time.Millisecond
 
 	require.NoError(t, a.Set(ctx, "set", "v", WithTTL(d)))
+	// b applies the Set's invalidation before it reads: arriving after
+	// b's read, it would rightly remove the copy b just filled.
+	require.Eventually(t, func() bool { return b.Stats().InvalidationsReceived == 1 }, 5*time.Second, time.Millisecond)
 	_, err := b.GetOrLoad(ctx, "loaded", func(ctx context.Context) (string, error) {
 		require.NoError(t, SetTTL(ctx, d))
 		return "v", nil
