@@ -72,17 +72,19 @@ func (b *Bus) gap(reason GapReason, at time.Time) {
 			applied++
 		}
 	})
+	// Counted once reported: a reader of Stats that sees the count sees
+	// the callback's effects too.
 	if err == nil {
-		b.repairs.Add(1)
-		b.replayed.Add(uint64(applied))
 		if b.opts.OnRepair != nil {
 			b.opts.OnRepair(reason, applied)
 		}
+		b.replayed.Add(uint64(applied))
+		b.repairs.Add(1)
 		return
 	}
-	b.unrepaired.Add(1)
 	b.log.restart(ctx)
 	b.opts.OnGap(reason)
+	b.unrepaired.Add(1)
 }
 
 // streamLog is a single Redis's log: one capped stream. The position is the
