@@ -543,19 +543,21 @@ func (s *Store) fillAlways(ctx context.Context, key, token string, value []byte,
 	return n == 1, err
 }
 
-// fillArgs are fillScript's arguments.
+// fillArgs are fillScript's arguments. The encoded value and the message
+// are fresh and never changed (Encode, Message.Encode): they are sent
+// without a copy, as are missFillArgs' and Set's.
 func (s *Store) fillArgs(token string, value []byte, o FillOptions) []string {
 	always := "0"
 	if o.Always {
 		always = "1"
 	}
 	args := make([]string, 0, 6+4) // room for prepare's log and fence arguments
-	return append(args, token, string(value), s.ttlMillis(o.TTL), o.Publication.Channel, string(o.Publication.Message), always)
+	return append(args, token, rueidis.BinaryString(value), s.ttlMillis(o.TTL), o.Publication.Channel, rueidis.BinaryString(o.Publication.Message), always)
 }
 
 // missFillArgs are missFillScript's arguments.
 func (s *Store) missFillArgs(token string, value []byte, o FillOptions) []string {
-	return []string{leaseMarker(token), token, string(value), s.ttlMillis(o.TTL)}
+	return []string{leaseMarker(token), token, rueidis.BinaryString(value), s.ttlMillis(o.TTL)}
 }
 
 var releaseScript = newScript(`

@@ -208,7 +208,9 @@ func (g *genState) keys(key string) []string {
 // MaxValueBytes is the payload limit in force.
 func (s *Store) MaxValueBytes() int { return s.opts.MaxValueBytes }
 
-// Publication is an invalidation message to publish with a write.
+// Publication is an invalidation message to publish with a write. Message
+// is sent without a copy (a call abandoned by its ctx may still send it):
+// do not change it once passed.
 type Publication struct {
 	Channel string
 	Message []byte
@@ -293,7 +295,8 @@ func (s *Store) Set(ctx context.Context, key string, e *Envelope, p Publication)
 	defer inf.end(&err)
 	ttl := s.ttlMillis(e.TTL())
 	return s.exec(ctx, setScript, func(g *genState) call {
-		return call{keys: g.keys(key)[:2], args: []string{string(b), ttl, p.Channel, string(p.Message)}, write: true}
+		// b and the message are fresh and never changed: sent without a copy.
+		return call{keys: g.keys(key)[:2], args: []string{rueidis.BinaryString(b), ttl, p.Channel, rueidis.BinaryString(p.Message)}, write: true}
 	}).Error()
 }
 

@@ -39,6 +39,10 @@ func (c *Cache[V]) checkCall(co callOptions) error {
 }
 
 func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
+	if len(opts) == 0 {
+		// Apart: the options take co's address, which moves it to the heap.
+		return callOptions{freshFor: c.opts.FreshFor}
+	}
 	co := callOptions{freshFor: c.opts.FreshFor}
 	for _, o := range opts {
 		o(&co)
