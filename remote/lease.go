@@ -427,12 +427,22 @@ func (s *Store) wake(ctx context.Context, g *genState, keys []string, p Publicat
 	s.run(ctx, wakeScript, g, call{keys: keys[2:3:3], args: []string{p.Channel, string(p.Message)}, unfenced: true})
 }
 
+// wakePublication is p, or when p is empty the store's WakeMessage of key:
+// what wakes the replicas that wait for key's fill.
+func (s *Store) wakePublication(key string, p Publication) Publication {
+	if p.Channel != "" {
+		return p
+	}
+	return s.opts.WakeMessage(key)
+}
+
 // FillOptions shape one Fill.
 type FillOptions struct {
 	// TTL overrides the store's TTL (e.g. for tombstones); zero keeps it.
 	TTL time.Duration
-	// Publication is sent when replicas wait for the fill, or always when
-	// Always is set (a refresh, so peers drop their stale copies).
+	// Publication is sent when replicas wait for the fill (empty:
+	// Options.WakeMessage's, built only then), or always when Always is
+	// set (a refresh, so peers drop their stale copies).
 	Publication Publication
 	Always      bool
 }
@@ -460,7 +470,7 @@ func (s *Store) Fill(ctx context.Context, key, token string, e *Envelope, o Fill
 	keys := g.keys(key)
 	stored, waited, err := missFilled(missFillScript.Exec(ctx, s.opts.Client, keys, s.missFillArgs(token, value, o)))
 	if waited {
-		s.wake(ctx, g, keys, o.Publication)
+		s.wake(ctx, g, keys, s.wakePublication(key, o.Publication))
 	}
 	return stored, err
 }
@@ -519,7 +529,7 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 			var waited bool
 			stored[i], waited, errs[i] = missFilled(r)
 			if waited {
-				s.wake(ctx, g, execs[j].Keys, items[i].Options.Publication)
+				s.wake(ctx, g, execs[j].Keys, s.wakePublication(items[i].Key, items[i].Options.Publication))
 			}
 		}
 	}

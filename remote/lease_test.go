@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,38 @@ func TestWaitersAreWokenByTheFill(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	expectMessages(t, msgs, "filled") // and none from the fill without waiters
+}
+
+// A fill given no publication builds its waiters' wake-up with
+// Options.WakeMessage, and only when a waiter's marker was there.
+func TestFillBuildsTheWakeOnlyForWaiters(t *testing.T) {
+	srv := redistest.Start(t)
+	var built atomic.Int32
+	s := newStore(t, redistest.Client(t, srv), Options{LeaseTTL: 2 * time.Second, WakeMessage: func(key string) Publication {
+		built.Add(1)
+		return Publication{Channel: "inv", Message: []byte("wake " + key)}
+	}})
+	msgs := subscribe(t, redistest.Client(t, srv), "inv")
+	ctx := context.Background()
+
+	r, err := s.getOrLease(ctx, "a", "t1")
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	ok, err := s.Fill(ctx, "a", "t1", &Envelope{Payload: []byte("A")}, FillOptions{})
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Zero(t, built.Load(), "no waiter: no wake-up built")
+
+	_, err = s.getOrLease(ctx, "b", "holder")
+	require.NoError(t, err)
+	r, err = s.getOrLease(ctx, "b", "waiter")
+	require.NoError(t, err)
+	require.False(t, r.Leased)
+	ok, err = s.Fill(ctx, "b", "holder", &Envelope{Payload: []byte("B")}, FillOptions{})
+	require.NoError(t, err)
+	require.True(t, ok)
+	expectMessages(t, msgs, "wake b")
+	assert.EqualValues(t, 1, built.Load())
 }
 
 func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {

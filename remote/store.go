@@ -67,6 +67,12 @@ type Options struct {
 	// when the store moves the namespace to a new generation (whose
 	// generation key value it is given; see generation.go). Default: none.
 	GenerationMessage func(value string) Publication
+	// WakeMessage is the invalidation of key that wakes the replicas
+	// waiting for its fill (or its lease's release), when a Fill or
+	// Release is given no Publication of its own: built only when a
+	// waiter's marker was there, which is rare, rather than for every
+	// fill. Default: none (waiters then look again by their own timers).
+	WakeMessage func(key string) Publication
 	// OnGeneration is told when Settle (or a fenced script refused under a
 	// generation Redis no longer holds) moved the store: every value read
 	// under the old generation must be dropped. It runs on the calling
@@ -128,6 +134,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.InvalidationLogAge == 0 {
 		o.InvalidationLogAge = 30 * time.Second
+	}
+	if o.WakeMessage == nil {
+		o.WakeMessage = func(string) Publication { return Publication{} }
 	}
 	if o.GenerationMessage == nil {
 		o.GenerationMessage = func(string) Publication { return Publication{} }

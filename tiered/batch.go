@@ -281,7 +281,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 			if ttl := ttls.of(k); c.opts.NegativeTTL > 0 || ttl > 0 {
 				env := c.envelope(nil, 0, 0, c.tombstoneTTL(ttl))
 				env.Negative, env.Tags = true, tags
-				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
+				items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env)}})
 				values = append(values, v)
 			} else {
 				c.remote.Release(bg, k, token, 0, c.keysPublication(k))
@@ -296,7 +296,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 		}
 		env := c.envelope(payload, 0, co.freshFor, c.valueTTL(ttls.of(k), co))
 		env.Tags = tags
-		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(k)}})
+		items = append(items, remote.FillItem{Key: k, Envelope: &env, Options: remote.FillOptions{TTL: c.ttlOf(&env)}})
 		values = append(values, v)
 	}
 	fctx, end := c.observe(bg, OpFill, "", len(items))

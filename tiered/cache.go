@@ -71,6 +71,7 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 	onBreaker := func(from, to string) {}
 	onGeneration := func(remote.GenerationChange) {}
 	var msgOrigin uint64 = rand.Uint64() | 1
+	channel := opts.Namespace + ":inv"
 	rs, err := remote.New(remote.Options{
 		Client:             opts.Client,
 		Namespace:          opts.Namespace,
@@ -87,6 +88,7 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 		WaitReplicas:       opts.WaitReplicas,
 		WaitTimeout:        opts.WaitTimeout,
 		GenerationMessage:  func(value string) remote.Publication { return generationPublication(msgOrigin, opts.Namespace, value) },
+		WakeMessage:        func(key string) remote.Publication { return keysPublication(msgOrigin, opts.Namespace, channel, key) },
 		OnGeneration:       func(g remote.GenerationChange) { onGeneration(g) },
 		Warn:               func(kind, msg string, err error) { log.Warn(kind, msg, "err", err) },
 	})
@@ -102,7 +104,7 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 		fresh:      freshness{beta: opts.EarlyRefreshBeta, draw: rand.Float64},
 		origin:     msgOrigin,
 		typeID:     valueTypeID(opts.ValueType),
-		channel:    opts.Namespace + ":inv",
+		channel:    channel,
 		local:      lt,
 		remote:     rs,
 	}

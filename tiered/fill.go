@@ -14,7 +14,8 @@ import (
 // replicas that wait), then to the local tier while fence holds.
 func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, token string, v V, env *remote.Envelope, payload []byte) {
 	fctx, end := c.observe(ctx, OpFill, key, 1)
-	stored, err := c.remote.Fill(fctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env), Publication: c.keysPublication(key)})
+	// Its waiters' wake-up is built by the store, only if one waits.
+	stored, err := c.remote.Fill(fctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env)})
 	endFill(end, stored, err)
 	switch {
 	case err != nil:
@@ -41,7 +42,7 @@ func (c *Cache[V]) tooLarge(n int) {
 func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fence, token string, took, loaderTTL time.Duration, tags []remote.TagVersion) {
 	env := c.envelope(nil, took, 0, c.tombstoneTTL(loaderTTL))
 	env.Negative, env.Tags = true, tags
-	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key)})
+	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env)})
 	if err == nil && stored {
 		var zero V
 		c.fillLocal(fence, key, zero, &env, 0, false)
@@ -112,6 +113,10 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 
 // keysPublication is the invalidation of keys, as published with a write.
 func (c *Cache[V]) keysPublication(keys ...string) remote.Publication {
-	m := coherence.Message{Origin: c.origin, Namespace: c.opts.Namespace, Kind: coherence.KindKeys, Keys: keys, PublishedAt: time.Now().UnixNano()}
-	return remote.Publication{Channel: c.channel, Message: m.Encode()}
+	return keysPublication(c.origin, c.opts.Namespace, c.channel, keys...)
+}
+
+func keysPublication(origin uint64, namespace, channel string, keys ...string) remote.Publication {
+	m := coherence.Message{Origin: origin, Namespace: namespace, Kind: coherence.KindKeys, Keys: keys, PublishedAt: time.Now().UnixNano()}
+	return remote.Publication{Channel: channel, Message: m.Encode()}
 }

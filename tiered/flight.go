@@ -18,6 +18,9 @@ type flights[V any] struct {
 }
 
 type flight[V any] struct {
+	// done is made, under flights.mu, by the first caller to wait for the
+	// fetch, and closed by finish: a fetch that its leader's Redis read
+	// answers has most often no one else waiting, and no channel.
 	done    chan struct{}
 	val     V
 	err     error
@@ -46,14 +49,15 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 		}
 		if c, ok := f.calls[key]; ok {
 			c.callers++
+			done := c.waitOn()
 			f.mu.Unlock()
-			v, err, answered := f.wait(ctx, key, c)
+			v, err, answered := f.wait(ctx, key, c, done)
 			if answered && c.retry && ctx.Err() == nil {
 				continue
 			}
 			return v, err
 		}
-		c := &flight[V]{done: make(chan struct{}), callers: 1}
+		c := &flight[V]{callers: 1}
 		f.calls[key] = c
 		f.mu.Unlock()
 
@@ -65,8 +69,11 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 		}
 		// One context: the first caller's values, its own end.
 		c.ctx.init(context.WithoutCancel(ctx), timeout)
+		f.mu.Lock()
+		done := c.waitOn()
+		f.mu.Unlock()
 		f.workers.run(func() { f.run(key, c, next) })
-		v, err, _ = f.wait(ctx, key, c)
+		v, err, _ = f.wait(ctx, key, c, done)
 		return v, err
 	}
 }
@@ -88,11 +95,20 @@ func (f *flights[V]) runFirst(ctx context.Context, key string, c *flight[V], fir
 	return v, next, err
 }
 
-// wait waits for c's answer (answered), or leaves when ctx ends; the last
-// caller to leave cancels the fetch.
-func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V]) (_ V, _ error, answered bool) {
+// waitOn returns the channel finish closes, making it if no caller has
+// waited yet. Call it with f.mu held, before c can finish.
+func (c *flight[V]) waitOn() chan struct{} {
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// wait waits for c's answer (answered: done, from waitOn, is closed), or
+// leaves when ctx ends; the last caller to leave cancels the fetch.
+func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V], done chan struct{}) (_ V, _ error, answered bool) {
 	select {
-	case <-c.done:
+	case <-done:
 		return c.val, c.err, true
 	case <-ctx.Done():
 		f.mu.Lock()
@@ -111,14 +127,18 @@ func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V]) (_ V, _
 	}
 }
 
-// finish publishes c's answer to its callers.
+// finish publishes c's answer to its callers. Once c has left the map no
+// caller can come to wait on it, so done is final here.
 func (f *flights[V]) finish(key string, c *flight[V]) {
 	f.mu.Lock()
 	if f.calls[key] == c {
 		delete(f.calls, key)
 	}
+	done := c.done
 	f.mu.Unlock()
-	close(c.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (V, error)) {
