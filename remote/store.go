@@ -68,10 +68,11 @@ type Options struct {
 	// generation key value it is given; see generation.go). Default: none.
 	GenerationMessage func(value string) Publication
 	// WakeMessage is the invalidation of key that wakes the replicas
-	// waiting for its fill (or its lease's release), when a Fill or
-	// Release is given no Publication of its own: built only when a
-	// waiter's marker was there, which is rare, rather than for every
-	// fill. Default: none (waiters then look again by their own timers).
+	// waiting for its fill, when a Fill (or a FillMany item) is given no
+	// Publication of its own: built only when a waiter's marker was
+	// there, which is rare, rather than for every fill. (Release takes
+	// its Publication from the caller, as before.) Default: none (waiters
+	// then look again by their own timers).
 	WakeMessage func(key string) Publication
 	// OnGeneration is told when Settle (or a fenced script refused under a
 	// generation Redis no longer holds) moved the store: every value read
