@@ -16,6 +16,7 @@ func init() {
 		Config: "the usual recipe, written here as a reference: ristretto local tier + Redis, Set = SET then PUBLISH (two round trips), " +
 			"a subscriber deletes local copies; no fill fences, no epochs, no resubscribe handling, per-replica single flight only.",
 		NewReplica: newNaive,
+		SizedLocal: true,
 	})
 }
 

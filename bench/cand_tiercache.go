@@ -19,6 +19,7 @@ func init() {
 			"LocalTTL/RemoteTTL as the scenario sets them, 64 MiB local (--local-mib), JSON codec, remote timeout 500 ms",
 		NewReplica: newTiercache,
 		WarmsUp:    true,
+		SizedLocal: true,
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,6 +67,9 @@ type Candidate struct {
 	// WarmsUp says NewReplica honours Env.Warmup; the deploy scenario runs
 	// such a candidate twice, with and without.
 	WarmsUp bool
+	// SizedLocal says NewReplica sizes its local tier by Env.LocalMaxCost,
+	// so the candidate can also be run as NAME@MiB (see Select).
+	SizedLocal bool
 }
 
 var registry = map[string]Candidate{}
@@ -94,20 +98,50 @@ func Candidates() []Candidate {
 	return out
 }
 
-// Select picks candidates by name (all when names is empty).
+// Select picks candidates by name (all when names is empty). NAME@MiB is
+// candidate NAME with a local tier of that many MiB, whatever the run's
+// budget (Env.LocalMaxCost): two budgets then run side by side in one run,
+// taking turns, so their ratio is not the machine's drift between runs.
 func Select(names []string) ([]Candidate, error) {
 	if len(names) == 0 {
 		return Candidates(), nil
 	}
 	var out []Candidate
 	for _, n := range names {
-		c, ok := registry[n]
-		if !ok {
-			return nil, fmt.Errorf("bench: unknown candidate %q (have %s)", n, strings.Join(names2(Candidates()), ", "))
+		c, err := lookup(n)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// lookup finds the candidate named name, NAME@MiB included.
+func lookup(name string) (Candidate, error) {
+	base, size, sized := strings.Cut(name, "@")
+	c, ok := registry[base]
+	if !ok {
+		return Candidate{}, fmt.Errorf("bench: unknown candidate %q (have %s)", name, strings.Join(names2(Candidates()), ", "))
+	}
+	if !sized {
+		return c, nil
+	}
+	if !c.SizedLocal {
+		return Candidate{}, fmt.Errorf("bench: candidate %q: %s has no local tier sized in bytes to set with @MiB", name, base)
+	}
+	mib, err := strconv.Atoi(size)
+	if err != nil || mib < 1 || mib > 1<<20 {
+		return Candidate{}, fmt.Errorf("bench: candidate %q: the local tier's size after @ must be a whole number of MiB, 1 to %d", name, 1<<20)
+	}
+	newReplica := c.NewReplica
+	c.Name = name
+	c.Config += fmt.Sprintf("; this entry: a %d MiB local tier", mib)
+	c.NewReplica = func(ctx context.Context, env Env) (Replica, error) {
+		env.LocalMaxCost = int64(mib) << 20
+		return newReplica(ctx, env)
+	}
+	return c, nil
 }
 
 func names2(cs []Candidate) []string {

@@ -88,3 +88,47 @@ func TestSelect(t *testing.T) {
 	_, err = SelectScenarios([]string{"nope"})
 	assert.Error(t, err)
 }
+
+// TestSelectSizedCandidate: NAME@MiB runs a candidate whose local tier is
+// sized in bytes with that budget, whatever the run's, under its own name;
+// a size that cannot be, or a candidate that has no such tier, is refused.
+func TestSelectSizedCandidate(t *testing.T) {
+	var got []int64
+	Register(Candidate{Name: "sized-fake", Config: "a fake", SizedLocal: true,
+		NewReplica: func(_ context.Context, env Env) (Replica, error) {
+			got = append(got, env.LocalMaxCost)
+			return nil, errors.New("fake")
+		}})
+	Register(Candidate{Name: "unsized-fake", NewReplica: func(context.Context, Env) (Replica, error) { return nil, errors.New("fake") }})
+	t.Cleanup(func() { delete(registry, "sized-fake"); delete(registry, "unsized-fake") })
+
+	cs, err := Select([]string{"sized-fake", "sized-fake@256"})
+	require.NoError(t, err)
+	require.Len(t, cs, 2)
+	assert.Equal(t, "sized-fake@256", cs[1].Name)
+	assert.Equal(t, "a fake; this entry: a 256 MiB local tier", cs[1].Config)
+	for _, c := range cs {
+		_, _ = c.NewReplica(context.Background(), Env{LocalMaxCost: 64 << 20})
+	}
+	assert.Equal(t, []int64{64 << 20, 256 << 20}, got, "the plain name keeps the run's budget; @256 replaces it")
+
+	// A replica process finds the entry by the same name.
+	c, err := lookup("sized-fake@8")
+	require.NoError(t, err)
+	_, _ = c.NewReplica(context.Background(), Env{LocalMaxCost: 64 << 20})
+	assert.Equal(t, int64(8<<20), got[len(got)-1])
+
+	for name, want := range map[string]string{
+		"unsized-fake@64":    "has no local tier sized in bytes",
+		"sized-fake@0":       "whole number of MiB",
+		"sized-fake@":        "whole number of MiB",
+		"sized-fake@-3":      "whole number of MiB",
+		"sized-fake@1.5":     "whole number of MiB",
+		"sized-fake@2000000": "whole number of MiB",
+		"nope@64":            "unknown candidate",
+	} {
+		_, err := Select([]string{name})
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), want, name)
+	}
+}

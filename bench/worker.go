@@ -107,9 +107,9 @@ type openArgs struct {
 type openReply struct{ PID int }
 
 func (wk *worker) open(a openArgs) (openReply, error) {
-	c, ok := registry[a.Candidate]
-	if !ok {
-		return openReply{}, fmt.Errorf("bench worker: unknown candidate %q", a.Candidate)
+	c, err := lookup(a.Candidate)
+	if err != nil {
+		return openReply{}, fmt.Errorf("bench worker: %w", err)
 	}
 	src, err := openSource(a.Source)
 	if err != nil {

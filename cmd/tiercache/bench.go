@@ -36,7 +36,8 @@ are refused rather than ignored.`,
 
 func defineBench(fs *flag.FlagSet) action {
 	scenarios := fs.String("scenarios", "", "a comma-separated `LIST` of scenarios or families (default: all): "+scenarioNames())
-	candidates := fs.String("candidates", "", "a comma-separated `LIST` of candidates (default: all): "+candidateNames())
+	candidates := fs.String("candidates", "", "a comma-separated `LIST` of candidates (default: all): "+candidateNames()+
+		"; NAME@MiB is tiercache or naive with a local tier of that many MiB, beside the others in the same run (tiercache,tiercache@256)")
 	duration := fs.Duration("duration", 10*time.Second, "length of each timed scenario run")
 	replicas := fs.Int("replicas", 4, "replicas per candidate (each with its own Redis client)")
 	localMiB := fs.Int("local-mib", 64, "byte budget, in MiB, of tiercache's and naive's local tiers")
@@ -203,6 +204,12 @@ func selectNamed[T any](what string, names []string, sel func([]string) ([]T, er
 	}
 	for _, n := range names {
 		if _, err := sel([]string{n}); err != nil {
+			if base, _, sized := strings.Cut(n, "@"); sized {
+				if _, known := sel([]string{base}); known == nil {
+					// A known candidate with a local tier's size it cannot take.
+					return nil, strings.TrimPrefix(err.Error(), "bench: ")
+				}
+			}
 			return nil, fmt.Sprintf("unknown %s %q; valid: %s", what, n, valid)
 		}
 	}

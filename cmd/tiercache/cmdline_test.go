@@ -108,6 +108,13 @@ func TestFlagErrors(t *testing.T) {
 		}},
 		{[]string{"bench", "--scenarios", "zipf,foo"}, []string{`tiercache bench: unknown scenario "foo"; valid: ` + scenarioNames()}},
 		{[]string{"bench", "--candidates", "nope"}, []string{`tiercache bench: unknown candidate "nope"; valid: ` + candidateNames()}},
+		{[]string{"bench", "--candidates", "nope@64"}, []string{`tiercache bench: unknown candidate "nope@64"; valid: ` + candidateNames()}},
+		{[]string{"bench", "--candidates", "tiercache,rueidis@256"}, []string{
+			`tiercache bench: candidate "rueidis@256": rueidis has no local tier sized in bytes to set with @MiB`,
+		}},
+		{[]string{"bench", "--candidates", "tiercache@0"}, []string{
+			`tiercache bench: candidate "tiercache@0": the local tier's size after @ must be a whole number of MiB, 1 to 1048576`,
+		}},
 		{[]string{"bench", "--replicas", "1", "--local-mib", "0", "--runs", "0"}, []string{
 			"tiercache bench: --replicas must be at least 2 (got 1)",
 			"tiercache bench: --local-mib must be at least 1 (got 0)",
