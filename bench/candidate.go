@@ -74,6 +74,16 @@ type Candidate struct {
 
 var registry = map[string]Candidate{}
 
+// ErrUnknownName is what the error of Select or SelectScenarios is when a
+// name is not known at all (rather than known but not takeable as given).
+var ErrUnknownName = errors.New("unknown name")
+
+// unknownName is an error that is ErrUnknownName.
+type unknownName string
+
+func (e unknownName) Error() string        { return string(e) }
+func (e unknownName) Is(target error) bool { return target == ErrUnknownName }
+
 // Register adds a candidate. Registering a name twice panics.
 func Register(c Candidate) {
 	if _, dup := registry[c.Name]; dup {
@@ -122,7 +132,7 @@ func lookup(name string) (Candidate, error) {
 	base, size, sized := strings.Cut(name, "@")
 	c, ok := registry[base]
 	if !ok {
-		return Candidate{}, fmt.Errorf("bench: unknown candidate %q (have %s)", name, strings.Join(names2(Candidates()), ", "))
+		return Candidate{}, unknownName(fmt.Sprintf("bench: unknown candidate %q (have %s)", name, strings.Join(names2(Candidates()), ", ")))
 	}
 	if !sized {
 		return c, nil

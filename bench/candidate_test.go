@@ -130,5 +130,8 @@ func TestSelectSizedCandidate(t *testing.T) {
 		_, err := Select([]string{name})
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), want, name)
+		assert.Equal(t, want == "unknown candidate", errors.Is(err, ErrUnknownName), "%s: unknown, or known but refused", name)
 	}
+	_, err = SelectScenarios([]string{"zipf@3"})
+	assert.ErrorIs(t, err, ErrUnknownName)
 }

@@ -173,7 +173,7 @@ func SelectScenarios(names []string) ([]Scenario, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("bench: unknown scenario %q", n)
+			return nil, unknownName(fmt.Sprintf("bench: unknown scenario %q", n))
 		}
 	}
 	return out, nil

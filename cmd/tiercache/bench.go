@@ -195,22 +195,21 @@ func addressOnly(opt rueidis.ClientOption) string {
 }
 
 // selectNamed is one of bench's selections (bench.SelectScenarios,
-// bench.Select) with the CLI's error: the first unknown name and the valid
-// ones (bench's own error would repeat a "bench:" prefix after ours).
+// bench.Select) with the CLI's error: the first name refused, with the
+// valid ones when it is unknown, else bench's reason (without its "bench:"
+// prefix, which would repeat ours).
 func selectNamed[T any](what string, names []string, sel func([]string) ([]T, error), valid string) ([]T, string) {
 	out, err := sel(names)
 	if err == nil {
 		return out, ""
 	}
 	for _, n := range names {
-		if _, err := sel([]string{n}); err != nil {
-			if base, _, sized := strings.Cut(n, "@"); sized {
-				if _, known := sel([]string{base}); known == nil {
-					// A known candidate with a local tier's size it cannot take.
-					return nil, strings.TrimPrefix(err.Error(), "bench: ")
-				}
-			}
+		_, err := sel([]string{n})
+		switch {
+		case errors.Is(err, bench.ErrUnknownName):
 			return nil, fmt.Sprintf("unknown %s %q; valid: %s", what, n, valid)
+		case err != nil:
+			return nil, strings.TrimPrefix(err.Error(), "bench: ")
 		}
 	}
 	return nil, err.Error()

@@ -108,6 +108,7 @@ func TestFlagErrors(t *testing.T) {
 		}},
 		{[]string{"bench", "--scenarios", "zipf,foo"}, []string{`tiercache bench: unknown scenario "foo"; valid: ` + scenarioNames()}},
 		{[]string{"bench", "--candidates", "nope"}, []string{`tiercache bench: unknown candidate "nope"; valid: ` + candidateNames()}},
+		{[]string{"bench", "--scenarios", "zipf@3"}, []string{`tiercache bench: unknown scenario "zipf@3"; valid: ` + scenarioNames()}},
 		{[]string{"bench", "--candidates", "nope@64"}, []string{`tiercache bench: unknown candidate "nope@64"; valid: ` + candidateNames()}},
 		{[]string{"bench", "--candidates", "tiercache,rueidis@256"}, []string{
 			`tiercache bench: candidate "rueidis@256": rueidis has no local tier sized in bytes to set with @MiB`,
