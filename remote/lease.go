@@ -547,6 +547,7 @@ func (s *Store) FillMany(ctx context.Context, token string, items []FillItem) ([
 // fillAlways is the fill of a refresh (FillOptions.Always): the script
 // that publishes atomically with the write, whether or not a replica waits.
 func (s *Store) fillAlways(ctx context.Context, key, token string, value []byte, o FillOptions) (bool, error) {
+	o.Publication = s.wakePublication(key, o.Publication)
 	n, err := s.exec(ctx, fillScript, func(g *genState) call {
 		return call{keys: g.keys(key), args: s.fillArgs(token, value, o), unfenced: true}
 	}).AsInt64()

@@ -89,6 +89,24 @@ func TestFillBuildsTheWakeOnlyForWaiters(t *testing.T) {
 	require.True(t, ok)
 	expectMessages(t, msgs, "wake b")
 	assert.EqualValues(t, 1, built.Load())
+
+	// A fill that always publishes (a refresh's) given no Publication
+	// publishes the WakeMessage too, in Fill and in FillMany.
+	leased, err := s.Lease(ctx, "b", "refresh")
+	require.NoError(t, err)
+	require.True(t, leased)
+	ok, err = s.Fill(ctx, "b", "refresh", &Envelope{Payload: []byte("B2")}, FillOptions{Always: true})
+	require.NoError(t, err)
+	require.True(t, ok)
+	expectMessages(t, msgs, "wake b")
+	leased, err = s.Lease(ctx, "a", "refresh")
+	require.NoError(t, err)
+	require.True(t, leased)
+	stored, errs := s.FillMany(ctx, "refresh", []FillItem{{Key: "a", Envelope: &Envelope{Payload: []byte("A2")}, Options: FillOptions{Always: true}}})
+	require.NoError(t, errs[0])
+	require.True(t, stored[0])
+	expectMessages(t, msgs, "wake a")
+	assert.EqualValues(t, 3, built.Load())
 }
 
 func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {
