@@ -35,7 +35,9 @@ type Stats struct {
 	// "resubscribe", "overflow", "undecodable", "ping-timeout", "message"
 	// (a peer's InvalidateAll), "breaker" (Redis came back after the
 	// breaker had opened), "generation" (this replica found the namespace
-	// generation moved, or lost in Redis: Stats.Remote.Lost).
+	// generation moved, or lost in Redis: Stats.Remote.Lost),
+	// "tracking-flush" (the tracking transport: Redis said every key may
+	// have changed, as after a FLUSHALL).
 	LocalResets map[string]uint64
 	// Lag is the distribution of invalidation lag (publish → applied).
 	Lag Histogram
@@ -64,6 +66,7 @@ var resetReasons = [...]string{
 	string(coherence.GapResubscribe), string(coherence.GapOverflow),
 	string(coherence.GapUndecodable), string(coherence.GapPingTimeout),
 	resetReasonMessage, resetReasonBreaker, resetReasonGeneration,
+	string(coherence.GapTrackingFlush),
 }
 
 // LocalResetReasons lists the reasons Stats.LocalResets counts (a new slice

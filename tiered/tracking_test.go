@@ -85,6 +85,27 @@ func TestTrackingFlushesOnDisconnect(t *testing.T) {
 	require.Eventually(t, func() bool { v, err := rs[1].Get(ctx, "k"); return err == nil && v == "v2" }, 5*time.Second, time.Millisecond)
 }
 
+// TestTrackingFlushIsCountedAsSuch: Redis tells tracking connections that
+// every key may have changed (a FLUSHALL); the replica flushes its local
+// tier and counts it under its own reason (it was counted as a peer's
+// message, which the generation key's own push also counts).
+func TestTrackingFlushIsCountedAsSuch(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, trackingOptions[string]("trackflush"))
+	ctx := context.Background()
+	primeTracked(t, rs)
+	before := rs[1].Stats()
+	_, err := srv.Command("FLUSHALL")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return rs[1].Stats().LocalResets["tracking-flush"] > before.LocalResets["tracking-flush"]
+	}, 5*time.Second, time.Millisecond)
+	_, ok := rs[1].local.Get("k")
+	assert.False(t, ok, "the local tier was flushed")
+	_, err = rs[1].Get(ctx, "k")
+	assert.ErrorIs(t, err, ErrNotFound)
+}
+
 // TestStalenessLedgerTracking is the staleness ledger over the tracking
 // transport: the invalidation arrives on another connection than the read,
 // and the fill fence must still hold.
