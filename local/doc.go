@@ -18,16 +18,18 @@
 // store (from Redis, or before writing it), and Fill inserts only if the
 // stripe's generation and the tier's epoch are both unchanged, under the
 // stripe lock. Invalidate bumps the generation and deletes under the same
-// lock. ristretto applies Set through a buffer, but its Del queues a delete
-// behind any buffered Set of the key, so the order taken under the stripe
-// lock is the order applied: no fill captured before an invalidation can
-// land after it. Kill, for a goroutine that must not wait for the stripe
+// lock. ristretto applies a new key's Set through a buffer, and its Del
+// queues a delete behind it, so a buffered insert would still be readable
+// for a moment after the delete; when the stripe has inserted since the
+// buffer was last drained (a drainer waits for it at most a millisecond
+// after fills), Invalidate first waits for the buffer, then deletes: no
+// fill captured before an invalidation can land after it. Kill, for a goroutine that must not wait for the stripe
 // lock, makes the copies held now miss at once (an atomic store) ahead of
 // the Invalidate that must follow it.
 //
-// Epochs. Every entry records the epoch it was filled in. Flush bumps the
+// Epochs. Every entry records the epoch it was filled in. Reset bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose
-// fence predates the flush are refused. Flush never relies on ristretto's
+// fence predates the reset are refused. Reset never relies on ristretto's
 // Clear, which is not atomic with concurrent sets.
 //
 // # What may be dropped

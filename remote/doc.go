@@ -16,8 +16,9 @@
 //	<ns>:v1:invlog                the invalidation log, single Redis (a stream; invlog.go)
 //	<ns>:v1:invlog:{<slot tag>}   one slot's invalidation log, Redis Cluster
 //
-// Package warmup adds <ns>:v1:hot (a sorted set), and the invalidation
-// channel is <ns>:inv.
+// Package warmup adds <ns>:v1:hot (a sorted set) and <ns>:v1:hot:decay
+// (held for a half-life after the scores are halved, so the fleet halves
+// them once), and the invalidation channel is <ns>:inv.
 //
 // The schema version is part of every key, so a format change moves to new
 // keys and old ones expire by themselves: no flush. The braces are a Redis

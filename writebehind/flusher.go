@@ -64,7 +64,7 @@ func (e WriteErrors) Error() string {
 // accepted is acknowledged and removed from the queue. A flusher that
 // takes the lease first claims (XAUTOCLAIM) what the previous holder left
 // unacknowledged. Writes refused MaxAttempts times, and queue entries that
-// cannot be decoded, move to the dead-letter stream (remote.DeadLetterKey).
+// cannot be decoded, move to the dead-letter stream (<ns>:v1:wb:{<ns>}:dead).
 type Flusher[V any] struct {
 	opts     Options[V]
 	queue    *queue

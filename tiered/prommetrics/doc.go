@@ -14,6 +14,7 @@
 // warmup.Warmup) and NewRedisCollector (the Redis under them, from INFO).
 //
 // Every metric has the constant label cache (the name you give, one per
-// cache: a cache is one key pattern). No label ever holds a raw key. The
+// cache: a cache is one key pattern), except NewRedisCollector's, which
+// have redis (the name you give the Redis) and node. No label ever holds a raw key. The
 // metrics, and what to alert on, are listed in docs/metrics.md.
 package prommetrics

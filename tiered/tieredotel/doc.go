@@ -19,5 +19,5 @@
 //
 // The spans nest under the caller's span, and each step runs with its own
 // span's context: a rueidis client traced by rueidisotel puts its command
-// spans under the step that sent them (docs/observability.md).
+// spans under the step that sent them (docs/tracing.md).
 package tieredotel
