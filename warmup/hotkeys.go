@@ -121,8 +121,11 @@ func (t *HotKeys) loop(ctx context.Context) {
 	}
 }
 
+// trimScript halves the hot set's scores when ARGV[1] is '1' and trims it
+// to ARGV[2] keys. It touches the hot set alone: on a Redis Cluster the
+// half-life marker is in another slot, taken by a command of its own.
 var trimScript = rueidis.NewLuaScript(`
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+if ARGV[1] == '1' then
   redis.call('ZUNIONSTORE', KEYS[1], 1, KEYS[1], 'WEIGHTS', '0.5')
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '0.5')
 end
@@ -145,18 +148,30 @@ func (t *HotKeys) Push(ctx context.Context) error {
 	defer cancel()
 	c := t.opts.Client
 	hot := HotKey(t.opts.Namespace)
-	cmds := make(rueidis.Commands, 0, len(counts))
+	cmds := make(rueidis.Commands, 0, len(counts)+1)
 	for k, n := range counts {
 		cmds = append(cmds, c.B().Zincrby().Key(hot).Increment(float64(n)).Member(k).Build())
 	}
-	for _, r := range c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
+	// The half-life marker: the push that sets it halves the scores, once
+	// for the fleet. (A push that dies between taking it and halving skips
+	// one halving: harmless.)
+	cmds = append(cmds, c.B().Set().Key(decayKey(t.opts.Namespace)).Value("1").Nx().PxMilliseconds(t.opts.HalfLife.Milliseconds()).Build())
+	halve := "0"
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		err := r.Error()
+		if i == len(cmds)-1 {
+			if err == nil {
+				halve = "1"
+			} else if rueidis.IsRedisNil(err) {
+				err = nil // taken within the half-life: no halving
+			}
+		}
+		if err != nil {
 			t.errs.Add(1)
 			return fmt.Errorf("warmup: push hot keys: %w", err)
 		}
 	}
-	err := trimScript.Exec(ctx, c, []string{hot, decayKey(t.opts.Namespace)},
-		[]string{strconv.FormatInt(t.opts.HalfLife.Milliseconds(), 10), strconv.Itoa(t.opts.MaxKeys)}).Error()
+	err := trimScript.Exec(ctx, c, []string{hot}, []string{halve, strconv.Itoa(t.opts.MaxKeys)}).Error()
 	if err != nil {
 		t.errs.Add(1)
 		return fmt.Errorf("warmup: trim hot keys: %w", err)

@@ -223,3 +223,27 @@ func TestHotKeysTrimsDecaysAndBounds(t *testing.T) {
 	top, _ = Top(ctx, rc, "trim", 1)
 	assert.Equal(t, 8.5, top[0].Score)
 }
+
+// TestHotKeysOnCluster: Push read the hot set and its half-life marker in
+// one script, and on a Redis Cluster they are in different slots: rueidis
+// panicked on the pushing goroutine. The marker is now a command of its
+// own; the scores still halve once per half-life.
+func TestHotKeysOnCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	rc := cl.Client(t)
+	ctx := context.Background()
+	tr, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: "svc:users", PushInterval: time.Hour, HalfLife: time.Hour})
+	require.NoError(t, err)
+	defer tr.Close()
+	tr.Sample("k1")
+	tr.Sample("k1")
+	require.NotPanics(t, func() { assert.NoError(t, tr.Push(ctx)) })
+	top, err := Top(ctx, rc, "svc:users", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []Scored{{Key: "k1", Score: 1}}, top, "pushed, and halved once")
+	tr.Sample("k1")
+	require.NoError(t, tr.Push(ctx))
+	top, err = Top(ctx, rc, "svc:users", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []Scored{{Key: "k1", Score: 2}}, top, "not halved again within the half-life")
+}
