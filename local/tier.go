@@ -368,6 +368,14 @@ func (t *Tier[V]) Fence(key string) Fence {
 	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e, tagAt: t.tagClock.Load()}
 }
 
+// Holds reports whether nothing has invalidated key's stripe and no Reset
+// has happened since f was taken, and, when tagged, no InvalidateTags
+// either: whether a value read after f was taken is still as fresh as a
+// read now would be, short of invalidations not yet applied.
+func (t *Tier[V]) Holds(key string, f Fence, tagged bool) bool {
+	return t.stripeOf(key).gen.Load() == f.gen && t.epoch.Load() == f.epoch && (!tagged || t.tagClock.Load() == f.tagAt)
+}
+
 // Fill stores e under key, for TTL, if nothing invalidated
 // the key's stripe and no Flush happened since f was taken. size is the
 // heap e.Value takes beyond the entry itself (for a string or a slice, its

@@ -109,6 +109,7 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 		remote:     rs,
 	}
 	c.stats.localHits.init()
+	c.loads.holds = lt.Holds
 	onBreaker = c.breakerChanged
 	onGeneration = c.generationMoved
 	c.life, c.endLife = context.WithCancel(context.Background())

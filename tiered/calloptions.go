@@ -49,3 +49,8 @@ func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
 	}
 	return co
 }
+
+// tagged reports whether a call's options tag the value it loads.
+func (c *Cache[V]) tagged(opts []CallOption) bool {
+	return len(opts) > 0 && len(c.callOptions(opts).tags) > 0
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/tiercache/tiercache/local"
 )
 
 // flights runs at most one fetch per key at a time on this replica. Every
@@ -15,9 +17,18 @@ type flights[V any] struct {
 	mu      sync.Mutex
 	calls   map[string]*flight[V]
 	workers workers
+	// holds is the local tier's Holds: a caller joins a key's flight only
+	// while the flight's fence holds. One that comes after the key was
+	// invalidated (a peer's write, this replica's own Delete) starts a
+	// flight of its own, as it would have read Redis itself: the flight
+	// under way may answer with the value from before the write. (Nil:
+	// every flight is joined, for tests of flights alone.)
+	holds func(key string, f local.Fence, tagged bool) bool
 }
 
 type flight[V any] struct {
+	fence  local.Fence // the leader's, taken before the flight began
+	tagged bool        // the leader's call has tags: tag invalidations count
 	// done is made, under flights.mu, by the first caller to wait for the
 	// fetch, and closed by finish: a fetch that its leader's Redis read
 	// answers has most often no one else waiting, and no channel.
@@ -41,13 +52,16 @@ type flight[V any] struct {
 // first caller's values and ends when every caller has left or after
 // timeout, and every caller waits for it or leaves when its own ctx ends.
 // If first fails because the leader's ctx ended, the others start afresh.
-func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
+// fence is the caller's, taken after its local miss: a caller joins a
+// flight under way only if that flight's fence still holds, else its own
+// flight takes the key's place (the old one's callers keep theirs).
+func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, tagged bool, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
 	for {
 		f.mu.Lock()
 		if f.calls == nil {
 			f.calls = map[string]*flight[V]{}
 		}
-		if c, ok := f.calls[key]; ok {
+		if c, ok := f.calls[key]; ok && (f.holds == nil || f.holds(key, c.fence, c.tagged)) {
 			c.callers++
 			done := c.waitOn()
 			f.mu.Unlock()
@@ -57,7 +71,7 @@ func (f *flights[V]) lead(ctx context.Context, key string, timeout time.Duration
 			}
 			return v, err
 		}
-		c := &flight[V]{callers: 1}
+		c := &flight[V]{callers: 1, fence: fence, tagged: tagged}
 		f.calls[key] = c
 		f.mu.Unlock()
 

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/coherence"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/local"
 )
 
 // A worker that ran a fetch waits for the next instead of ending, so
@@ -85,12 +90,12 @@ func TestLeadAnswersEveryCallerFromOneFirstStep(t *testing.T) {
 	results := make(chan string, 10)
 	go func() {
 		leaderGoroutine = goroutineID()
-		v, _ := f.lead(ctx, "k", time.Second, first)
+		v, _ := f.lead(ctx, "k", local.Fence{}, false, time.Second, first)
 		results <- v
 	}()
 	waitCallers(t, &f, "k", 1)
 	for range 9 {
-		go func() { v, _ := f.lead(ctx, "k", time.Second, first); results <- v }()
+		go func() { v, _ := f.lead(ctx, "k", local.Fence{}, false, time.Second, first); results <- v }()
 	}
 	waitCallers(t, &f, "k", 10)
 	close(release)
@@ -115,10 +120,13 @@ func TestLeadHandsTheRestToAWorker(t *testing.T) {
 	}
 	leaderCtx, leave := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, false, time.Minute, first); leaderErr <- err }()
 	waitCallers(t, &f, "k", 1)
 	other := make(chan string, 1)
-	go func() { v, _ := f.lead(context.Background(), "k", time.Minute, first); other <- v }()
+	go func() {
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		other <- v
+	}()
 	waitCallers(t, &f, "k", 2)
 	leave()
 	require.ErrorIs(t, <-leaderErr, context.Canceled, "the leader left at once")
@@ -143,11 +151,15 @@ func TestLeadersOwnEndMakesTheOthersStartAfresh(t *testing.T) {
 		return "v", nil, nil
 	}
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, false, time.Minute, first); leaderErr <- err }()
 	<-inFirst
 	other := make(chan error, 1)
 	var got string
-	go func() { var err error; got, err = f.lead(context.Background(), "k", time.Minute, first); other <- err }()
+	go func() {
+		var err error
+		got, err = f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		other <- err
+	}()
 	waitCallers(t, &f, "k", 2)
 	leave()
 	require.ErrorIs(t, <-leaderErr, context.Canceled)
@@ -179,11 +191,14 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	leader := make(chan any, 1)
 	go func() {
 		defer func() { leader <- recover() }()
-		f.lead(context.Background(), "k", time.Minute, first)
+		f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
 	}()
 	<-inFirst
 	other := make(chan string, 1)
-	go func() { v, _ := f.lead(context.Background(), "k", time.Minute, first); other <- v }()
+	go func() {
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		other <- v
+	}()
 	waitCallers(t, &f, "k", 2)
 	close(release)
 	assert.Equal(t, "codec", <-leader, "the panic reaches the leader")
@@ -193,7 +208,80 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the other caller still waits on the leader's flight")
 	}
-	v, err := f.lead(context.Background(), "k", time.Minute, first)
+	v, err := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
 	require.NoError(t, err)
 	assert.Equal(t, "v", v)
+}
+
+// TestReadAfterInvalidationStartsItsOwnFlight: replica A is loading k (its
+// loader read the source before a write); replica W writes k and A
+// applies the invalidation. A read of k that starts on A after that must
+// not join the load under way, which answers with the value from before
+// the write: it reads Redis for itself.
+func TestReadAfterInvalidationStartsItsOwnFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	applied := make(chan struct{}, 8)
+	oa := testOptions[string]("joinafter")
+	oa.applied = func(m coherence.Message) {
+		if m.Kind == coherence.KindKeys && slices.Contains(m.Keys, "k") {
+			applied <- struct{}{}
+		}
+	}
+	a := newCache[string](t, srv, oa)
+	w := newCache[string](t, srv, testOptions[string]("joinafter"))
+	ctx := context.Background()
+
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan string, 1)
+	go func() {
+		v, _ := a.GetOrLoad(ctx, "k", func(context.Context) (string, error) {
+			close(started)
+			<-release
+			return "v1", nil // read from the source before W's write
+		})
+		first <- v
+	}()
+	<-started
+	require.NoError(t, w.Set(ctx, "k", "v2"))
+	select {
+	case <-applied:
+	case <-time.After(5 * time.Second):
+		t.Fatal("W's invalidation was not applied on A")
+	}
+	second := make(chan string, 1)
+	go func() {
+		v, _ := a.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "v2", nil })
+		second <- v
+	}()
+	// Joined to the first flight, the second read would wait for the first
+	// load (held until release) and answer v1.
+	select {
+	case v := <-second:
+		assert.Equal(t, "v2", v)
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatalf("a read begun after the invalidation waited for the load begun before it, and answered %q", <-second)
+	}
+	close(release)
+	assert.Equal(t, "v1", <-first, "the first read keeps what it loaded")
+}
+
+// TestReadAfterOwnDeleteStartsItsOwnFlight: the same on one replica: a
+// read after this replica's own Delete returned does not join the load
+// begun before it.
+func TestReadAfterOwnDeleteStartsItsOwnFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newCache[string](t, srv, testOptions[string]("joindelete"))
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go a.GetOrLoad(ctx, "k", func(context.Context) (string, error) { close(started); <-release; return "old", nil })
+	<-started
+	require.NoError(t, a.Delete(ctx, "k"))
+	// Joined to the first flight, the read would wait for the held load.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := a.GetOrLoad(rctx, "k", func(context.Context) (string, error) { return "new", nil })
+	require.NoError(t, err, "a read after the Delete waited for the load begun before it")
+	assert.Equal(t, "new", v)
 }

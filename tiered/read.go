@@ -59,8 +59,12 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	if load == nil {
 		load = func(ctx context.Context) (V, error) { return c.opts.Loader(ctx, key) }
 	}
-	return c.loads.lead(ctx, key, c.opts.LoadTimeout, func(ctx context.Context) (V, func(context.Context) (V, error), error) {
-		return c.readOrLease(ctx, key, load, opts)
+	// The fence is taken before the Redis read, so an invalidation that
+	// lands meanwhile refuses the fill, and keeps later callers out of this
+	// flight.
+	fence := c.local.Fence(key)
+	return c.loads.lead(ctx, key, fence, c.tagged(opts), c.opts.LoadTimeout, func(ctx context.Context) (V, func(context.Context) (V, error), error) {
+		return c.readOrLease(ctx, key, fence, load, opts)
 	})
 }
 
@@ -109,13 +113,11 @@ func (c *Cache[V]) read(ctx context.Context, key string) (V, error) {
 // key's fleet-wide fill lease when it has none. Otherwise it returns the
 // rest of the miss (the load, or waiting for another replica's) for the
 // flight to run on a worker.
-func (c *Cache[V]) readOrLease(ctx context.Context, key string, load func(context.Context) (V, error), opts []CallOption) (V, func(context.Context) (V, error), error) {
+func (c *Cache[V]) readOrLease(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), opts []CallOption) (V, func(context.Context) (V, error), error) {
 	var zero V
-	// The fence is taken before the Redis read, so an invalidation that
-	// lands meanwhile refuses the fill. (No second look at the local tier:
-	// on a large keyspace a ristretto Get costs a cache miss or two, and a
-	// flight that filled the key just before this one began is rare.)
-	fence := c.local.Fence(key)
+	// (No second look at the local tier: on a large keyspace a ristretto
+	// Get costs a cache miss or two, and a flight that filled the key just
+	// before this one began is rare.)
 	token := remote.LeaseToken(c.expectedLoad())
 	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
 	r, err := c.remote.GetOrLease(rctx, key, token)
