@@ -330,7 +330,15 @@ func (t *Tier[V]) tagStripe(tag string) uint32 {
 // fill of one whose fence was taken before.
 func (t *Tier[V]) InvalidateTags(tags ...string) {
 	for _, tag := range tags {
-		t.tagStripes[t.tagStripe(tag)].Store(t.tagClock.Add(1))
+		// Raised, never lowered: a concurrent call that took an older
+		// clock value and stores it later must not undo this one.
+		at, s := t.tagClock.Add(1), &t.tagStripes[t.tagStripe(tag)]
+		for {
+			old := s.Load()
+			if old >= at || s.CompareAndSwap(old, at) {
+				break
+			}
+		}
 	}
 }
 

@@ -461,3 +461,32 @@ func TestTheDrainerRecordsAppliedInserts(t *testing.T) {
 	_, ok := tier.Get("k")
 	assert.False(t, ok)
 }
+
+// TestTagStripeNeverMovesBack: an InvalidateTags begun after a fence was
+// taken leaves an entry filled under that fence a miss, whatever other
+// InvalidateTags of the tag run at the same time. (The stripe was set with
+// a plain store of a clock value taken earlier, so a concurrent, older
+// call could move it back past the newer one.)
+func TestTagStripeNeverMovesBack(t *testing.T) {
+	tier := newTier(t, Options{})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range max(runtime.GOMAXPROCS(0)-1, 1) {
+		wg.Go(func() {
+			for !stop.Load() {
+				tier.InvalidateTags("x")
+			}
+		})
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+	idx := tier.tagStripe("x")
+	// The race shows within milliseconds; two seconds bound the test.
+	deadline := time.Now().Add(2 * time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		f := tier.Fence("k")
+		tier.InvalidateTags("x")
+		if !tier.tagged(&tagFence{at: f.tagAt, idx: []uint32{idx}}) {
+			t.Fatalf("iteration %d: an entry fenced at %d is still valid after a later InvalidateTags (stripe %d)", n, f.tagAt, tier.tagStripes[idx].Load())
+		}
+	}
+}
