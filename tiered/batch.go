@@ -258,6 +258,9 @@ func (c *Cache[V]) loadMany(ctx context.Context, keys []string, loadMany func(co
 // one loader call, and fills both tiers under lease and fences.
 func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences map[string]local.Fence, token string, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {
 	bg := context.WithoutCancel(ctx)
+	// Every key is filled or released by then: this replica's own waiters
+	// look again (see waiters).
+	defer c.waiting.wake(keys...)
 	// Tag versions before the load, as in loadAndFill.
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
 	if err != nil {

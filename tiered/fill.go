@@ -16,6 +16,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, toke
 	fctx, end := c.observe(ctx, OpFill, key, 1)
 	// Its waiters' wake-up is built by the store, only if one waits.
 	stored, err := c.remote.Fill(fctx, key, token, env, remote.FillOptions{TTL: c.ttlOf(env)})
+	c.waiting.wake(key) // this replica's own waiters: see waiters
 	endFill(end, stored, err)
 	switch {
 	case err != nil:
@@ -43,6 +44,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 	env := c.envelope(nil, took, 0, c.tombstoneTTL(loaderTTL))
 	env.Negative, env.Tags = true, tags
 	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env)})
+	c.waiting.wake(key)
 	if err == nil && stored {
 		var zero V
 		c.fillLocal(fence, key, zero, &env, 0, false)

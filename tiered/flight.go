@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -40,6 +41,12 @@ type flight[V any] struct {
 	// retry: the leader's first step ended with the leader's own ctx, which
 	// answers nobody else; the others start afresh.
 	retry bool
+	// panicked is what the fetch on a worker panicked with (a codec's or
+	// an observer's panic): each caller panics with it on its own
+	// goroutine, as it would have running the fetch itself, where its
+	// own recover can see it; the worker, which nobody could recover,
+	// does not.
+	panicked any
 }
 
 // lead runs one fetch of key for all its concurrent callers. The fetch's
@@ -123,6 +130,9 @@ func (c *flight[V]) waitOn() chan struct{} {
 func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V], done chan struct{}) (_ V, _ error, answered bool) {
 	select {
 	case <-done:
+		if c.panicked != nil {
+			panic(c.panicked)
+		}
 		return c.val, c.err, true
 	case <-ctx.Done():
 		f.mu.Lock()
@@ -157,7 +167,18 @@ func (f *flights[V]) finish(key string, c *flight[V]) {
 
 func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (V, error)) {
 	defer c.ctx.cancel()
+	finished := false
+	defer func() {
+		if !finished {
+			c.panicked = recover()
+			if c.panicked == nil { // runtime.Goexit: no panic to pass on
+				c.err = errors.New("tiered: a load's worker exited")
+			}
+			f.finish(key, c)
+		}
+	}()
 	c.val, c.err = fetch(&c.ctx)
+	finished = true
 	f.finish(key, c)
 }
 

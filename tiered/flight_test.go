@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/tiercache/tiercache/coherence"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // A worker that ran a fetch waits for the next instead of ending, so
@@ -284,4 +286,94 @@ func TestReadAfterOwnDeleteStartsItsOwnFlight(t *testing.T) {
 	v, err := a.GetOrLoad(rctx, "k", func(context.Context) (string, error) { return "new", nil })
 	require.NoError(t, err, "a read after the Delete waited for the load begun before it")
 	assert.Equal(t, "new", v)
+}
+
+// TestWaiterWokenByItsOwnReplicasFill: a batch load on this replica holds
+// k's lease and a GetOrLoad of k on the same replica waits for it. The
+// fill's wake-up is published with this replica's origin, which its bus
+// skips as an echo: the fill itself must wake the waiter, not its timer.
+func TestWaiterWokenByItsOwnReplicasFill(t *testing.T) {
+	srv := redistest.Start(t)
+	rec := &recorder{}
+	o := testOptions[string]("ownwake")
+	o.Observer = rec
+	c := newCache[string](t, srv, o)
+	ctx := context.Background()
+
+	loading, release := make(chan struct{}), make(chan struct{})
+	batch := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoadMany(ctx, []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+			close(loading)
+			<-release
+			return map[string]string{"k": "v"}, nil
+		})
+		batch <- err
+	}()
+	<-loading
+	got := make(chan string, 1)
+	go func() {
+		v, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) {
+			t.Error("a second load: the batch holds the lease")
+			return "x", nil
+		})
+		assert.NoError(t, err)
+		got <- v
+	}()
+	require.Eventually(t, func() bool { return c.Stats().LeaseWaits > 0 }, 5*time.Second, time.Millisecond, "the read waits for the batch")
+	close(release)
+	require.NoError(t, <-batch)
+	assert.Equal(t, "v", <-got)
+	var waits []string
+	for _, s := range rec.take() {
+		if strings.HasPrefix(s, string(OpLeaseWait)) {
+			waits = append(waits, s)
+		}
+	}
+	require.NotEmpty(t, waits)
+	assert.True(t, strings.HasSuffix(waits[0], " woken"), "the first wait ended %q, not by the fill", waits[0])
+}
+
+// TestCorruptKeyLeavesNoWaitSlot: a read of a corrupt value removes the
+// wait slot its lease round registered (it was left, one per such key,
+// until the key was invalidated or the tier flushed). Here another holder
+// has the replacement's lease, so the value is loaded for this replica
+// only, and no fill of this replica's wakes the slot away either.
+func TestCorruptKeyLeavesNoWaitSlot(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[user](t, srv, testOptions[user]("corruptslot"))
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	for i := range 20 {
+		k := fmt.Sprint("k", i)
+		require.NoError(t, rc.Do(ctx, rc.B().Set().Key(c.remote.ValueKey(k)).Value("not an envelope").Build()).Error())
+		leased, err := c.remote.Lease(ctx, k, remote.NewToken())
+		require.NoError(t, err)
+		require.True(t, leased)
+		_, err = c.GetOrLoad(ctx, k, func(context.Context) (user, error) { return user{ID: i}, nil })
+		require.NoError(t, err)
+	}
+	c.waiting.mu.Lock()
+	defer c.waiting.mu.Unlock()
+	assert.Empty(t, c.waiting.slots, "wait slots left behind by finished loads")
+}
+
+type panicsOnMarshal struct{ N int }
+
+func (panicsOnMarshal) MarshalJSON() ([]byte, error) { panic("MarshalJSON bug") }
+
+// TestWorkerPanicReachesTheCallers: a codec that panics while a load's
+// fill runs on a flight's worker panicked there, where no recover of the
+// caller's could reach it, and the process died. Each caller now panics
+// with it on its own goroutine; the flight is not left behind.
+func TestWorkerPanicReachesTheCallers(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[panicsOnMarshal](t, srv, testOptions[panicsOnMarshal]("workerpanic"))
+	ctx := context.Background()
+	load := func(context.Context) (panicsOnMarshal, error) { return panicsOnMarshal{1}, nil }
+	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoad(ctx, "k", load) })
+	c.loads.mu.Lock()
+	assert.Empty(t, c.loads.calls, "no flight left for later callers to wait on")
+	c.loads.mu.Unlock()
+	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoad(ctx, "k", load) }, "a later call runs afresh")
 }

@@ -83,8 +83,8 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		rctx, end := c.observe(ctx, OpRedisRead, key, 1)
 		r, err := c.remote.LeaseOrRead(rctx, key, token)
 		endLease(end, &r, err)
-		if err != nil || r.Found || r.Leased {
-			c.waiting.remove(key, slot)
+		if err != nil || r.Found || r.Leased || r.Corrupt != nil {
+			c.waiting.remove(key, slot) // only a wait for another holder keeps it
 		}
 		switch {
 		case err != nil:
@@ -157,6 +157,7 @@ func (c *Cache[V]) loadLeased(ctx context.Context, key string, fence local.Fence
 // caller has left.
 func (c *Cache[V]) release(ctx context.Context, key, token string, hold time.Duration) {
 	c.remote.Release(context.WithoutCancel(ctx), key, token, hold, c.keysPublication(key))
+	c.waiting.wake(key) // this replica's own waiters: see waiters
 }
 
 // replaceCorrupt loads a key whose value Redis holds but cannot be read,
@@ -190,6 +191,15 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 	var zero V
 	// The fill must run even when every caller has left (as release does).
 	bg := context.WithoutCancel(ctx)
+	defer func() {
+		// A panic (the codec's, an observer's) on the way: give the lease
+		// back at once, so the next caller need not wait it out. (After a
+		// fill the lease is gone, and the release finds nothing.)
+		if p := recover(); p != nil {
+			c.release(bg, key, token, 0)
+			panic(p)
+		}
+	}()
 	// The tags' versions are read before the load: a source change whose
 	// InvalidateTags lands during the load leaves this value invalid.
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)

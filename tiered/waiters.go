@@ -4,7 +4,10 @@ import "sync"
 
 // waiters are the flights of this replica waiting for another replica to
 // fill a key. The holder's fill (and any Set or Delete of the key) arrives
-// as an invalidation of the key, which wakes them: no polling.
+// as an invalidation of the key, which wakes them: no polling. When the
+// holder is this replica (a batch's lease, or a flight begun after an
+// invalidation while an older one loads), its own wake-up comes back as an
+// echo the bus skips: its fill and release wake them here instead.
 type waiters struct {
 	mu    sync.Mutex
 	slots map[string]*waitSlot
