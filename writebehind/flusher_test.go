@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,6 +373,9 @@ func TestFlusherOptionsAreValidated(t *testing.T) {
 		{Writer: ok, Interval: time.Hour},
 		{Writer: ok, MaxAttempts: -1},
 		{Writer: ok, WriteTimeout: time.Second, LeaseTTL: time.Second},
+		// The writer's deadline (the lease's end less RemoteTimeout) would
+		// come before WriteTimeout, or have passed when it is called.
+		{Writer: ok, WriteTimeout: 200 * time.Millisecond, RemoteTimeout: time.Second, LeaseTTL: time.Second},
 	} {
 		_, err := newFlusher(c, o)
 		assert.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
@@ -383,4 +387,34 @@ func TestSeqLess(t *testing.T) {
 	assert.True(t, SeqLess("9-5", "10-0"))
 	assert.False(t, SeqLess("10-0", "9-5"))
 	assert.False(t, SeqLess("3-3", "3-3"))
+}
+
+// TestDefaultLeaseLeavesTheWriterItsTimeout: with a RemoteTimeout long
+// against WriteTimeout, the default lease was 3 × WriteTimeout, shorter
+// than RemoteTimeout, so the writer's deadline (the lease's end less
+// RemoteTimeout) had passed before every call: a writer that honours its
+// ctx never delivered, retried without end. The default now leaves it
+// WriteTimeout.
+func TestDefaultLeaseLeavesTheWriterItsTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, cachetest.Options[int]("leasedefault"))
+	src := newFakeSource()
+	var expired atomic.Int64
+	f, err := newFlusher(c, Options[int]{
+		Writer: func(ctx context.Context, ws []Write[int]) error {
+			if err := ctx.Err(); err != nil {
+				expired.Add(1)
+				return err
+			}
+			return src.write(ctx, ws)
+		},
+		RemoteTimeout: time.Second, WriteTimeout: 200 * time.Millisecond,
+		RetryBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, f.opts.LeaseTTL, f.opts.WriteTimeout+f.opts.Interval+f.opts.RemoteTimeout)
+	runFlusher(t, f)
+	require.NoError(t, c.SetBehind(context.Background(), "k", 1))
+	require.Eventually(t, func() bool { _, ok := src.get("k"); return ok }, 10*time.Second, time.Millisecond, "the write reached the source")
+	assert.Zero(t, expired.Load(), "writer calls with an expired ctx")
 }

@@ -81,8 +81,12 @@ type Options[V any] struct {
 	Interval time.Duration
 	// LeaseTTL is the flusher lease: one flusher per namespace flushes
 	// while the others stand by, and a standby takes over at most LeaseTTL
-	// after the flusher dies. Default 3 × WriteTimeout; it must be at
-	// least 2 × WriteTimeout + Interval.
+	// after the flusher dies. Default the least of 3 × WriteTimeout that
+	// meets both bounds: at least 2 × WriteTimeout + Interval, and at
+	// least WriteTimeout + Interval + RemoteTimeout (the writer's deadline
+	// leaves RemoteTimeout to acknowledge before the lease ends, so a
+	// shorter lease would cut the writer short, or give it an expired
+	// deadline every round).
 	LeaseTTL time.Duration
 	// AllowQueueEviction lets Run flush a queue on a Redis whose
 	// maxmemory-policy is allkeys-*, which can evict it with every
@@ -126,6 +130,8 @@ func (o *Options[V]) validate() error {
 		return bad("Interval %v over RemoteTimeout/2 = %v", d.Interval, d.RemoteTimeout/2)
 	case d.LeaseTTL < 2*d.WriteTimeout+d.Interval:
 		return bad("LeaseTTL %v < 2 × WriteTimeout + Interval", d.LeaseTTL)
+	case d.LeaseTTL < d.WriteTimeout+d.Interval+d.RemoteTimeout:
+		return bad("LeaseTTL %v < WriteTimeout + Interval + RemoteTimeout = %v: the writer's deadline leaves RemoteTimeout before the lease ends", d.LeaseTTL, d.WriteTimeout+d.Interval+d.RemoteTimeout)
 	}
 	return nil
 }
@@ -159,7 +165,7 @@ func (o *Options[V]) setDefaults() {
 		o.Interval = min(DefaultInterval, o.RemoteTimeout/2)
 	}
 	if o.LeaseTTL == 0 {
-		o.LeaseTTL = max(3*o.WriteTimeout, 2*o.WriteTimeout+o.Interval)
+		o.LeaseTTL = max(3*o.WriteTimeout, 2*o.WriteTimeout+o.Interval, o.WriteTimeout+o.Interval+o.RemoteTimeout)
 	}
 	if o.LogEvery == 0 {
 		o.LogEvery = DefaultLogEvery
