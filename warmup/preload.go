@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -24,7 +25,10 @@ type Options[V any] struct {
 	TopN int
 	// Keys are preloaded as given.
 	Keys []string
-	// KeySource yields more keys, e.g. from a database query.
+	// KeySource yields more keys, e.g. from a database query. It is read
+	// within the budget too: a source still running when the budget ends
+	// is left behind (Preload returns, with BudgetExceeded), and its
+	// iteration stops at its next key.
 	KeySource iter.Seq[string]
 	// ScanMatch, when set, SCANs Redis for this namespace's keys matching
 	// the glob (never KEYS).
@@ -42,7 +46,9 @@ type Options[V any] struct {
 	// Load, when set, loads keys Redis lacks from the origin (through the
 	// fleet-wide single flight), at most LoadRate keys per second.
 	Load func(ctx context.Context, keys []string) (map[string]V, error)
-	// LoadRate bounds origin loads, in keys per second. Default
+	// LoadRate bounds origin loads, in keys per second: none at once more
+	// than one second's worth, and none before their time (the first
+	// second loads at most LoadRate keys, not a burst on top). Default
 	// DefaultLoadRate.
 	LoadRate float64
 	// Progress, when set, is called after each batch.
@@ -102,11 +108,15 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 	defer cancel()
 	costBefore := cache.Stats().LocalCost
 
-	keys, gatherErr := gather(ctx, cache, &opts)
-	rep := Report{Requested: len(keys)}
+	keys, gathered, gatherErr := gatherWithin(ctx, cache, &opts)
+	rep := Report{Requested: len(keys), BudgetExceeded: !gathered}
 	var limiter *rate.Limiter
 	if opts.Load != nil {
-		limiter = rate.NewLimiter(rate.Limit(opts.LoadRate), max(opts.BatchSize, int(opts.LoadRate)))
+		// One second's worth at once at most, and the bucket starts
+		// empty: a burst would load that much more before its time.
+		burst := max(1, int(opts.LoadRate))
+		limiter = rate.NewLimiter(rate.Limit(opts.LoadRate), burst)
+		limiter.AllowN(time.Now(), burst)
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -121,6 +131,7 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 			rep.Loaded += loaded
 			if err != nil {
 				rep.Failed += len(batch) - found - loaded
+				rep.BudgetExceeded = rep.BudgetExceeded || errors.Is(err, errOutOfBudget)
 			}
 			if opts.Progress != nil {
 				p := rep
@@ -135,22 +146,39 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 	// By the clock, not only ctx.Err(): a Redis call can fail with its
 	// deadline a moment before the context reports it.
 	deadline, _ := ctx.Deadline()
-	rep.BudgetExceeded = rep.Found+rep.Loaded < rep.Requested &&
+	rep.BudgetExceeded = rep.BudgetExceeded || rep.Found+rep.Loaded < rep.Requested &&
 		(errors.Is(ctx.Err(), context.DeadlineExceeded) || !time.Now().Before(deadline))
 	rep.Bytes = max(cache.Stats().LocalCost-costBefore, 0)
 	return rep, gatherErr
 }
+
+// errOutOfBudget: loading more at LoadRate would take past the budget.
+var errOutOfBudget = errors.New("warmup: the budget ends before LoadRate allows more loads")
 
 func preloadBatch[V any](ctx context.Context, cache Cache[V], batch []string, opts *Options[V], limiter *rate.Limiter) (found, loaded int, err error) {
 	found, missing, err := read(ctx, cache, batch)
 	if err != nil || opts.Load == nil || len(missing) == 0 {
 		return found, 0, err
 	}
-	if err := limiter.WaitN(ctx, len(missing)); err != nil {
-		return found, 0, err
+	// In steps of a tenth of a second's worth, so loads flow from the start
+	// (a whole second's worth would wait a second first).
+	step := max(1, limiter.Burst()/10)
+	for len(missing) > 0 {
+		n := min(len(missing), step)
+		if err := limiter.WaitN(ctx, n); err != nil {
+			if ctx.Err() == nil { // the wait would outlast the budget
+				err = errOutOfBudget
+			}
+			return found, loaded, err
+		}
+		more, err := cache.GetOrLoadMany(ctx, missing[:n], opts.Load)
+		loaded += len(more)
+		if err != nil {
+			return found, loaded, err
+		}
+		missing = missing[n:]
 	}
-	more, err := cache.GetOrLoadMany(ctx, missing, opts.Load)
-	return found, len(more), err
+	return found, loaded, nil
 }
 
 // warmer is a Cache that reads a batch into its local tier without
@@ -175,12 +203,36 @@ func read[V any](ctx context.Context, cache Cache[V], batch []string) (found int
 	return len(got), missing, err
 }
 
-// gather collects the keys of every source, deduplicated, up to MaxKeys.
-func gather[V any](ctx context.Context, cache Cache[V], opts *Options[V]) ([]string, error) {
+// gatherWithin is gather bounded by ctx (the budget): a KeySource cannot
+// be told to stop, so it is read on a goroutine of its own and left
+// behind when ctx ends first (gathered false); it stops at its next key.
+func gatherWithin[V any](ctx context.Context, cache Cache[V], opts *Options[V]) (keys []string, gathered bool, err error) {
+	type result struct {
+		keys []string
+		err  error
+	}
+	done := make(chan result, 1)
+	var left atomic.Bool
+	go func() {
+		keys, err := gather(ctx, cache, opts, &left)
+		done <- result{keys, err}
+	}()
+	select {
+	case r := <-done:
+		return r.keys, true, r.err
+	case <-ctx.Done():
+		left.Store(true)
+		return nil, false, fmt.Errorf("warmup: gathering keys: %w", ctx.Err())
+	}
+}
+
+// gather collects the keys of every source, deduplicated, up to MaxKeys,
+// until left is set.
+func gather[V any](ctx context.Context, cache Cache[V], opts *Options[V], left *atomic.Bool) ([]string, error) {
 	seen := make(map[string]struct{})
 	var keys []string
 	add := func(k string) bool {
-		if len(keys) >= opts.MaxKeys {
+		if len(keys) >= opts.MaxKeys || left.Load() {
 			return false
 		}
 		if _, dup := seen[k]; !dup && k != "" {
