@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/redis/rueidis"
 )
 
 // ErrQueueFull reports a write-behind write refused because the queue
@@ -78,7 +76,10 @@ func (s *Store) SetQueued(ctx context.Context, key string, e *Envelope, p Public
 // the previous value. Writing again repairs it.
 var ErrQueuedOnly = errors.New("remote: write queued, but the cache was not updated")
 
-var enqueueScript = rueidis.NewLuaScript(`
+// enqueueScript is the queue step of a write-behind write on a Cluster. It
+// runs through Store.run (bare: no log, no fence), so with WaitReplicas it
+// is followed by WAIT on the queue's node, as the value's step is.
+var enqueueScript = newScript(`
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
   return redis.error_reply('TCFULL write-behind queue holds ' .. ARGV[1] .. ' writes')
 end
@@ -92,9 +93,13 @@ func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *E
 			return "", err
 		}
 		defer inf.end(&err)
-		return enqueueScript.Exec(ctx, s.opts.Client, []string{s.QueueKey()}, []string{strconv.Itoa(limit), key, string(b)}).ToString()
+		return s.run(ctx, enqueueScript, s.state.Load(), call{keys: []string{s.QueueKey()},
+			args: []string{strconv.Itoa(limit), key, string(b)}, write: true, bare: true}).ToString()
 	}()
-	if err != nil {
+	// Queued but not confirmed on enough replicas: the cache is still
+	// written, and the caller told (it may retry: writes are idempotent).
+	unconfirmed := errors.Is(err, ErrNotReplicated)
+	if err != nil && !unconfirmed {
 		if strings.HasPrefix(err.Error(), "TCFULL") {
 			return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 		}
@@ -102,6 +107,9 @@ func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *E
 	}
 	if err := s.Set(ctx, key, e, p); err != nil {
 		return id, fmt.Errorf("%w (queued as %s): %w", ErrQueuedOnly, id, err)
+	}
+	if unconfirmed {
+		return id, fmt.Errorf("queue step: %w", err)
 	}
 	return id, nil
 }
