@@ -66,6 +66,16 @@ func defineBench(fs *flag.FlagSet) action {
 			if old == nil {
 				return inv.usageErrors("--against goes with --compare: --compare OLD.json --against NEW.json")
 			}
+			// Nothing runs: a flag that shapes a run would be ignored.
+			var ignored []string
+			fs.Visit(func(f *flag.Flag) {
+				if f.Name != "compare" && f.Name != "against" && f.Name != "out" {
+					ignored = append(ignored, "--"+f.Name)
+				}
+			})
+			if len(ignored) > 0 {
+				return inv.usageErrors(fmt.Sprintf("--compare OLD.json --against NEW.json runs nothing, so %s would be ignored: give only --out with them", strings.Join(ignored, ", ")))
+			}
 			return compareOnly(inv, old, *against, *out)
 		}
 		var list []string

@@ -121,4 +121,9 @@ func TestBenchProcessesRunsAndCompare(t *testing.T) {
 	assert.Contains(t, string(text), "| same |", "a report compared with itself has not changed")
 	_, err = os.Stat(filepath.Join(cmp, "compare.html"))
 	assert.NoError(t, err)
+	// Comparing two reports runs nothing: a flag that shapes a run is
+	// refused, not silently ignored.
+	errb.Reset()
+	assert.Equal(t, 2, run([]string{"bench", "--compare", old, "--against", old, "--quick", "--scenarios", "zipf"}, &out, &errb))
+	assert.Contains(t, errb.String(), "--quick, --scenarios would be ignored")
 }
