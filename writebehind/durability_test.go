@@ -151,3 +151,36 @@ func TestLostQueueIsReported(t *testing.T) {
 	_, ok := src.get("before0")
 	assert.False(t, ok, "the lost writes are gone, and were said to be")
 }
+
+// TestLostQueueIsReportedByTheStandbyThatTakesOver: the flusher that read
+// the queue is gone when Redis loses it (restarted empty), and a standby
+// takes the lease: the standby, which had seen the queue's group while it
+// stood by, reports the loss. (Only a flusher that had read the group
+// itself did, so a takeover passed the loss off as a first start.)
+func TestLostQueueIsReportedByTheStandbyThatTakesOver(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 2, cachetest.Options[int]("lostq2"))
+	src := newFakeSource()
+	src.setRefuse(func([]Write[int]) error { return errors.New("database unavailable") })
+	a, err := newFlusher(rs[0], fastFlusher(src))
+	require.NoError(t, err)
+	stopA := runFlusher(t, a)
+	require.Eventually(t, func() bool { return a.Stats().Leader }, 5*time.Second, time.Millisecond)
+	b, err := newFlusher(rs[1], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, b)
+	for i := range 20 {
+		require.NoError(t, rs[0].SetBehind(ctx, fmt.Sprint("before", i), i))
+	}
+	require.Eventually(t, func() bool { return a.Stats().Retries > 0 && b.queue.seen.Load() }, 10*time.Second, time.Millisecond,
+		"A holds the writes; B, standing by, has seen the queue's group")
+	stopA()
+	require.NoError(t, srv.Restart(ctx)) // empty: the queue, its group and the lease are gone
+	require.Eventually(t, func() bool { return b.Stats().QueueLost == 1 }, 10*time.Second, time.Millisecond)
+	assert.True(t, b.Stats().Leader)
+	src.setRefuse(nil)
+	// The restart cut every connection: a first call on one may fail (EOF).
+	require.Eventually(t, func() bool { return rs[0].SetBehind(ctx, "after", 1) == nil }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { _, ok := src.get("after"); return ok }, 10*time.Second, time.Millisecond, "writes queued after the loss are delivered")
+}

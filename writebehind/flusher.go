@@ -155,6 +155,10 @@ func (f *Flusher[V]) round(ctx context.Context) (settled bool, err error) {
 	case notLeader:
 		f.stats.leader.Store(false)
 		clear(f.attempts)
+		// A standby notes that the queue's group exists, so that if
+		// Redis loses it before this flusher takes over, the loss is
+		// said, not passed off as a first start. (Errors: the next look.)
+		f.queue.noteGroup(ctx)
 		// A standby looks again well within one lease.
 		wait.Sleep(ctx, f.opts.LeaseTTL/4)
 		return true, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -25,13 +26,14 @@ import (
 const queueGroup = "tiercache"
 
 // queue reaches the queue's keys through the caller's client, each call
-// bounded by timeout. Only a Flusher's Run loop uses it (seen is its).
+// bounded by timeout. Only a Flusher's Run loop uses it (seen is atomic
+// for tests to read).
 type queue struct {
 	client            rueidis.Client
 	key, dead, leader string
 	timeout           time.Duration
-	maxValue          int  // bounds a queued value's decoding
-	seen              bool // the group was read: its loss is a loss
+	maxValue          int         // bounds a queued value's decoding
+	seen              atomic.Bool // the group was read (or a standby saw it): its loss is a loss
 }
 
 func newQueue(client rueidis.Client, namespace string, timeout time.Duration, maxValue int) *queue {
@@ -104,7 +106,7 @@ func (q *queue) readGroup(ctx context.Context, consumer, from string, count int,
 		// beginning, so writes queued since are read too. What was queued
 		// before a loss is gone: if this store has read the group before,
 		// that is said, never passed off as a drained queue.
-		lost = q.seen
+		lost = q.seen.Load()
 		err = c.Do(ctx, c.B().XgroupCreate().Key(q.key).Group(queueGroup).Id("0").Mkstream().Build()).Error()
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			return nil, err
@@ -120,7 +122,7 @@ func (q *queue) readGroup(ctx context.Context, consumer, from string, count int,
 	if err != nil {
 		return nil, err
 	}
-	q.seen = true
+	q.seen.Store(true)
 	raw := m[q.key]
 	out := make([]entry, 0, len(raw))
 	var gone []string
@@ -282,6 +284,20 @@ const (
 	stillLeader            // the lease was ours and is extended
 	newLeader              // the lease was free and is now ours
 )
+
+// noteGroup records that the queue's consumer group exists (seen), for a
+// standby: read reports the queue lost when its group is gone after that.
+// XINFO CONSUMERS answers NOGROUP or no such key otherwise.
+func (q *queue) noteGroup(ctx context.Context) {
+	if q.seen.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, q.timeout)
+	defer cancel()
+	if q.client.Do(ctx, q.client.B().XinfoConsumers().Key(q.key).Group(queueGroup).Build()).Error() == nil {
+		q.seen.Store(true)
+	}
+}
 
 // holdLeader takes or extends the queue's flusher lease for token; only
 // its holder flushes, so writes to one key reach the writer in queue order.
