@@ -35,7 +35,12 @@ import (
 //   - entries after the floor were trimmed by count, which XINFO STREAM's
 //     max-deleted-entry-id (Redis 7) shows;
 //   - the floor is older than the logs' age: trimming by age or expiry may
-//     have removed entries after it without a trace.
+//     have removed entries after it without a trace;
+//   - a node evicted keys, restarted or was replaced (a failover) since the
+//     last replay or start (marks): a log it held may be gone, or be
+//     missing its last entries, and for a slot without a pos a missing log
+//     reads as an empty one. (Under an eviction policy that keeps evicting,
+//     every gap is then flushed, as without a log.)
 //
 // Stream ids carry the clock of the Redis node that wrote them, the floor
 // this host's: slotLogSkew allows for the two being apart, and for a
@@ -47,6 +52,15 @@ type slotLogs struct {
 	age   time.Duration
 	pos   map[uint16]string
 	floor time.Time
+	marks map[string]nodeMark // per node address, at start or the last replay; nil: unknown
+}
+
+// nodeMark is what a node's INFO says of what it may have lost: the run id
+// changes when it restarts (or another process serves its address), and
+// evicted_keys counts its evictions.
+type nodeMark struct {
+	runID   string
+	evicted int64
 }
 
 // slotLogSkew is how far this host's clock and the Redis nodes' may be
@@ -60,9 +74,46 @@ func newSlotLogs(c rueidis.Client, key func(uint16) string, age time.Duration) *
 	return &slotLogs{c: c, key: key, age: age, pos: map[uint16]string{}}
 }
 
-func (l *slotLogs) start(context.Context) error {
+func (l *slotLogs) start(ctx context.Context) error {
 	l.floor = time.Now()
+	l.marks, _ = l.nodeMarks(ctx) // unknown (nil) makes the first replay a flush
 	return nil
+}
+
+// nodeMarks reads every node's mark.
+func (l *slotLogs) nodeMarks(ctx context.Context) (map[string]nodeMark, error) {
+	marks := map[string]nodeMark{}
+	for addr, n := range l.c.Nodes() {
+		info, err := n.Do(ctx, n.B().Info().Section("server", "stats").Build()).ToString()
+		if err != nil {
+			return nil, err
+		}
+		var m nodeMark
+		for line := range strings.Lines(info) {
+			line = strings.TrimRight(line, "\r\n")
+			if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+				m.runID = v
+			} else if v, ok := strings.CutPrefix(line, "evicted_keys:"); ok {
+				m.evicted, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		marks[addr] = m
+	}
+	return marks, nil
+}
+
+// sameMarks reports whether no node restarted, was replaced or evicted a
+// key between two readings (and none came or went).
+func sameMarks(was, now map[string]nodeMark) bool {
+	if was == nil || len(was) != len(now) {
+		return false
+	}
+	for addr, m := range was {
+		if n, ok := now[addr]; !ok || n != m || m.runID == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *slotLogs) seen(id string) {
@@ -94,9 +145,10 @@ func (l *slotLogs) checkpoint(t time.Time) {
 	}
 }
 
-func (l *slotLogs) restart(context.Context) {
+func (l *slotLogs) restart(ctx context.Context) {
 	clear(l.pos)
 	l.floor = time.Now()
+	l.marks, _ = l.nodeMarks(ctx)
 }
 
 // slotRead is one slot's part of a replay.
@@ -143,6 +195,14 @@ func (l *slotLogs) replay(ctx context.Context, apply func(string)) error {
 	}
 	if err := l.checkNotTrimmed(ctx, check, floorID); err != nil {
 		return err
+	}
+	// Read after the logs, so a loss before or during their reading shows.
+	marks, err := l.nodeMarks(ctx)
+	if err != nil {
+		return err
+	}
+	if !sameMarks(l.marks, marks) {
+		return errPositionLost
 	}
 	l.floor = now // every slot was read after now
 	return nil

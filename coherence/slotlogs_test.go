@@ -170,6 +170,47 @@ func TestSlotLogs(t *testing.T) {
 		require.False(t, f.resync(), "no ping came back for two seconds")
 		assert.True(t, f.rec.hasGap("test"))
 	})
+
+	t.Run("a-node-evicted", func(t *testing.T) {
+		// A missed message's log, in a slot the bus never heard from, is
+		// evicted before the replay: read from the floor, the missing log
+		// looked empty, and the gap was called repaired.
+		f := startSlotLogBus(t, cl, 10*time.Second)
+		f.deliver(1, "live")
+		f.log(9000, "missed")
+		evictOnSlot(t, cl, f.c, 9000)
+		n, err := f.c.Do(context.Background(), f.c.B().Exists().Key(slotLogKey(1)).Build()).AsInt64()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n, "slot 1's log, another node's, is still there")
+		require.False(t, f.resync(), "a gap across an eviction is not left to the logs")
+		assert.True(t, f.rec.hasGap("test"))
+		// The flush starts over: with no eviction since, gaps are repaired.
+		f.log(8, "after")
+		require.True(t, f.resync())
+		assert.True(t, f.received("after"))
+	})
+}
+
+// evictOnSlot makes the node holding slot evict (every key it can: a
+// memory limit of one byte, for one write to the slot), then lifts the
+// limit. Only that node: any command to a node under the limit evicts.
+func evictOnSlot(t *testing.T, cl *redistest.Cluster, c rueidis.Client, slot uint16) {
+	t.Helper()
+	ctx := context.Background()
+	var owner rueidis.Client
+	for _, n := range cl.Nodes {
+		nc := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{n.Addr()}, ForceSingleClient: true, DisableCache: true})
+		if nc.Do(ctx, nc.B().Exists().Key(slotLogKey(slot)).Build()).Error() == nil { // others answer MOVED
+			owner = nc
+		}
+	}
+	require.NotNil(t, owner)
+	require.NoError(t, owner.Do(ctx, owner.B().ConfigSet().ParameterValue().ParameterValue("maxmemory-policy", "allkeys-lru").ParameterValue("maxmemory", "1").Build()).Error())
+	owner.Do(ctx, owner.B().Set().Key(slotLogKey(slot)+":ballast").Value("x").Build()) // evicts, then is refused (OOM)
+	require.NoError(t, owner.Do(ctx, owner.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").ParameterValue("maxmemory-policy", "noeviction").Build()).Error())
+	exists, err := c.Do(ctx, c.B().Exists().Key(slotLogKey(slot)).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, exists, "the slot's log was evicted")
 }
 
 func TestSlotLogsValidate(t *testing.T) {
