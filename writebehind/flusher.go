@@ -73,7 +73,9 @@ type Flusher[V any] struct {
 	// attempts counts refusals per queue id; only the lease holder's loop
 	// touches it, and it holds no more than the consumer's pending entries.
 	attempts map[string]int
-	stats    flusherCounters
+	// claimedAt is when this flusher last claimed others' pending entries.
+	claimedAt time.Time
+	stats     flusherCounters
 }
 
 // New builds a flusher of a namespace's queue from a client, namespace and
@@ -165,10 +167,24 @@ func (f *Flusher[V]) round(ctx context.Context) (settled bool, err error) {
 	case newLeader:
 		f.stats.leader.Store(true)
 		clear(f.attempts)
-		n, err := f.queue.claim(ctx, f.consumer)
+		n, err := f.queue.claim(ctx, f.consumer, 0)
 		f.stats.claimed.Add(uint64(n))
 		if err != nil {
 			return false, err
+		}
+		f.claimedAt = started
+	default:
+		// A flusher that stalled past its lease (a long pause) may still
+		// read entries into its own pending list after this one claimed
+		// its others: once idle a lease long, they are claimed here too,
+		// or they would wait for the next takeover.
+		if started.Sub(f.claimedAt) >= f.opts.LeaseTTL {
+			n, err := f.queue.claim(ctx, f.consumer, f.opts.LeaseTTL)
+			f.stats.claimed.Add(uint64(n))
+			if err != nil {
+				return false, err
+			}
+			f.claimedAt = started
 		}
 	}
 	f.refreshDepth(ctx)

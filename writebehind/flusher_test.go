@@ -418,3 +418,64 @@ func TestDefaultLeaseLeavesTheWriterItsTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { _, ok := src.get("k"); return ok }, 10*time.Second, time.Millisecond, "the write reached the source")
 	assert.Zero(t, expired.Load(), "writer calls with an expired ctx")
 }
+
+// TestEntriesReadAfterALostLeaseAreNotStranded: a flusher frozen past its
+// lease (a long pause) that then reads the queue takes entries into its own
+// pending list after its successor claimed its others. They waited for the
+// next takeover, which may never come; the lease holder now claims them
+// once they have been idle a lease long, and delivers them.
+func TestEntriesReadAfterALostLeaseAreNotStranded(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, cachetest.Options[int]("stranded"))
+	src := newFakeSource()
+	inWriter, release := make(chan struct{}, 1), make(chan struct{})
+	opts := fastFlusher(src)
+	opts.Writer = func(ctx context.Context, ws []Write[int]) error {
+		for _, w := range ws {
+			if w.Key == "hold" {
+				inWriter <- struct{}{}
+				<-release
+			}
+		}
+		return src.write(ctx, ws)
+	}
+	a, err := newFlusher(c, opts)
+	require.NoError(t, err)
+	b, err := newFlusher(c, opts)
+	require.NoError(t, err)
+	// A takes the lease, then freezes; B takes over once the lease ends.
+	lead, err := a.queue.holdLeader(ctx, a.consumer, a.opts.LeaseTTL)
+	require.NoError(t, err)
+	require.Equal(t, newLeader, lead)
+	runFlusher(t, b)
+	require.Eventually(t, func() bool { return b.Stats().Leader }, 10*time.Second, time.Millisecond)
+	// While B is busy in its writer, A wakes and reads: it takes k.
+	require.NoError(t, c.SetBehind(ctx, "hold", 1))
+	<-inWriter
+	require.NoError(t, c.SetBehind(ctx, "k", 2))
+	entries, err := a.queue.read(ctx, a.consumer, a.opts.BatchSize, a.opts.Interval)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "A read k into its own pending list")
+	close(release)
+	// A stays frozen (it never acknowledges, nor takes over again).
+	require.Eventually(t, func() bool { q, _, err := queueDepth(c, ctx); return err == nil && q == 0 }, 10*time.Second, time.Millisecond,
+		"the entry A read is delivered, not left pending under A")
+	v, ok := src.get("k")
+	assert.True(t, ok)
+	assert.Equal(t, 2, v)
+	assert.Positive(t, b.Stats().Claimed)
+	// A, left with nothing pending, is removed from the group (in one
+	// script with the look at its pending count).
+	infos, err := c.client.Do(ctx, c.client.B().XinfoConsumers().Key(a.queue.key).Group(queueGroup).Build()).ToArray()
+	require.NoError(t, err)
+	var names []string
+	for _, info := range infos {
+		m, err := info.AsMap()
+		require.NoError(t, err)
+		msg := m["name"]
+		name, _ := msg.ToString()
+		names = append(names, name)
+	}
+	assert.Equal(t, []string{b.consumer}, names)
+}

@@ -205,17 +205,17 @@ func (q *queue) moveToDeadLetters(ctx context.Context, d deadLetter) (err error)
 }
 
 // claim makes consumer the owner of every entry pending for another
-// consumer of the group (one whose flusher died or lost its lease), with
-// XAUTOCLAIM, and removes consumers left with nothing pending. It returns
-// how many entries it claimed.
-func (q *queue) claim(ctx context.Context, consumer string) (_ int, err error) {
+// consumer of the group for at least minIdle (one whose flusher died or
+// lost its lease), with XAUTOCLAIM, and removes consumers left with
+// nothing pending. It returns how many entries it claimed.
+func (q *queue) claim(ctx context.Context, consumer string, minIdle time.Duration) (_ int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
 	c := q.client
 	claimed, start := 0, "0-0"
 	for {
 		arr, err := c.Do(ctx, c.B().Xautoclaim().Key(q.key).Group(queueGroup).Consumer(consumer).
-			MinIdleTime("0").Start(start).Count(1000).Justid().Build()).ToArray()
+			MinIdleTime(strconv.FormatInt(minIdle.Milliseconds(), 10)).Start(start).Count(1000).Justid().Build()).ToArray()
 		if err != nil {
 			if strings.HasPrefix(err.Error(), "NOGROUP") {
 				return 0, nil // nothing was ever read
@@ -240,30 +240,28 @@ func (q *queue) claim(ctx context.Context, consumer string) (_ int, err error) {
 	return claimed, q.dropIdleConsumers(ctx, consumer)
 }
 
+// dropIdleConsumersScript removes the group's consumers other than
+// ARGV[2] that hold nothing. In one script: a flusher that lost its lease
+// may still read an entry into its own pending list, and between a look
+// at the consumers and their removal that entry would be dropped with it,
+// never delivered.
+var dropIdleConsumersScript = rueidis.NewLuaScript(`
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name ~= ARGV[2] and pending == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+  end
+end
+return 1
+`)
+
 // dropIdleConsumers removes the group's consumers other than keep that
 // hold nothing, so the group does not grow with every flusher ever run.
 func (q *queue) dropIdleConsumers(ctx context.Context, keep string) error {
-	c := q.client
-	infos, err := c.Do(ctx, c.B().XinfoConsumers().Key(q.key).Group(queueGroup).Build()).ToArray()
-	if err != nil {
-		return err
-	}
-	for _, info := range infos {
-		m, err := info.AsMap()
-		if err != nil {
-			return err
-		}
-		nameMsg, pendingMsg := m["name"], m["pending"]
-		name, _ := nameMsg.ToString()
-		pending, _ := pendingMsg.AsInt64()
-		if name == keep || pending > 0 {
-			continue
-		}
-		if err := c.Do(ctx, c.B().XgroupDelconsumer().Key(q.key).Group(queueGroup).Consumername(name).Build()).Error(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return dropIdleConsumersScript.Exec(ctx, q.client, []string{q.key}, []string{queueGroup, keep}).Error()
 }
 
 var holdLeaderScript = rueidis.NewLuaScript(`
