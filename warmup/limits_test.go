@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -101,4 +102,29 @@ func TestKeySourceIsBoundedByTheBudget(t *testing.T) {
 	// The source, once it answers, is stopped at its first key.
 	close(unblock)
 	<-stopped
+}
+
+// TestUnlimitedLoadRate: an infinite LoadRate (x/time/rate's "no limit")
+// loads each batch in one loader call; its conversion to a burst made
+// steps of one key, one call each.
+func TestUnlimitedLoadRate(t *testing.T) {
+	fc := &emptyCache{start: time.Now()}
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	calls := 0
+	var mu sync.Mutex
+	rep, err := Preload[string](context.Background(), fc, Options[string]{
+		TopN: -1, Keys: keys, BatchSize: 500, LoadRate: math.Inf(1),
+		Load: func(ctx context.Context, ks []string) (map[string]string, error) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return loadAll(ctx, ks)
+		},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1000, rep.Loaded)
+	assert.Equal(t, 2, calls, "one loader call per batch")
 }

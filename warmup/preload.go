@@ -49,7 +49,7 @@ type Options[V any] struct {
 	// LoadRate bounds origin loads, in keys per second: none at once more
 	// than one second's worth, and none before their time (the first
 	// second loads at most LoadRate keys, not a burst on top). Default
-	// DefaultLoadRate.
+	// DefaultLoadRate; math.Inf(1) (or 2^30 and more) sets no limit.
 	LoadRate float64
 	// Progress, when set, is called after each batch.
 	Progress func(Report)
@@ -110,8 +110,8 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 
 	keys, gathered, gatherErr := gatherWithin(ctx, cache, &opts)
 	rep := Report{Requested: len(keys), BudgetExceeded: !gathered}
-	var limiter *rate.Limiter
-	if opts.Load != nil {
+	var limiter *rate.Limiter // nil: no limit
+	if opts.Load != nil && opts.LoadRate < maxLoadRate {
 		// One second's worth at once at most, and the bucket starts
 		// empty: a burst would load that much more before its time.
 		burst := max(1, int(opts.LoadRate))
@@ -152,6 +152,9 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 	return rep, gatherErr
 }
 
+// maxLoadRate and above (math.Inf(1) included) is no limit at all.
+const maxLoadRate = 1 << 30
+
 // errOutOfBudget: loading more at LoadRate would take past the budget.
 var errOutOfBudget = errors.New("warmup: the budget ends before LoadRate allows more loads")
 
@@ -159,6 +162,10 @@ func preloadBatch[V any](ctx context.Context, cache Cache[V], batch []string, op
 	found, missing, err := read(ctx, cache, batch)
 	if err != nil || opts.Load == nil || len(missing) == 0 {
 		return found, 0, err
+	}
+	if limiter == nil {
+		more, err := cache.GetOrLoadMany(ctx, missing, opts.Load)
+		return found, len(more), err
 	}
 	// In steps of a tenth of a second's worth, so loads flow from the start
 	// (a whole second's worth would wait a second first).
