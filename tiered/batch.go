@@ -330,10 +330,24 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 		return nil
 	}
 	var mu sync.Mutex
+	// A panic of a key's load (a codec's, on its flight) reaches its
+	// callers: here the group's goroutine, which nobody could recover. It
+	// is carried to the caller's goroutine instead.
+	var panicked any
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxConcurrentWaits)
 	for _, k := range keys {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					mu.Lock()
+					if panicked == nil {
+						panicked = p
+					}
+					mu.Unlock()
+					err = errLoadPanicked
+				}
+			}()
 			v, err := c.GetOrLoad(gctx, k, func(ctx context.Context) (V, error) {
 				m, ttls, err := c.loadMany(ctx, []string{k}, loadMany)
 				if err != nil {
@@ -361,8 +375,16 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 			return nil
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
 }
+
+// errLoadPanicked ends waitForOthers' group when a key's load panicked; the
+// panic itself goes on up the caller's goroutine.
+var errLoadPanicked = errors.New("tiered: a load panicked")
 
 // loadManyLocal is the fail-open path of GetOrLoadMany.
 func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {

@@ -377,3 +377,28 @@ func TestWorkerPanicReachesTheCallers(t *testing.T) {
 	c.loads.mu.Unlock()
 	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoad(ctx, "k", load) }, "a later call runs afresh")
 }
+
+// TestBatchWaiterPanicReachesTheCaller: GetOrLoadMany waits for the keys
+// other replicas hold with a GetOrLoad each, on a group's goroutines; when
+// such a key's lease ended and its load (here this replica's) panicked,
+// the panic was raised on that goroutine, where no recover of the
+// caller's could reach it. It now reaches the caller.
+func TestBatchWaiterPanicReachesTheCaller(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[panicsOnMarshal]("batchpanic")
+	o.LeaseTTL = 100 * time.Millisecond
+	c := newCache[panicsOnMarshal](t, srv, o)
+	ctx := context.Background()
+	// Another replica's lease, which it will never fill.
+	r, err := c.remote.GetOrLease(ctx, "k", remote.NewToken())
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	loadMany := func(_ context.Context, keys []string) (map[string]panicsOnMarshal, error) {
+		m := map[string]panicsOnMarshal{}
+		for _, k := range keys {
+			m[k] = panicsOnMarshal{1}
+		}
+		return m, nil
+	}
+	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoadMany(ctx, []string{"k"}, loadMany) })
+}
