@@ -50,7 +50,10 @@ func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
 	return co
 }
 
-// tagged reports whether a call's options tag the value it loads.
-func (c *Cache[V]) tagged(opts []CallOption) bool {
-	return len(opts) > 0 && len(c.callOptions(opts).tags) > 0
+// callTags are the tags a call's options give the value it loads.
+func (c *Cache[V]) callTags(opts []CallOption) []string {
+	if len(opts) == 0 {
+		return nil
+	}
+	return c.callOptions(opts).tags
 }

@@ -92,12 +92,12 @@ func TestLeadAnswersEveryCallerFromOneFirstStep(t *testing.T) {
 	results := make(chan string, 10)
 	go func() {
 		leaderGoroutine = goroutineID()
-		v, _ := f.lead(ctx, "k", local.Fence{}, false, time.Second, first)
+		v, _ := f.lead(ctx, "k", local.Fence{}, nil, time.Second, first)
 		results <- v
 	}()
 	waitCallers(t, &f, "k", 1)
 	for range 9 {
-		go func() { v, _ := f.lead(ctx, "k", local.Fence{}, false, time.Second, first); results <- v }()
+		go func() { v, _ := f.lead(ctx, "k", local.Fence{}, nil, time.Second, first); results <- v }()
 	}
 	waitCallers(t, &f, "k", 10)
 	close(release)
@@ -122,11 +122,11 @@ func TestLeadHandsTheRestToAWorker(t *testing.T) {
 	}
 	leaderCtx, leave := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, false, time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, nil, time.Minute, first); leaderErr <- err }()
 	waitCallers(t, &f, "k", 1)
 	other := make(chan string, 1)
 	go func() {
-		v, _ := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
 		other <- v
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -153,13 +153,13 @@ func TestLeadersOwnEndMakesTheOthersStartAfresh(t *testing.T) {
 		return "v", nil, nil
 	}
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, false, time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, nil, time.Minute, first); leaderErr <- err }()
 	<-inFirst
 	other := make(chan error, 1)
 	var got string
 	go func() {
 		var err error
-		got, err = f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		got, err = f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
 		other <- err
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -193,12 +193,12 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	leader := make(chan any, 1)
 	go func() {
 		defer func() { leader <- recover() }()
-		f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
 	}()
 	<-inFirst
 	other := make(chan string, 1)
 	go func() {
-		v, _ := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
 		other <- v
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -210,7 +210,7 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the other caller still waits on the leader's flight")
 	}
-	v, err := f.lead(context.Background(), "k", local.Fence{}, false, time.Minute, first)
+	v, err := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
 	require.NoError(t, err)
 	assert.Equal(t, "v", v)
 }
@@ -401,4 +401,55 @@ func TestBatchWaiterPanicReachesTheCaller(t *testing.T) {
 		return m, nil
 	}
 	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoadMany(ctx, []string{"k"}, loadMany) })
+}
+
+// TestTaggedFlightJoinsPastOtherTags: a tagged load's flight is joined
+// while none of its own tags is invalidated, whatever other tags are; an
+// invalidation of one of its tags keeps later callers out. (Any tag
+// invalidation did, so under tag churn tagged loads stopped sharing.)
+func TestTaggedFlightJoinsPastOtherTags(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions[string]("tagjoin"))
+	ctx := context.Background()
+	flightCallers := func(key string) int {
+		c.loads.mu.Lock()
+		defer c.loads.mu.Unlock()
+		if f := c.loads.calls[key]; f != nil {
+			return f.callers
+		}
+		return 0
+	}
+	for _, tc := range []struct {
+		invalidate string
+		joins      bool
+	}{{"other", true}, {"t", false}} {
+		key := "k-" + tc.invalidate
+		started, release := make(chan struct{}), make(chan struct{})
+		first := make(chan string, 1)
+		go func() {
+			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { close(started); <-release; return "v1", nil }, WithTags("t"))
+			first <- v
+		}()
+		<-started
+		require.NoError(t, c.InvalidateTags(ctx, tc.invalidate))
+		waitsBefore := c.Stats().LeaseWaits
+		second := make(chan string, 1)
+		go func() {
+			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { return "v2", nil }, WithTags("t"))
+			second <- v
+		}()
+		if tc.joins {
+			require.Eventually(t, func() bool { return flightCallers(key) == 2 }, 5*time.Second, time.Millisecond, "%s: the second call joins", tc.invalidate)
+		} else {
+			require.Eventually(t, func() bool { return c.Stats().LeaseWaits > waitsBefore }, 5*time.Second, time.Millisecond,
+				"%s: the second call has a flight of its own, waiting for the first's lease", tc.invalidate)
+		}
+		close(release)
+		assert.Equal(t, "v1", <-first)
+		if tc.joins {
+			assert.Equal(t, "v1", <-second)
+		} else {
+			assert.Equal(t, "v2", <-second, "the first's value carries the invalidated tag's old version")
+		}
+	}
 }
