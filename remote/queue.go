@@ -87,19 +87,19 @@ return redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 'e', ARGV[3])
 `)
 
 func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *Envelope, p Publication, limit int) (string, error) {
+	var unconfirmed error
 	id, err := func() (_ string, err error) {
 		ctx, inf, err := s.begin(ctx, OpQueue)
 		if err != nil {
 			return "", err
 		}
 		defer inf.end(&err)
-		return s.run(ctx, enqueueScript, s.state.Load(), call{keys: []string{s.QueueKey()},
-			args: []string{strconv.Itoa(limit), key, string(b)}, write: true, bare: true}).ToString()
+		res, notReplicated := s.runConfirmed(ctx, enqueueScript, s.state.Load(), call{keys: []string{s.QueueKey()},
+			args: []string{strconv.Itoa(limit), key, string(b)}, write: true, bare: true})
+		unconfirmed = notReplicated
+		return res.ToString()
 	}()
-	// Queued but not confirmed on enough replicas: the cache is still
-	// written, and the caller told (it may retry: writes are idempotent).
-	unconfirmed := errors.Is(err, ErrNotReplicated)
-	if err != nil && !unconfirmed {
+	if err != nil {
 		if strings.HasPrefix(err.Error(), "TCFULL") {
 			return "", fmt.Errorf("%w: %d writes wait to be flushed", ErrQueueFull, limit)
 		}
@@ -108,8 +108,10 @@ func (s *Store) setQueuedInSteps(ctx context.Context, key string, b []byte, e *E
 	if err := s.Set(ctx, key, e, p); err != nil {
 		return id, fmt.Errorf("%w (queued as %s): %w", ErrQueuedOnly, id, err)
 	}
-	if unconfirmed {
-		return id, fmt.Errorf("queue step: %w", err)
+	// Queued but not confirmed on enough replicas: the cache is still
+	// written, and the caller told (it may retry: writes are idempotent).
+	if unconfirmed != nil {
+		return id, fmt.Errorf("queue step (queued as %s): %w", id, unconfirmed)
 	}
 	return id, nil
 }

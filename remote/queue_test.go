@@ -24,8 +24,9 @@ func TestClusterQueueStepWaitsForReplicas(t *testing.T) {
 	st, err := New(Options{Client: cl.Client(t), Namespace: "cwait", TTL: time.Minute, WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = st.SetQueued(ctx, "a", &Envelope{Payload: []byte("1")}, Publication{Channel: "cwait"}, 100)
+	id, err := st.SetQueued(ctx, "a", &Envelope{Payload: []byte("1")}, Publication{Channel: "cwait"}, 100)
 	assert.ErrorIs(t, err, ErrNotReplicated)
+	assert.NotEmpty(t, id, "the write's queue id, though unconfirmed")
 	count := func(stats, cmd string) string {
 		m := regexp.MustCompile(`cmdstat_` + cmd + `:calls=(\d+)`).FindStringSubmatch(stats)
 		if m == nil {

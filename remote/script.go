@@ -131,10 +131,20 @@ func (s *Store) exec(ctx context.Context, sc *script, build func(g *genState) ca
 }
 
 func (s *Store) run(ctx context.Context, sc *script, g *genState, c call) rueidis.RedisResult {
+	res, err := s.runConfirmed(ctx, sc, g, c)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	return res
+}
+
+// runConfirmed is run with a WAIT that fell short apart: res is the
+// script's reply all the same, and err wraps ErrNotReplicated.
+func (s *Store) runConfirmed(ctx context.Context, sc *script, g *genState, c call) (rueidis.RedisResult, error) {
 	keys, args := s.prepare(g, c)
 	cl := s.opts.Client
 	if !c.write || s.opts.WaitReplicas <= 0 {
-		return sc.lua.Exec(ctx, cl, keys, args)
+		return sc.lua.Exec(ctx, cl, keys, args), nil
 	}
 	wait := cl.B().Wait().Numreplicas(int64(s.opts.WaitReplicas)).Timeout(s.opts.WaitTimeout.Milliseconds()).Build()
 	res := cl.DoMulti(ctx, cl.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
@@ -143,16 +153,16 @@ func (s *Store) run(ctx context.Context, sc *script, g *genState, c call) rueidi
 		res = cl.DoMulti(ctx, cl.B().Eval().Script(sc.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
 	}
 	if res[0].Error() != nil {
-		return res[0]
+		return res[0], nil
 	}
 	n, err := res[1].AsInt64()
 	if err != nil {
-		return res[1]
+		return res[1], nil
 	}
 	if n < int64(s.opts.WaitReplicas) {
-		return rueidis.NewErrorResult(fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.opts.WaitReplicas, s.opts.WaitTimeout))
+		return res[0], fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.opts.WaitReplicas, s.opts.WaitTimeout)
 	}
-	return res[0]
+	return res[0], nil
 }
 
 // execMulti runs one script for several calls, pipelined (split by slot on
