@@ -36,8 +36,8 @@ import (
 //     max-deleted-entry-id (Redis 7) shows;
 //   - the floor is older than the logs' age: trimming by age or expiry may
 //     have removed entries after it without a trace;
-//   - a node evicted keys, restarted or was replaced (a failover) since the
-//     last replay or start (marks): a log it held may be gone, or be
+//   - a node evicted keys, restarted, was promoted or follows a new primary
+//     (a failover) since the last replay or start (marks): a log it held may be gone, or be
 //     missing its last entries, and for a slot without a pos a missing log
 //     reads as an empty one. (Under an eviction policy that keeps evicting,
 //     every gap is then flushed, as without a log.)
@@ -56,11 +56,13 @@ type slotLogs struct {
 }
 
 // nodeMark is what a node's INFO says of what it may have lost: the run id
-// changes when it restarts (or another process serves its address), and
-// evicted_keys counts its evictions.
+// changes when it restarts (or another process serves its address), the
+// replication id when it is promoted or follows a new primary (a failover,
+// which may have lost the last writes), and evicted_keys counts its
+// evictions.
 type nodeMark struct {
-	runID   string
-	evicted int64
+	runID, replID string
+	evicted       int64
 }
 
 // slotLogSkew is how far this host's clock and the Redis nodes' may be
@@ -84,7 +86,7 @@ func (l *slotLogs) start(ctx context.Context) error {
 func (l *slotLogs) nodeMarks(ctx context.Context) (map[string]nodeMark, error) {
 	marks := map[string]nodeMark{}
 	for addr, n := range l.c.Nodes() {
-		info, err := n.Do(ctx, n.B().Info().Section("server", "stats").Build()).ToString()
+		info, err := n.Do(ctx, n.B().Info().Section("server", "stats", "replication").Build()).ToString()
 		if err != nil {
 			return nil, err
 		}
@@ -93,6 +95,8 @@ func (l *slotLogs) nodeMarks(ctx context.Context) (map[string]nodeMark, error) {
 			line = strings.TrimRight(line, "\r\n")
 			if v, ok := strings.CutPrefix(line, "run_id:"); ok {
 				m.runID = v
+			} else if v, ok := strings.CutPrefix(line, "master_replid:"); ok {
+				m.replID = v
 			} else if v, ok := strings.CutPrefix(line, "evicted_keys:"); ok {
 				m.evicted, _ = strconv.ParseInt(v, 10, 64)
 			}
@@ -109,7 +113,7 @@ func sameMarks(was, now map[string]nodeMark) bool {
 		return false
 	}
 	for addr, m := range was {
-		if n, ok := now[addr]; !ok || n != m || m.runID == "" {
+		if n, ok := now[addr]; !ok || n != m || m.runID == "" || m.replID == "" {
 			return false
 		}
 	}
@@ -148,8 +152,15 @@ func (l *slotLogs) checkpoint(t time.Time) {
 func (l *slotLogs) restart(ctx context.Context) {
 	clear(l.pos)
 	l.floor = time.Now()
+	// Not the replay's ctx, which may be what ran out: marks left unknown
+	// would make the next replay a flush too.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slotLogMarksTimeout)
+	defer cancel()
 	l.marks, _ = l.nodeMarks(ctx)
 }
+
+// slotLogMarksTimeout bounds reading the nodes' marks after a flush.
+const slotLogMarksTimeout = 2 * time.Second
 
 // slotRead is one slot's part of a replay.
 type slotRead struct {

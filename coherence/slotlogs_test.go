@@ -236,3 +236,28 @@ func TestParseSlotLogID(t *testing.T) {
 		assert.False(t, ok, bad)
 	}
 }
+
+// TestSlotLogNodeMarks: a node's mark changes with what may make a slot log
+// short: a new replication id (a promotion, as in a failover, which
+// leaves the run id as it was), evictions, a restart.
+func TestSlotLogNodeMarks(t *testing.T) {
+	srv := redistest.Start(t, "--enable-debug-command", "yes")
+	l := newSlotLogs(redistest.Client(t, srv), slotLogKey, 10*time.Second)
+	ctx := context.Background()
+	before, err := l.nodeMarks(ctx)
+	require.NoError(t, err)
+	require.Len(t, before, 1)
+	for _, m := range before {
+		require.NotEmpty(t, m.runID)
+		require.NotEmpty(t, m.replID)
+	}
+	again, err := l.nodeMarks(ctx)
+	require.NoError(t, err)
+	assert.True(t, sameMarks(before, again))
+	_, err = srv.Command("DEBUG", "CHANGE-REPL-ID")
+	require.NoError(t, err)
+	after, err := l.nodeMarks(ctx)
+	require.NoError(t, err)
+	assert.False(t, sameMarks(before, after), "a new replication id is a possible loss")
+	assert.False(t, sameMarks(nil, after), "unknown marks are a possible loss")
+}
