@@ -467,11 +467,13 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // Kill makes the copies of keys held now miss at once, without taking a
 // stripe lock or waiting for ristretto's buffers, so that a goroutine that
 // must not block (one reading invalidations off a connection) can stop
-// them being served ahead of Invalidate. It fences no fill and frees
-// nothing: Invalidate must follow. A copy a fill makes meanwhile is not
-// killed; Invalidate removes it.
+// them being served ahead of Invalidate. It also moves the keys' stripes
+// on, so fences taken before fail Holds (and fills) from now. It frees
+// nothing: Invalidate must follow. A copy a fill makes meanwhile (one that
+// checked its fence first) is not killed; Invalidate removes it.
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
+		t.stripeOf(k).gen.Add(1)
 		if s, ok := t.cache.Get(k); ok {
 			s.expires.Store(math.MinInt64)
 		}

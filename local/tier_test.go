@@ -37,8 +37,8 @@ func TestFillAndGet(t *testing.T) {
 	assert.False(t, ok)
 }
 
-// Kill makes a held copy miss at once without fencing fills: Invalidate,
-// which follows it, does that and frees the entry.
+// Kill makes a held copy miss at once, and fences fills taken before it;
+// Invalidate, which follows it, frees the entry.
 func TestKillMissesAtOnceAndInvalidateFollows(t *testing.T) {
 	tier := newTier(t, Options{})
 	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
@@ -50,7 +50,8 @@ func TestKillMissesAtOnceAndInvalidateFollows(t *testing.T) {
 	assert.False(t, ok, "killed")
 	_, ok = tier.Get("other")
 	assert.True(t, ok, "only the keys named")
-	assert.True(t, fill(tier, before, "k", 3), "a kill fences nothing")
+	assert.False(t, fill(tier, before, "k", 3), "a fill fenced before the kill")
+	assert.True(t, fill(tier, tier.Fence("k"), "k", 3), "one fenced after it")
 	tier.Wait()
 	e, ok := tier.Get("k")
 	require.True(t, ok, "a new copy is not killed")
@@ -59,6 +60,18 @@ func TestKillMissesAtOnceAndInvalidateFollows(t *testing.T) {
 	_, ok = tier.Get("k")
 	assert.False(t, ok)
 	assert.False(t, fill(tier, before, "k", 4), "Invalidate fences")
+}
+
+// TestKillBreaksFences: a fence taken before a Kill no longer holds, so a
+// read begun after a message was read, before it was applied, does not
+// join a load begun before it.
+func TestKillBreaksFences(t *testing.T) {
+	tier := newTier(t, Options{})
+	f := tier.Fence("k")
+	require.True(t, tier.Holds("k", f))
+	tier.Kill("k")
+	assert.False(t, tier.Holds("k", f))
+	assert.True(t, tier.Holds("k", tier.Fence("k")))
 }
 
 func TestHoldMissesWithoutDropping(t *testing.T) {
