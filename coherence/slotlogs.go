@@ -152,15 +152,11 @@ func (l *slotLogs) checkpoint(t time.Time) {
 func (l *slotLogs) restart(ctx context.Context) {
 	clear(l.pos)
 	l.floor = time.Now()
-	// Not the replay's ctx, which may be what ran out: marks left unknown
-	// would make the next replay a flush too.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slotLogMarksTimeout)
-	defer cancel()
+	// Within the replay's ctx: if that ran out, Redis is not answering,
+	// and waiting longer would only delay the flush. The marks are then
+	// unknown, and the next replay flushes too.
 	l.marks, _ = l.nodeMarks(ctx)
 }
-
-// slotLogMarksTimeout bounds reading the nodes' marks after a flush.
-const slotLogMarksTimeout = 2 * time.Second
 
 // slotRead is one slot's part of a replay.
 type slotRead struct {

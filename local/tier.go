@@ -376,20 +376,14 @@ func (t *Tier[V]) Fence(key string) Fence {
 	return Fence{gen: t.stripeOf(key).gen.Load(), epoch: e, tagAt: t.tagClock.Load()}
 }
 
-// Holds reports whether nothing has invalidated key's stripe, or the
-// stripe of one of tags, and no Reset has happened since f was taken:
-// whether a value read (with those tags) after f was taken is still as
-// fresh as a read now would be, short of invalidations not yet applied.
-func (t *Tier[V]) Holds(key string, f Fence, tags ...string) bool {
-	if t.stripeOf(key).gen.Load() != f.gen || t.epoch.Load() != f.epoch {
-		return false
-	}
-	for _, tag := range tags {
-		if t.tagStripes[t.tagStripe(tag)].Load() > f.tagAt {
-			return false
-		}
-	}
-	return true
+// Holds reports whether nothing has invalidated key's stripe, no tag has
+// been invalidated and no Reset has happened since f was taken: whether a
+// value read after f was taken is still as fresh as a read now would be,
+// short of invalidations not yet applied. Any tag counts: a value read
+// from Redis carries its writer's tags, which the reader does not know
+// before it has it.
+func (t *Tier[V]) Holds(key string, f Fence) bool {
+	return t.stripeOf(key).gen.Load() == f.gen && t.epoch.Load() == f.epoch && t.tagClock.Load() == f.tagAt
 }
 
 // Fill stores e under key, for TTL, if nothing invalidated

@@ -261,6 +261,16 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 	// Every key is filled or released by then: this replica's own waiters
 	// look again (see waiters).
 	defer c.waiting.wake(keys...)
+	defer func() {
+		// A panic (the codec's) on the way: give the leases back at once,
+		// so nobody need wait them out. (A filled key's is gone already.)
+		if p := recover(); p != nil {
+			for _, k := range keys {
+				c.remote.Release(bg, k, token, 0, c.keysPublication(k))
+			}
+			panic(p)
+		}
+	}()
 	// Tag versions before the load, as in loadAndFill.
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
 	if err != nil {

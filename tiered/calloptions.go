@@ -49,11 +49,3 @@ func (c *Cache[V]) callOptions(opts []CallOption) callOptions {
 	}
 	return co
 }
-
-// callTags are the tags a call's options give the value it loads.
-func (c *Cache[V]) callTags(opts []CallOption) []string {
-	if len(opts) == 0 {
-		return nil
-	}
-	return c.callOptions(opts).tags
-}

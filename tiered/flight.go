@@ -24,12 +24,11 @@ type flights[V any] struct {
 	// flight of its own, as it would have read Redis itself: the flight
 	// under way may answer with the value from before the write. (Nil:
 	// every flight is joined, for tests of flights alone.)
-	holds func(key string, f local.Fence, tags ...string) bool
+	holds func(key string, f local.Fence) bool
 }
 
 type flight[V any] struct {
 	fence local.Fence // the leader's, taken before the flight began
-	tags  []string    // the leader's call's: their invalidations count too
 	// done is made, under flights.mu, by the first caller to wait for the
 	// fetch, and closed by finish: a fetch that its leader's Redis read
 	// answers has most often no one else waiting, and no channel.
@@ -62,13 +61,13 @@ type flight[V any] struct {
 // fence is the caller's, taken after its local miss: a caller joins a
 // flight under way only if that flight's fence still holds, else its own
 // flight takes the key's place (the old one's callers keep theirs).
-func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, tags []string, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
+func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, timeout time.Duration, first func(context.Context) (V, func(context.Context) (V, error), error)) (V, error) {
 	for {
 		f.mu.Lock()
 		if f.calls == nil {
 			f.calls = map[string]*flight[V]{}
 		}
-		if c, ok := f.calls[key]; ok && (f.holds == nil || f.holds(key, c.fence, c.tags...)) {
+		if c, ok := f.calls[key]; ok && (f.holds == nil || f.holds(key, c.fence)) {
 			c.callers++
 			done := c.waitOn()
 			f.mu.Unlock()
@@ -78,7 +77,7 @@ func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, ta
 			}
 			return v, err
 		}
-		c := &flight[V]{callers: 1, fence: fence, tags: tags}
+		c := &flight[V]{callers: 1, fence: fence}
 		f.calls[key] = c
 		f.mu.Unlock()
 

@@ -92,12 +92,12 @@ func TestLeadAnswersEveryCallerFromOneFirstStep(t *testing.T) {
 	results := make(chan string, 10)
 	go func() {
 		leaderGoroutine = goroutineID()
-		v, _ := f.lead(ctx, "k", local.Fence{}, nil, time.Second, first)
+		v, _ := f.lead(ctx, "k", local.Fence{}, time.Second, first)
 		results <- v
 	}()
 	waitCallers(t, &f, "k", 1)
 	for range 9 {
-		go func() { v, _ := f.lead(ctx, "k", local.Fence{}, nil, time.Second, first); results <- v }()
+		go func() { v, _ := f.lead(ctx, "k", local.Fence{}, time.Second, first); results <- v }()
 	}
 	waitCallers(t, &f, "k", 10)
 	close(release)
@@ -122,11 +122,11 @@ func TestLeadHandsTheRestToAWorker(t *testing.T) {
 	}
 	leaderCtx, leave := context.WithCancel(context.Background())
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, nil, time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, time.Minute, first); leaderErr <- err }()
 	waitCallers(t, &f, "k", 1)
 	other := make(chan string, 1)
 	go func() {
-		v, _ := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, time.Minute, first)
 		other <- v
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -153,13 +153,13 @@ func TestLeadersOwnEndMakesTheOthersStartAfresh(t *testing.T) {
 		return "v", nil, nil
 	}
 	leaderErr := make(chan error, 1)
-	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, nil, time.Minute, first); leaderErr <- err }()
+	go func() { _, err := f.lead(leaderCtx, "k", local.Fence{}, time.Minute, first); leaderErr <- err }()
 	<-inFirst
 	other := make(chan error, 1)
 	var got string
 	go func() {
 		var err error
-		got, err = f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
+		got, err = f.lead(context.Background(), "k", local.Fence{}, time.Minute, first)
 		other <- err
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -193,12 +193,12 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	leader := make(chan any, 1)
 	go func() {
 		defer func() { leader <- recover() }()
-		f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
+		f.lead(context.Background(), "k", local.Fence{}, time.Minute, first)
 	}()
 	<-inFirst
 	other := make(chan string, 1)
 	go func() {
-		v, _ := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
+		v, _ := f.lead(context.Background(), "k", local.Fence{}, time.Minute, first)
 		other <- v
 	}()
 	waitCallers(t, &f, "k", 2)
@@ -210,7 +210,7 @@ func TestLeadersPanicLeavesNoFlightBehind(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the other caller still waits on the leader's flight")
 	}
-	v, err := f.lead(context.Background(), "k", local.Fence{}, nil, time.Minute, first)
+	v, err := f.lead(context.Background(), "k", local.Fence{}, time.Minute, first)
 	require.NoError(t, err)
 	assert.Equal(t, "v", v)
 }
@@ -403,11 +403,13 @@ func TestBatchWaiterPanicReachesTheCaller(t *testing.T) {
 	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoadMany(ctx, []string{"k"}, loadMany) })
 }
 
-// TestTaggedFlightJoinsPastOtherTags: a tagged load's flight is joined
-// while none of its own tags is invalidated, whatever other tags are; an
-// invalidation of one of its tags keeps later callers out. (Any tag
-// invalidation did, so under tag churn tagged loads stopped sharing.)
-func TestTaggedFlightJoinsPastOtherTags(t *testing.T) {
+// TestFlightNotJoinedPastATagInvalidation: a flight is joined while no tag
+// has been invalidated since it began. A value it reads from Redis carries
+// its writer's tags, whichever the call's are, so after any InvalidateTags
+// a later caller reads for itself (a flight checked against its own call's
+// tags only let a caller join a flight whose value carried an invalidated
+// tag of its writer's).
+func TestFlightNotJoinedPastATagInvalidation(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newCache[string](t, srv, testOptions[string]("tagjoin"))
 	ctx := context.Background()
@@ -419,37 +421,105 @@ func TestTaggedFlightJoinsPastOtherTags(t *testing.T) {
 		}
 		return 0
 	}
-	for _, tc := range []struct {
-		invalidate string
-		joins      bool
-	}{{"other", true}, {"t", false}} {
-		key := "k-" + tc.invalidate
+	for _, invalidate := range []string{"", "other"} {
+		key := "k-" + invalidate
 		started, release := make(chan struct{}), make(chan struct{})
 		first := make(chan string, 1)
 		go func() {
-			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { close(started); <-release; return "v1", nil }, WithTags("t"))
+			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { close(started); <-release; return "v1", nil })
 			first <- v
 		}()
 		<-started
-		require.NoError(t, c.InvalidateTags(ctx, tc.invalidate))
+		if invalidate != "" {
+			require.NoError(t, c.InvalidateTags(ctx, invalidate))
+		}
 		waitsBefore := c.Stats().LeaseWaits
 		second := make(chan string, 1)
 		go func() {
-			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { return "v2", nil }, WithTags("t"))
+			v, _ := c.GetOrLoad(ctx, key, func(context.Context) (string, error) { return "v2", nil })
 			second <- v
 		}()
-		if tc.joins {
-			require.Eventually(t, func() bool { return flightCallers(key) == 2 }, 5*time.Second, time.Millisecond, "%s: the second call joins", tc.invalidate)
+		if invalidate == "" {
+			require.Eventually(t, func() bool { return flightCallers(key) == 2 }, 5*time.Second, time.Millisecond, "no invalidation: the second call joins")
 		} else {
 			require.Eventually(t, func() bool { return c.Stats().LeaseWaits > waitsBefore }, 5*time.Second, time.Millisecond,
-				"%s: the second call has a flight of its own, waiting for the first's lease", tc.invalidate)
+				"after a tag's invalidation: the second call has a flight of its own, waiting for the first's lease")
 		}
 		close(release)
 		assert.Equal(t, "v1", <-first)
-		if tc.joins {
-			assert.Equal(t, "v1", <-second)
-		} else {
-			assert.Equal(t, "v2", <-second, "the first's value carries the invalidated tag's old version")
+		assert.Equal(t, "v1", <-second, "the first's fill, untagged, is current")
+	}
+}
+
+// gateObserver holds the first Redis read of a key on its way back, until
+// released: a flight paused after its read.
+type gateObserver struct {
+	key     string
+	passed  atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (g *gateObserver) Start(ctx context.Context, call Call) (context.Context, func(string, error)) {
+	if call.Op != OpRedisRead || call.Key != g.key {
+		return ctx, func(string, error) {}
+	}
+	return ctx, func(string, error) {
+		if g.passed.CompareAndSwap(false, true) {
+			close(g.reached)
+			<-g.release
 		}
+	}
+}
+
+// TestJoinerPastTheWritersTagInvalidation: a flight reads a value whose
+// writer tagged it "b"; "b" is invalidated; a later call, tagged
+// otherwise, must not be answered with that value by joining the flight.
+func TestJoinerPastTheWritersTagInvalidation(t *testing.T) {
+	srv := redistest.Start(t)
+	gate := &gateObserver{key: "k", reached: make(chan struct{}), release: make(chan struct{})}
+	o := testOptions[string]("writertag")
+	o.Observer = gate
+	a := newCache[string](t, srv, o)
+	b := newCache[string](t, srv, testOptions[string]("writertag"))
+	ctx := context.Background()
+	require.NoError(t, b.Set(ctx, "k", "v1", WithTags("b")))
+	// B's invalidation of k reached A before A's flight begins (it would
+	// keep the joiner out by itself).
+	require.Eventually(t, func() bool { return a.Stats().InvalidationsReceived > 0 }, 5*time.Second, time.Millisecond)
+	first := make(chan string, 1)
+	go func() {
+		v, _ := a.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "loaded1", nil }, WithTags("a"))
+		first <- v
+	}()
+	<-gate.reached // the flight has read v1
+	require.NoError(t, a.InvalidateTags(ctx, "b"))
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := a.GetOrLoad(rctx, "k", func(context.Context) (string, error) { return "loaded2", nil }, WithTags("a"))
+	close(gate.release)
+	require.NoError(t, err, "the read waited for the paused flight")
+	assert.Equal(t, "loaded2", v, "a value of an invalidated tag")
+	<-first
+}
+
+// TestBatchPanicGivesItsLeasesBack: a GetOrLoadMany whose codec panics
+// after its batch load leaves no lease behind for others to wait out.
+func TestBatchPanicGivesItsLeasesBack(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[panicsOnMarshal](t, srv, testOptions[panicsOnMarshal]("batchlease"))
+	ctx := context.Background()
+	loadMany := func(_ context.Context, keys []string) (map[string]panicsOnMarshal, error) {
+		m := map[string]panicsOnMarshal{}
+		for _, k := range keys {
+			m[k] = panicsOnMarshal{1}
+		}
+		return m, nil
+	}
+	assert.PanicsWithValue(t, "MarshalJSON bug", func() { c.GetOrLoadMany(ctx, []string{"k1", "k2"}, loadMany) })
+	for _, k := range []string{"k1", "k2"} {
+		r, err := c.remote.GetOrLease(ctx, k, remote.NewToken())
+		require.NoError(t, err)
+		assert.True(t, r.Leased, "%s's lease was given back", k)
 	}
 }

@@ -63,7 +63,7 @@ func (c *Cache[V]) lookup(ctx context.Context, key string, load func(context.Con
 	// lands meanwhile refuses the fill, and keeps later callers out of this
 	// flight.
 	fence := c.local.Fence(key)
-	return c.loads.lead(ctx, key, fence, c.callTags(opts), c.opts.LoadTimeout, func(ctx context.Context) (V, func(context.Context) (V, error), error) {
+	return c.loads.lead(ctx, key, fence, c.opts.LoadTimeout, func(ctx context.Context) (V, func(context.Context) (V, error), error) {
 		return c.readOrLease(ctx, key, fence, load, opts)
 	})
 }

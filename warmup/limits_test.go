@@ -128,3 +128,27 @@ func TestUnlimitedLoadRate(t *testing.T) {
 	assert.Equal(t, 1000, rep.Loaded)
 	assert.Equal(t, 2, calls, "one loader call per batch")
 }
+
+type panicsOnLoad struct{ emptyCache }
+
+func (p *panicsOnLoad) GetOrLoadMany(context.Context, []string, func(context.Context, []string) (map[string]string, error), ...tiered.CallOption) (map[string]string, error) {
+	panic("codec bug")
+}
+
+// TestPreloadPanicReachesTheCaller: a panic in a batch (a codec's, in
+// GetOrLoadMany) ran on the preload's group goroutine, where no recover
+// could reach it. Preload now panics on its caller's goroutine, and Start,
+// whose goroutine nobody can recover, reports it as the warm-up's error.
+func TestPreloadPanicReachesTheCaller(t *testing.T) {
+	opts := Options[string]{TopN: -1, Keys: []string{"k1", "k2"}, BatchSize: 1, Load: loadAll, LoadRate: math.Inf(1)}
+	assert.PanicsWithValue(t, "codec bug", func() { Preload[string](context.Background(), &panicsOnLoad{}, opts) })
+	w := Start[string](context.Background(), &panicsOnLoad{}, opts)
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the warm-up never ended")
+	}
+	_, err, done := w.Report()
+	require.True(t, done)
+	assert.ErrorContains(t, err, "codec bug")
+}

@@ -119,11 +119,24 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 		limiter.AllowN(time.Now(), burst)
 	}
 	var mu sync.Mutex
+	// A panic in a batch (a codec's) is carried to the caller's goroutine,
+	// where its recover can see it: on the group's it would end the process.
+	var panicked any
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency)
 	for i := 0; i < len(keys) && gctx.Err() == nil; i += opts.BatchSize {
 		batch := keys[i:min(i+opts.BatchSize, len(keys))]
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					mu.Lock()
+					if panicked == nil {
+						panicked = p
+					}
+					mu.Unlock()
+					err = errBatchPanicked
+				}
+			}()
 			found, loaded, err := preloadBatch(gctx, cache, batch, &opts, limiter)
 			mu.Lock()
 			defer mu.Unlock()
@@ -142,6 +155,9 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 		})
 	}
 	g.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 	rep.Elapsed = time.Since(start)
 	// By the clock, not only ctx.Err(): a Redis call can fail with its
 	// deadline a moment before the context reports it.
@@ -154,6 +170,10 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 
 // maxLoadRate and above (math.Inf(1) included) is no limit at all.
 const maxLoadRate = 1 << 30
+
+// errBatchPanicked ends Preload's group when a batch panicked; the panic
+// itself goes on up the caller's goroutine.
+var errBatchPanicked = errors.New("warmup: a batch panicked")
 
 // errOutOfBudget: loading more at LoadRate would take past the budget.
 var errOutOfBudget = errors.New("warmup: the budget ends before LoadRate allows more loads")

@@ -3,6 +3,7 @@ package warmup
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 )
@@ -29,6 +30,17 @@ func Start[V any](ctx context.Context, cache Cache[V], opts Options[V]) *Warmup 
 	}
 	go func() {
 		defer close(w.ready)
+		defer func() {
+			// A panic (a codec's, a loader's) ends the warm-up, not the
+			// process: on this goroutine no recover of the caller's could
+			// see it. It is the warm-up's error.
+			if p := recover(); p != nil {
+				rep := w.Progress()
+				w.report.Store(&rep)
+				err := fmt.Errorf("warmup: the preload panicked: %v", p)
+				w.err.Store(&err)
+			}
+		}()
 		rep, err := Preload(ctx, cache, opts)
 		w.progress.Store(&rep)
 		w.report.Store(&rep)
