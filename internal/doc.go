@@ -9,5 +9,7 @@
 //     CLI), redistest (its test helpers), cachetest (caches for the tests of
 //     the packages around tiered), leaktest (goroutine-leak allowances) and
 //     ledger (the staleness ledger of the tests and the bench scenarios);
-//   - readmecheck: the test that compiles every Go block of README.md.
+//   - readmecheck: the test that compiles every Go block of README.md;
+//   - carry: a group's goroutines' panic carried to the goroutine that
+//     waits for them (tiered's GetOrLoadMany, warmup's Preload).
 package internal

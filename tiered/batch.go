@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tiercache/tiercache/internal/carry"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -343,21 +344,12 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 	// A panic of a key's load (a codec's, on its flight) reaches its
 	// callers: here the group's goroutine, which nobody could recover. It
 	// is carried to the caller's goroutine instead.
-	var panicked any
+	var panics carry.Panics
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxConcurrentWaits)
 	for _, k := range keys {
 		g.Go(func() (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					mu.Lock()
-					if panicked == nil {
-						panicked = p
-					}
-					mu.Unlock()
-					err = errLoadPanicked
-				}
-			}()
+			defer panics.Guard(&err)
 			v, err := c.GetOrLoad(gctx, k, func(ctx context.Context) (V, error) {
 				m, ttls, err := c.loadMany(ctx, []string{k}, loadMany)
 				if err != nil {
@@ -386,15 +378,9 @@ func (c *Cache[V]) waitForOthers(ctx context.Context, keys []string, loadMany fu
 		})
 	}
 	err := g.Wait()
-	if panicked != nil {
-		panic(panicked)
-	}
+	panics.Raise()
 	return err
 }
-
-// errLoadPanicked ends waitForOthers' group when a key's load panicked; the
-// panic itself goes on up the caller's goroutine.
-var errLoadPanicked = errors.New("tiered: a load panicked")
 
 // loadManyLocal is the fail-open path of GetOrLoadMany.
 func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[string]local.Fence, loadMany func(context.Context, []string) (map[string]V, error), co callOptions, out map[string]V) error {

@@ -13,6 +13,8 @@ import (
 	"github.com/redis/rueidis"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/tiercache/tiercache/internal/carry"
 )
 
 // Options says what to preload and how. Zero values mean the defaults.
@@ -121,22 +123,13 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 	var mu sync.Mutex
 	// A panic in a batch (a codec's) is carried to the caller's goroutine,
 	// where its recover can see it: on the group's it would end the process.
-	var panicked any
+	var panics carry.Panics
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency)
 	for i := 0; i < len(keys) && gctx.Err() == nil; i += opts.BatchSize {
 		batch := keys[i:min(i+opts.BatchSize, len(keys))]
 		g.Go(func() (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					mu.Lock()
-					if panicked == nil {
-						panicked = p
-					}
-					mu.Unlock()
-					err = errBatchPanicked
-				}
-			}()
+			defer panics.Guard(&err)
 			found, loaded, err := preloadBatch(gctx, cache, batch, &opts, limiter)
 			mu.Lock()
 			defer mu.Unlock()
@@ -155,9 +148,7 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 		})
 	}
 	g.Wait()
-	if panicked != nil {
-		panic(panicked)
-	}
+	panics.Raise()
 	rep.Elapsed = time.Since(start)
 	// By the clock, not only ctx.Err(): a Redis call can fail with its
 	// deadline a moment before the context reports it.
@@ -170,10 +161,6 @@ func Preload[V any](ctx context.Context, cache Cache[V], opts Options[V]) (Repor
 
 // maxLoadRate and above (math.Inf(1) included) is no limit at all.
 const maxLoadRate = 1 << 30
-
-// errBatchPanicked ends Preload's group when a batch panicked; the panic
-// itself goes on up the caller's goroutine.
-var errBatchPanicked = errors.New("warmup: a batch panicked")
 
 // errOutOfBudget: loading more at LoadRate would take past the budget.
 var errOutOfBudget = errors.New("warmup: the budget ends before LoadRate allows more loads")
