@@ -34,7 +34,7 @@
 // settled (generation.go): a store that finds it missing, behind, or set
 // under another Redis process moves the namespace to a new generation. On a
 // single Redis every script writing a generation's keys is fenced by it
-// (script.go), but a fill, which its lease fences (lease.go).
+// (script.go), but a fill, which its lease fences (fill.go).
 //
 // # Fenced fills
 //
