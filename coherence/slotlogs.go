@@ -36,11 +36,12 @@ import (
 //     max-deleted-entry-id (Redis 7) shows;
 //   - the floor is older than the logs' age: trimming by age or expiry may
 //     have removed entries after it without a trace;
-//   - a node evicted keys, restarted, was promoted or follows a new primary
-//     (a failover) since the last replay or start (marks): a log it held may be gone, or be
-//     missing its last entries, and for a slot without a pos a missing log
-//     reads as an empty one. (Under an eviction policy that keeps evicting,
-//     every gap is then flushed, as without a log.)
+//   - a node evicted keys, restarted, was promoted or follows a new
+//     primary (a failover) since the last replay or start (marks): a log
+//     it held may be gone, or be missing its last entries, and for a slot
+//     without a pos a missing log reads as an empty one. (Under an eviction
+//     policy that keeps evicting, every gap is then flushed, as without a
+//     log.)
 //
 // Stream ids carry the clock of the Redis node that wrote them, the floor
 // this host's: slotLogSkew allows for the two being apart, and for a
@@ -106,8 +107,8 @@ func (l *slotLogs) nodeMarks(ctx context.Context) (map[string]nodeMark, error) {
 	return marks, nil
 }
 
-// sameMarks reports whether no node restarted, was replaced or evicted a
-// key between two readings (and none came or went).
+// sameMarks reports whether no node restarted, changed replication id or
+// evicted a key between two readings (and none came or went).
 func sameMarks(was, now map[string]nodeMark) bool {
 	if was == nil || len(was) != len(now) {
 		return false
