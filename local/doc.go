@@ -23,9 +23,18 @@
 // for a moment after the delete; when the stripe has inserted since the
 // buffer was last drained (a drainer waits for it at most a millisecond
 // after fills), Invalidate first waits for the buffer, then deletes: no
-// fill captured before an invalidation can land after it. Kill, for a goroutine that must not wait for the stripe
-// lock, makes the copies held now miss at once (an atomic store) ahead of
-// the Invalidate that must follow it.
+// fill captured before an invalidation can land after it. Kill, for a
+// goroutine that must not wait for the stripe lock, makes the copies held
+// now miss at once (an atomic store) ahead of the Invalidate that must
+// follow it.
+//
+// Pending inserts. A fill is readable as soon as Fill returns, although
+// ristretto applies a new key's insert later: until the drainer has seen
+// it applied, the insert also sits in a slot where a Get that ristretto
+// missed finds it (pending.go). Without it every read of a hot key just
+// refilled would go to Redis until ristretto's goroutine ran. Kill,
+// Invalidate, Reset, expiry and tags reach the slot as they reach
+// ristretto's copy; at most 1,024 slots, emptied after each drain.
 //
 // Epochs. Every entry records the epoch it was filled in. Reset bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose
@@ -36,7 +45,9 @@
 //
 // ristretto may refuse or drop any insert (admission policy, full buffers, a
 // second buffered insert of a key not yet applied). A dropped insert is a
-// later miss, never a stale hit; Fill reports it.
+// later miss, never a stale hit; Fill reports it. An insert ristretto
+// refuses when it applies it may have been served from its slot until
+// then, as any value filled under a fence that holds.
 //
 // The package imports nothing from the rest of tiercache.
 package local

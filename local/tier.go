@@ -185,11 +185,14 @@ type Tier[V any] struct {
 	// every insert up to which is applied. A remove waits only for an
 	// insert newer than that.
 	fillSeq, drained atomic.Uint64
-	drainKick        chan struct{}
-	drainStop        chan struct{}
-	drainDone        chan struct{}
-	stopDrain        sync.Once
-	syncWaits        atomic.Uint64 // removes that had to wait, for tests
+	// pending holds recent inserts until the drainer sees them applied,
+	// so that they are readable meanwhile (pending.go).
+	pending   []atomic.Pointer[pendingInsert[V]]
+	drainKick chan struct{}
+	drainStop chan struct{}
+	drainDone chan struct{}
+	stopDrain sync.Once
+	syncWaits atomic.Uint64 // removes that had to wait, for tests
 }
 
 // drainDelay is how long the drainer lets fills gather behind one wait.
@@ -203,6 +206,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 	opts.setDefaults()
 	t := &Tier[V]{
 		stripes:    make([]stripe, opts.Stripes),
+		pending:    make([]atomic.Pointer[pendingInsert[V]], min(opts.Stripes, maxPendingSlots)),
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:       uint64(opts.Stripes - 1),
 		seed:       maphash.MakeSeed(),
@@ -245,6 +249,7 @@ func (t *Tier[V]) drain(delay time.Duration) {
 		case <-time.After(delay):
 		}
 		t.waitApplied()
+		t.clearApplied()
 	}
 }
 
@@ -284,7 +289,11 @@ func (t *Tier[V]) charge(size int64) int64 {
 }
 
 func (t *Tier[V]) stripeOf(key string) *stripe {
-	return &t.stripes[maphash.String(t.seed, key)&t.mask]
+	return &t.stripes[t.stripeIndex(key)]
+}
+
+func (t *Tier[V]) stripeIndex(key string) uint64 {
+	return maphash.String(t.seed, key) & t.mask
 }
 
 // now is the tier's clock: nanoseconds since New, from the monotonic
@@ -306,6 +315,9 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	s, ok := t.cache.Get(key)
+	if !ok {
+		s, ok = t.pendingGet(key)
+	}
 	if !ok || s.epoch != t.epoch.Load() || t.now() >= s.expires.Load() || (s.tags != nil && t.tagged(s.tags)) {
 		return nil, false
 	}
@@ -432,11 +444,13 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, e Entry[V], size int64, tt
 	if ttl <= 0 {
 		return false
 	}
-	if !t.cache.Set(key, t.newStored(f, e, ttl), t.charge(size)) {
+	st := t.newStored(f, e, ttl)
+	if !t.cache.Set(key, st, t.charge(size)) {
 		t.dropped.Add(1)
 		return false
 	}
 	s.bufferedSeq = t.fillSeq.Add(1)
+	t.setPending(key, st, s.bufferedSeq)
 	select {
 	case t.drainKick <- struct{}{}:
 	default: // the drainer is already due
@@ -451,6 +465,7 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, e Entry[V], size int64, tt
 // window; it is needed only when this stripe has inserted since the last
 // drain, its own or the drainer's.
 func (t *Tier[V]) remove(s *stripe, key string) {
+	t.dropPending(key)
 	if s.bufferedSeq > t.drained.Load() {
 		t.syncWaits.Add(1)
 		t.waitApplied()
@@ -471,6 +486,7 @@ func (t *Tier[V]) Kill(keys ...string) {
 		if s, ok := t.cache.Get(k); ok {
 			s.expires.Store(math.MinInt64)
 		}
+		t.killPending(k)
 	}
 }
 
@@ -511,6 +527,7 @@ func (t *Tier[V]) Wait() {
 	defer s.mu.Unlock()
 	if !t.closed.Load() {
 		t.waitApplied()
+		t.clearApplied()
 	}
 }
 

@@ -1,0 +1,119 @@
+package local
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// noDrainer keeps the drainer from recording applied inserts for the
+// test's length: only the test's Waits do.
+func noDrainer(t *testing.T) {
+	d := drainDelay
+	t.Cleanup(func() { drainDelay = d })
+	drainDelay = time.Hour
+}
+
+// TestAFillIsReadableAtOnce: a Get right after a Fill of a key ristretto
+// did not hold hits, although ristretto applies the insert later on its
+// own goroutine. (Without the pending slot, most of these Gets miss.)
+func TestAFillIsReadableAtOnce(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	for i := range 2000 {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, int64(i)))
+		e, ok := tier.Get(k)
+		require.True(t, ok, "key %s missed right after its fill", k)
+		require.Equal(t, int64(i), e.Value)
+	}
+	tier.Wait()
+	for i := range 2000 {
+		e, ok := tier.Get(fmt.Sprint("k", i))
+		require.True(t, ok, "applied by ristretto")
+		require.Equal(t, int64(i), e.Value)
+	}
+}
+
+// TestAPendingFillStopsBeingServedAsAnyEntryDoes: whatever makes an entry
+// a miss makes a pending one a miss too, before ristretto applies it.
+func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	pending := func(k string) {
+		t.Helper()
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		_, ok := tier.Get(k)
+		require.True(t, ok, "%s pending and served", k)
+	}
+	miss := func(k, why string) {
+		t.Helper()
+		_, ok := tier.Get(k)
+		assert.False(t, ok, "%s: %s", k, why)
+	}
+
+	pending("killed")
+	tier.Kill("killed")
+	miss("killed", "Kill")
+	pending("invalidated")
+	tier.Invalidate("invalidated")
+	miss("invalidated", "Invalidate")
+
+	require.True(t, tier.Fill(tier.Fence("expires"), "expires", Entry[int64]{Value: 1}, 1, time.Millisecond))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := tier.Get("expires"); !ok {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "a pending entry outlived its TTL")
+		time.Sleep(time.Millisecond)
+	}
+
+	require.True(t, tier.Fill(tier.Fence("tagged"), "tagged", Entry[int64]{Value: 1, Tags: []string{"t"}}, 1, time.Minute))
+	_, ok := tier.Get("tagged")
+	require.True(t, ok)
+	tier.InvalidateTags("t")
+	miss("tagged", "InvalidateTags")
+
+	pending("held")
+	tier.Hold()
+	miss("held", "Hold")
+	tier.Release()
+
+	pending("reset")
+	tier.Reset()
+	miss("reset", "Reset")
+
+	pending("closed")
+	tier.Close()
+	miss("closed", "Close")
+}
+
+// TestTheDrainerEmptiesAppliedSlots: once ristretto has applied an insert,
+// its stripe's slot lets it go, so the slots keep nothing alive that
+// ristretto has dropped.
+func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
+	tier := newTier(t, Options{Stripes: 64})
+	for i := range 500 {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+	}
+	held := func() int {
+		n := 0
+		for i := range tier.pending {
+			if tier.pending[i].Load() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	require.Positive(t, held())
+	require.Eventually(t, func() bool { return held() == 0 }, 5*time.Second, time.Millisecond)
+	for i := range 500 {
+		_, ok := tier.Get(fmt.Sprint("k", i))
+		require.True(t, ok, "served by ristretto once the slot is empty")
+	}
+}
