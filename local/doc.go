@@ -28,10 +28,10 @@
 // now miss at once (an atomic store) ahead of the Invalidate that must
 // follow it.
 //
-// Pending inserts. A fill is readable as soon as Fill returns, although
-// ristretto applies a new key's insert later: until the drainer has seen
-// it applied, the insert also sits in a slot where a Get that ristretto
-// missed finds it (pending.go). Without it every read of a hot key just
+// Pending inserts. A fill is most often readable as soon as Fill returns,
+// although ristretto applies a new key's insert later: until the drainer
+// has seen it applied, the insert also sits in a slot where a Get that
+// ristretto missed finds it (pending.go, which says when it is not). Without it every read of a hot key just
 // refilled would go to Redis until ristretto's goroutine ran. Kill,
 // Invalidate, Reset, expiry and tags reach the slot as they reach
 // ristretto's copy; at most 1,024 slots, emptied after each drain.

@@ -19,10 +19,21 @@ import (
 // The slot is one more place a value is read from, so every way an entry
 // stops being served covers it: Kill moves its deadline back as it does
 // ristretto's copy, remove (Invalidate, Replace) empties it under the
-// stripe lock before deleting, and the epoch, expiry and tag checks of
-// GetDespiteHold apply to it alike. The drainer empties the slots of
-// applied inserts, so they keep at most maxPendingSlots entries alive,
-// each for about a drain, past ristretto's own.
+// stripe lock before deleting (and, waiting for ristretto first when the
+// stripe has inserted since the last drain, leaves drained past the
+// slot's insert, which pendingGet then refuses anyway), and the epoch,
+// expiry and tag checks of GetDespiteHold apply to it alike. The drainer
+// empties the slots of applied inserts, and Close every slot, so they keep
+// at most maxPendingSlots entries alive, each for about a drain, past
+// ristretto's own (an insert ristretto refused or evicted at once is
+// outside MaxCost for that long, as its own buffer's are).
+//
+// Not every fill is readable at once: when a later insert takes its slot
+// over before ristretto applies it, it misses until then (as before the
+// slots); and when a key is filled twice before ristretto applies the
+// first insert, ristretto keeps the first and refuses the second, so a
+// reader sees the second, then the first (both filled under fences that
+// held, with no invalidation between them).
 
 // maxPendingSlots bounds the slots: enough for the inserts of a drain
 // (a millisecond) to rarely share one, few enough for the drainer to
@@ -33,8 +44,9 @@ func (t *Tier[V]) pendingSlot(key string) *atomic.Pointer[pendingInsert[V]] {
 	return &t.pending[t.stripeIndex(key)&uint64(len(t.pending)-1)]
 }
 
-// pendingInsert is a stripe's last insert: its own small allocation, so
-// that an entry ristretto holds does not keep its key.
+// pendingInsert is the last insert of the stripes that share a slot: its
+// own small allocation, so that an entry ristretto holds does not keep its
+// key.
 type pendingInsert[V any] struct {
 	key string
 	st  *stored[V]
@@ -71,6 +83,13 @@ func (t *Tier[V]) dropPending(key string) {
 func (t *Tier[V]) killPending(key string) {
 	if p := t.pendingSlot(key).Load(); p != nil && p.key == key {
 		p.st.expires.Store(math.MinInt64)
+	}
+}
+
+// clearPending empties every slot: Close lets go of what they hold.
+func (t *Tier[V]) clearPending() {
+	for i := range t.pending {
+		t.pending[i].Store(nil)
 	}
 }
 

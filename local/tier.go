@@ -478,17 +478,29 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // must not block (one reading invalidations off a connection) can stop
 // them being served ahead of Invalidate. It also moves the keys' stripes
 // on, so fences taken before fail Holds (and fills) from now. It frees
-// nothing: Invalidate must follow. A copy a fill makes meanwhile (one that
-// checked its fence first) is not killed; Invalidate removes it.
+// nothing: Invalidate must follow. Not killed, until Invalidate removes
+// them: a copy a fill makes meanwhile (one that checked its fence first),
+// and an insert still in ristretto's buffer whose slot a later insert has
+// taken over (pending.go), which was not readable when Kill began but
+// becomes so once ristretto applies it.
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
+		// The slot first: an insert that leaves it (applied, then let go
+		// by the drainer) after this look is in ristretto's map by the
+		// next one.
+		t.killPending(k)
+		if killHook != nil {
+			killHook()
+		}
 		if s, ok := t.cache.Get(k); ok {
 			s.expires.Store(math.MinInt64)
 		}
-		t.killPending(k)
 	}
 }
+
+// killHook, for tests, runs between Kill's two looks.
+var killHook func()
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
 // was taken before.
@@ -557,6 +569,7 @@ func (t *Tier[V]) Close() {
 	}
 	if !t.closed.Swap(true) {
 		t.cache.Close()
+		t.clearPending()
 	}
 	for i := range t.stripes {
 		t.stripes[i].mu.Unlock()
