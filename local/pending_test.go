@@ -106,8 +106,8 @@ func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
 func TestKillCatchesAnInsertLeavingItsSlot(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
-	killHook = func() { tier.Wait() } // applies every insert, empties the slots
-	t.Cleanup(func() { killHook = nil })
+	testHooks.betweenKillLooks = func() { tier.Wait() } // applies every insert, empties the slots
+	t.Cleanup(func() { testHooks.betweenKillLooks = nil })
 	for i := range 200 {
 		k := fmt.Sprint("k", i)
 		require.True(t, fill(tier, tier.Fence(k), k, 1))
@@ -161,4 +161,35 @@ func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
 		require.True(t, fill(tier, tier.Fence(k), k, 1))
 	}
 	require.Eventually(t, func() bool { return heldSlots(tier) == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// TestAFillRacingAKillKillsItself: a Kill that comes between a fill's
+// fence check and its insert (it takes no lock) looked before the insert
+// was anywhere; the fill, seeing the stripe moved on, kills its own copy,
+// which is then never served, from the slot or from ristretto's map.
+func TestAFillRacingAKillKillsItself(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	t.Cleanup(func() { testHooks.beforeInsert = nil })
+	for _, replace := range []bool{false, true} {
+		k := fmt.Sprint("replace-", replace)
+		testHooks.beforeInsert = func() {
+			testHooks.beforeInsert = nil
+			tier.Kill(k) // a peer's message, read meanwhile
+		}
+		f := tier.Fence(k)
+		e := Entry[int64]{Value: 1}
+		var handed bool
+		if replace {
+			handed = tier.Replace(f, k, e, 1, time.Minute)
+		} else {
+			handed = tier.Fill(f, k, e, 1, time.Minute)
+		}
+		require.True(t, handed, "the fence held when checked")
+		_, ok := tier.Get(k)
+		assert.False(t, ok, "%s: served after the Kill that raced it", k)
+		tier.Wait()
+		_, ok = tier.Get(k)
+		assert.False(t, ok, "%s: served once ristretto applied it", k)
+	}
 }

@@ -415,7 +415,7 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, f, e, size, ttl)
+	return t.set(s, key, f, f.gen, e, size, ttl)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
@@ -429,28 +429,44 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 	if t.closed.Load() {
 		return false
 	}
-	ok := s.gen.Load() == f.gen && t.epoch.Load() == f.epoch
-	s.gen.Add(1)
+	// One step from the fence's generation to the next: a Kill that
+	// comes between a check and the bump would otherwise go unseen.
+	ok := s.gen.CompareAndSwap(f.gen, f.gen+1) && t.epoch.Load() == f.epoch
+	if !ok {
+		s.gen.Add(1)
+	}
 	t.remove(s, key)
 	if !ok {
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, f, e, size, ttl)
+	return t.set(s, key, f, f.gen+1, e, size, ttl)
 }
 
-// set inserts under s.mu.
-func (t *Tier[V]) set(s *stripe, key string, f Fence, e Entry[V], size int64, ttl time.Duration) bool {
+// set inserts under s.mu, the stripe's generation having been gen when
+// the caller checked its fence.
+func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], size int64, ttl time.Duration) bool {
 	if ttl <= 0 {
 		return false
 	}
 	st := t.newStored(f, e, ttl)
+	if testHooks.beforeInsert != nil {
+		testHooks.beforeInsert()
+	}
 	if !t.cache.Set(key, st, t.charge(size)) {
 		t.dropped.Add(1)
 		return false
 	}
 	s.bufferedSeq = t.fillSeq.Add(1)
 	t.setPending(key, st, s.bufferedSeq)
+	// Kill takes no lock: one that moved the stripe on after the fence
+	// check may have looked for the key before this insert was to be
+	// found (in the slot, or in ristretto's map). The insert kills itself
+	// then; otherwise Kill, which moves the stripe on before it looks,
+	// finds it.
+	if s.gen.Load() != gen {
+		st.expires.Store(math.MinInt64)
+	}
 	select {
 	case t.drainKick <- struct{}{}:
 	default: // the drainer is already due
@@ -478,11 +494,11 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // must not block (one reading invalidations off a connection) can stop
 // them being served ahead of Invalidate. It also moves the keys' stripes
 // on, so fences taken before fail Holds (and fills) from now. It frees
-// nothing: Invalidate must follow. Not killed, until Invalidate removes
-// them: a copy a fill makes meanwhile (one that checked its fence first),
-// and an insert still in ristretto's buffer whose slot a later insert has
-// taken over (pending.go), which was not readable when Kill began but
-// becomes so once ristretto applies it.
+// nothing: Invalidate must follow. A copy a fill makes meanwhile (one
+// that checked its fence first) kills itself (set). Not killed, until
+// Invalidate removes it: an insert still in ristretto's buffer whose slot
+// a later insert has taken over (pending.go), which was not readable when
+// Kill began but becomes so once ristretto applies it.
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
@@ -490,8 +506,8 @@ func (t *Tier[V]) Kill(keys ...string) {
 		// by the drainer) after this look is in ristretto's map by the
 		// next one.
 		t.killPending(k)
-		if killHook != nil {
-			killHook()
+		if testHooks.betweenKillLooks != nil {
+			testHooks.betweenKillLooks()
 		}
 		if s, ok := t.cache.Get(k); ok {
 			s.expires.Store(math.MinInt64)
@@ -499,8 +515,11 @@ func (t *Tier[V]) Kill(keys ...string) {
 	}
 }
 
-// killHook, for tests, runs between Kill's two looks.
-var killHook func()
+// testHooks run, when set by a test, at points where another goroutine's
+// step changes the outcome: they make those interleavings happen.
+var testHooks struct {
+	betweenKillLooks, beforeInsert func()
+}
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
 // was taken before.
