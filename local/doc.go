@@ -26,7 +26,8 @@
 // fill captured before an invalidation can land after it. Kill, for a
 // goroutine that must not wait for the stripe lock, makes the copies held
 // now miss at once (an atomic store) ahead of the Invalidate that must
-// follow it.
+// follow it; a fill that checked its fence before a Kill and inserts after
+// it sees the stripe moved on and kills its own copy.
 //
 // Pending inserts. A fill is most often readable as soon as Fill returns,
 // although ristretto applies a new key's insert later: until the drainer
