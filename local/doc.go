@@ -35,7 +35,9 @@
 // ristretto missed finds it (pending.go, which says when it is not). Without it every read of a hot key just
 // refilled would go to Redis until ristretto's goroutine ran. Kill,
 // Invalidate, Reset, expiry and tags reach the slot as they reach
-// ristretto's copy; at most 1,024 slots, emptied after each drain.
+// ristretto's copy (but for an insert whose slot another has taken over
+// before ristretto applied it, which Kill does not reach: Tier.Kill); at
+// most 1,024 slots, emptied after each drain.
 //
 // Epochs. Every entry records the epoch it was filled in. Reset bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose

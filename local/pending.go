@@ -1,9 +1,6 @@
 package local
 
-import (
-	"math"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Pending inserts. ristretto applies the Set of a key it does not hold on
 // its own goroutine, through a buffer: until then a Get misses. A hot key
@@ -82,7 +79,7 @@ func (t *Tier[V]) dropPending(key string) {
 // ristretto copy (without the stripe lock: Invalidate follows).
 func (t *Tier[V]) killPending(key string) {
 	if p := t.pendingSlot(key).Load(); p != nil && p.key == key {
-		p.st.expires.Store(math.MinInt64)
+		p.st.expires.Store(killed)
 	}
 }
 

@@ -67,7 +67,7 @@ func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
 	tier.Invalidate("invalidated")
 	miss("invalidated", "Invalidate")
 
-	require.True(t, tier.Fill(tier.Fence("expires"), "expires", Entry[int64]{Value: 1}, 1, 50*time.Millisecond))
+	require.True(t, tier.Fill(tier.Fence("expires"), "expires", Entry[int64]{Value: 1}, 1, time.Second))
 	_, ok := tier.Get("expires")
 	require.True(t, ok, "served before its TTL")
 	deadline := time.Now().Add(5 * time.Second)
@@ -163,29 +163,44 @@ func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
 	require.Eventually(t, func() bool { return heldSlots(tier) == 0 }, 5*time.Second, time.Millisecond)
 }
 
-// TestAFillRacingAKillKillsItself: a Kill that comes between a fill's
-// fence check and its insert (it takes no lock) looked before the insert
-// was anywhere; the fill, seeing the stripe moved on, kills its own copy,
-// which is then never served, from the slot or from ristretto's map.
+// TestAFillRacingAKillKillsItself: a Kill that comes after a fill's fence
+// check (it takes no lock) and looks before the fill's copy is in its slot
+// does not find it; the fill, seeing the stripe moved on, never gives the
+// copy its deadline, so it is served at no time after the Kill: not from
+// the slot, not from ristretto's map (for a key ristretto held, the copy
+// replaces the old one there at once).
 func TestAFillRacingAKillKillsItself(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
-	t.Cleanup(func() { testHooks.beforeInsert = nil })
-	for _, replace := range []bool{false, true} {
-		k := fmt.Sprint("replace-", replace)
-		testHooks.beforeInsert = func() {
-			testHooks.beforeInsert = nil
+	t.Cleanup(func() { testHooks.beforeSlot, testHooks.beforeBirth = nil, nil })
+	for _, c := range []struct {
+		name          string
+		held, replace bool
+	}{{"fill", false, false}, {"fill-of-a-held-key", true, false}, {"replace", false, true}} {
+		k := c.name
+		if c.held {
+			require.True(t, fill(tier, tier.Fence(k), k, 0))
+			tier.Wait()
+		}
+		var servedBeforeBirth bool
+		testHooks.beforeSlot = func() {
+			testHooks.beforeSlot = nil
 			tier.Kill(k) // a peer's message, read meanwhile
+		}
+		testHooks.beforeBirth = func() {
+			testHooks.beforeBirth = nil
+			_, servedBeforeBirth = tier.Get(k) // a read begun after the Kill returned
 		}
 		f := tier.Fence(k)
 		e := Entry[int64]{Value: 1}
 		var handed bool
-		if replace {
+		if c.replace {
 			handed = tier.Replace(f, k, e, 1, time.Minute)
 		} else {
 			handed = tier.Fill(f, k, e, 1, time.Minute)
 		}
 		require.True(t, handed, "the fence held when checked")
+		assert.False(t, servedBeforeBirth, "%s: served after the Kill that raced it, before the fill looked again", k)
 		_, ok := tier.Get(k)
 		assert.False(t, ok, "%s: served after the Kill that raced it", k)
 		tier.Wait()

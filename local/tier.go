@@ -109,9 +109,11 @@ type Entry[V any] struct {
 // for a tagged entry, its tags' fence. What a hit reads comes first: for a
 // small value it spans one or two cache lines.
 type stored[V any] struct {
-	epoch   uint64
-	expires atomic.Int64 // on the tier's clock (Tier.now); Kill moves it back
-	tags    *tagFence    // nil for an untagged entry
+	epoch uint64
+	// expires is on the tier's clock (Tier.now). Kill moves it back to
+	// killed; an insert starts unborn and set gives it its deadline.
+	expires atomic.Int64
+	tags    *tagFence // nil for an untagged entry
 	Entry[V]
 }
 
@@ -354,18 +356,26 @@ func (t *Tier[V]) InvalidateTags(tags ...string) {
 	}
 }
 
-// newStored is what a fill under f stores for ttl.
-func (t *Tier[V]) newStored(f Fence, e Entry[V], ttl time.Duration) *stored[V] {
+// killed and unborn are deadlines every reading of the clock has passed:
+// a killed copy's, and an insert's until set gives it its own.
+const (
+	killed = math.MinInt64
+	unborn = math.MinInt64 + 1
+)
+
+// newStored is what a fill under f stores for ttl, unborn, and the
+// deadline set gives it.
+func (t *Tier[V]) newStored(f Fence, e Entry[V], ttl time.Duration) (*stored[V], int64) {
 	now := t.now()
 	s := &stored[V]{epoch: f.epoch, Entry: e}
-	s.expires.Store(now + min(int64(ttl), math.MaxInt64-now))
+	s.expires.Store(unborn)
 	if len(e.Tags) > 0 {
 		s.tags = &tagFence{at: f.tagAt, idx: make([]uint32, len(e.Tags))}
 		for i, tag := range e.Tags {
 			s.tags.idx[i] = t.tagStripe(tag)
 		}
 	}
-	return s
+	return s, now + min(int64(ttl), math.MaxInt64-now)
 }
 
 // Hold makes every Get miss until the matching Release, without dropping
@@ -429,12 +439,13 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 	if t.closed.Load() {
 		return false
 	}
-	// One step from the fence's generation to the next: a Kill that
-	// comes between a check and the bump would otherwise go unseen.
-	ok := s.gen.CompareAndSwap(f.gen, f.gen+1) && t.epoch.Load() == f.epoch
-	if !ok {
+	// One step from the fence's generation to the next, so that a Kill
+	// between the check and the step refuses the write's copy here.
+	bumped := s.gen.CompareAndSwap(f.gen, f.gen+1)
+	if !bumped {
 		s.gen.Add(1)
 	}
+	ok := bumped && t.epoch.Load() == f.epoch
 	t.remove(s, key)
 	if !ok {
 		t.fenced.Add(1)
@@ -443,29 +454,34 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 	return t.set(s, key, f, f.gen+1, e, size, ttl)
 }
 
-// set inserts under s.mu, the stripe's generation having been gen when
-// the caller checked its fence.
+// set inserts under s.mu. gen is the stripe generation the copy is valid
+// under: Fill's fence's, or the one Replace stepped to.
 func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], size int64, ttl time.Duration) bool {
 	if ttl <= 0 {
 		return false
 	}
-	st := t.newStored(f, e, ttl)
-	if testHooks.beforeInsert != nil {
-		testHooks.beforeInsert()
-	}
+	st, deadline := t.newStored(f, e, ttl)
 	if !t.cache.Set(key, st, t.charge(size)) {
 		t.dropped.Add(1)
 		return false
 	}
+	if testHooks.beforeSlot != nil {
+		testHooks.beforeSlot()
+	}
 	s.bufferedSeq = t.fillSeq.Add(1)
 	t.setPending(key, st, s.bufferedSeq)
+	if testHooks.beforeBirth != nil {
+		testHooks.beforeBirth()
+	}
 	// Kill takes no lock: one that moved the stripe on after the fence
-	// check may have looked for the key before this insert was to be
-	// found (in the slot, or in ristretto's map). The insert kills itself
-	// then; otherwise Kill, which moves the stripe on before it looks,
-	// finds it.
-	if s.gen.Load() != gen {
-		st.expires.Store(math.MinInt64)
+	// check may have looked for the key before this copy was to be found
+	// (in its slot, or in ristretto's map). So the copy is inserted
+	// unborn, and given its deadline only if the stripe has not moved:
+	// if it has, it stays unborn; if not, Kill, which moves the stripe on
+	// before it looks, finds it in its slot (unless another insert takes
+	// the slot over first: see Kill) and kills it, before or after this.
+	if s.gen.Load() == gen {
+		st.expires.CompareAndSwap(unborn, deadline)
 	}
 	select {
 	case t.drainKick <- struct{}{}:
@@ -495,10 +511,11 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // them being served ahead of Invalidate. It also moves the keys' stripes
 // on, so fences taken before fail Holds (and fills) from now. It frees
 // nothing: Invalidate must follow. A copy a fill makes meanwhile (one
-// that checked its fence first) kills itself (set). Not killed, until
-// Invalidate removes it: an insert still in ristretto's buffer whose slot
-// a later insert has taken over (pending.go), which was not readable when
-// Kill began but becomes so once ristretto applies it.
+// that checked its fence first) is never given its deadline (set). One
+// thing escapes Kill until Invalidate removes it: an insert still in
+// ristretto's buffer whose slot a later insert has taken over
+// (pending.go). It was not readable when Kill began, but becomes so once
+// ristretto applies it (as every buffered insert did before the slots).
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
@@ -510,15 +527,17 @@ func (t *Tier[V]) Kill(keys ...string) {
 			testHooks.betweenKillLooks()
 		}
 		if s, ok := t.cache.Get(k); ok {
-			s.expires.Store(math.MinInt64)
+			s.expires.Store(killed)
 		}
 	}
 }
 
 // testHooks run, when set by a test, at points where another goroutine's
-// step changes the outcome: they make those interleavings happen.
+// step changes the outcome: they make those interleavings happen. They
+// are shared by every Tier: a test that sets one must not run in
+// parallel with another that fills or kills.
 var testHooks struct {
-	betweenKillLooks, beforeInsert func()
+	betweenKillLooks, beforeSlot, beforeBirth func()
 }
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
