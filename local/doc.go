@@ -27,17 +27,15 @@
 // goroutine that must not wait for the stripe lock, makes the copies held
 // now miss at once (an atomic store) ahead of the Invalidate that must
 // follow it; a fill that checked its fence before a Kill and inserts after
-// it sees the stripe moved on and kills its own copy.
+// sees the stripe moved on and never gives its copy a deadline.
 //
-// Pending inserts. A fill is most often readable as soon as Fill returns,
-// although ristretto applies a new key's insert later: until the drainer
-// has seen it applied, the insert also sits in a slot where a Get that
-// ristretto missed finds it (pending.go, which says when it is not). Without it every read of a hot key just
-// refilled would go to Redis until ristretto's goroutine ran. Kill,
-// Invalidate, Reset, expiry and tags reach the slot as they reach
-// ristretto's copy (but for an insert whose slot another has taken over
-// before ristretto applied it, which Kill does not reach: Tier.Kill); at
-// most 1,024 slots, emptied after each drain.
+// Pending inserts. A fill ristretto's buffer took is readable as soon as
+// Fill returns, although ristretto applies a new key's insert later: until
+// the drainer has seen it applied, the insert is also in a list where a
+// Get that ristretto missed finds it (pending.go). Without it every read
+// of a hot key just refilled would go to Redis until ristretto's goroutine
+// ran. Kill, Invalidate, Reset, expiry and tags reach the lists as they
+// reach ristretto's copies; the drainer cuts applied inserts off them.
 //
 // Epochs. Every entry records the epoch it was filled in. Reset bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose

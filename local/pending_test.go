@@ -19,7 +19,7 @@ func noDrainer(t *testing.T) {
 
 // TestAFillIsReadableAtOnce: a Get right after a Fill of a key ristretto
 // did not hold hits, although ristretto applies the insert later on its
-// own goroutine. (Without the pending slot, most of these Gets miss.)
+// own goroutine. (Without the pending lists, most of these Gets miss.)
 func TestAFillIsReadableAtOnce(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
@@ -56,7 +56,7 @@ func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
 	}
 
 	// Many keys: ristretto applies some inserts before Kill comes, and
-	// those are killed in its map; the others only in their slots.
+	// those are killed in its map; the others only in the pending lists.
 	for i := range 200 {
 		k := fmt.Sprint("killed-", i)
 		pending(k)
@@ -100,13 +100,14 @@ func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
 }
 
 // TestKillCatchesAnInsertLeavingItsSlot: Kill makes a copy served from
-// its slot miss even when ristretto applies it, and the drainer lets the
-// slot go, in the middle of the Kill. (Looking in ristretto's map first and
-// in the slot second missed it: 200 of 200 keys were still served.)
+// its pending list miss even when ristretto applies it, and the drainer
+// cuts it off the list, in the middle of the Kill. (Looking in ristretto's
+// map first and in the list second missed it: 200 of 200 keys were still
+// served.)
 func TestKillCatchesAnInsertLeavingItsSlot(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
-	testHooks.betweenKillLooks = func() { tier.Wait() } // applies every insert, empties the slots
+	testHooks.betweenKillLooks = func() { tier.Wait() } // applies every insert, empties the lists
 	t.Cleanup(func() { testHooks.betweenKillLooks = nil })
 	for i := range 200 {
 		k := fmt.Sprint("k", i)
@@ -129,8 +130,8 @@ func heldSlots(tier *Tier[int64]) int {
 	return n
 }
 
-// TestAppliedSlotsAreEmptied: once ristretto has applied an insert, its
-// slot lets it go (the drainer's work, which Wait does too), so the slots
+// TestAppliedSlotsAreEmptied: once ristretto has applied an insert, it is
+// cut off its list (the drainer's work, which Wait does too), so the lists
 // keep nothing alive that ristretto has dropped; Close empties them all.
 func TestAppliedSlotsAreEmptied(t *testing.T) {
 	noDrainer(t)
@@ -144,15 +145,15 @@ func TestAppliedSlotsAreEmptied(t *testing.T) {
 	assert.Zero(t, heldSlots(tier))
 	for i := range 500 {
 		_, ok := tier.Get(fmt.Sprint("k", i))
-		require.True(t, ok, "served by ristretto once the slot is empty")
+		require.True(t, ok, "served by ristretto once the list is empty")
 	}
 	require.True(t, fill(tier, tier.Fence("last"), "last", 1))
 	require.Positive(t, heldSlots(tier))
 	tier.Close()
-	assert.Zero(t, heldSlots(tier), "Close lets go of every slot")
+	assert.Zero(t, heldSlots(tier), "Close lets go of every list")
 }
 
-// TestTheDrainerEmptiesAppliedSlots: the drainer empties the slots by
+// TestTheDrainerEmptiesAppliedSlots: the drainer empties the lists by
 // itself, a moment after the fills.
 func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
 	tier := newTier(t, Options{Stripes: 64})
@@ -164,10 +165,10 @@ func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
 }
 
 // TestAFillRacingAKillKillsItself: a Kill that comes after a fill's fence
-// check (it takes no lock) and looks before the fill's copy is in its slot
+// check (it takes no lock) and looks before the fill's copy is in its list
 // does not find it; the fill, seeing the stripe moved on, never gives the
 // copy its deadline, so it is served at no time after the Kill: not from
-// the slot, not from ristretto's map (for a key ristretto held, the copy
+// the list, not from ristretto's map (for a key ristretto held, the copy
 // replaces the old one there at once).
 func TestAFillRacingAKillKillsItself(t *testing.T) {
 	noDrainer(t)
@@ -206,5 +207,36 @@ func TestAFillRacingAKillKillsItself(t *testing.T) {
 		tier.Wait()
 		_, ok = tier.Get(k)
 		assert.False(t, ok, "%s: served once ristretto applied it", k)
+	}
+}
+
+// TestKillReachesEveryBufferedInsert: Kill kills every insert of the key
+// ristretto has not applied, not only the newest of its slot: here
+// another key's insert (two stripes, two slots: the keys share them)
+// or the key's own second insert, which ristretto refuses while keeping
+// the first, came after it. (With one insert per slot, 199 of 200 such
+// keys were served again once ristretto applied them.)
+func TestKillReachesEveryBufferedInsert(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{Stripes: 2})
+	for i := range 200 {
+		k, other := fmt.Sprint("k", i), ""
+		for j := 0; other == ""; j++ {
+			if c := fmt.Sprint("other", i, "-", j); tier.pendingSlot(c) == tier.pendingSlot(k) {
+				other = c
+			}
+		}
+		if i%2 == 1 {
+			other = k // the key's own second fill
+		}
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		require.True(t, fill(tier, tier.Fence(other), other, 2))
+		tier.Kill(k)
+		_, ok := tier.Get(k)
+		require.False(t, ok, "%s served after Kill", k)
+		tier.Wait()
+		_, ok = tier.Get(k)
+		require.False(t, ok, "%s served once ristretto applied it", k)
+		tier.Invalidate(k, other)
 	}
 }

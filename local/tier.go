@@ -475,11 +475,11 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	}
 	// Kill takes no lock: one that moved the stripe on after the fence
 	// check may have looked for the key before this copy was to be found
-	// (in its slot, or in ristretto's map). So the copy is inserted
-	// unborn, and given its deadline only if the stripe has not moved:
-	// if it has, it stays unborn; if not, Kill, which moves the stripe on
-	// before it looks, finds it in its slot (unless another insert takes
-	// the slot over first: see Kill) and kills it, before or after this.
+	// (in its pending list, or in ristretto's map). So the copy is
+	// inserted unborn, and given its deadline only if the stripe has not
+	// moved: if it has, it stays unborn; if not, Kill, which moves the
+	// stripe on before it looks, finds it in its list or, applied by then,
+	// in ristretto's map, and kills it, before or after this.
 	if s.gen.Load() == gen {
 		st.expires.CompareAndSwap(unborn, deadline)
 	}
@@ -495,9 +495,9 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 // buffered insert, but that insert is still applied (and readable) for a
 // moment before the queued delete. Draining the buffer first closes the
 // window; it is needed only when this stripe has inserted since the last
-// drain, its own or the drainer's.
+// drain, its own or the drainer's. Either way drained is then past every
+// insert of the stripe, so the pending lists' copies of key are refused.
 func (t *Tier[V]) remove(s *stripe, key string) {
-	t.dropPending(key)
 	if s.bufferedSeq > t.drained.Load() {
 		t.syncWaits.Add(1)
 		t.waitApplied()
@@ -510,18 +510,16 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // must not block (one reading invalidations off a connection) can stop
 // them being served ahead of Invalidate. It also moves the keys' stripes
 // on, so fences taken before fail Holds (and fills) from now. It frees
-// nothing: Invalidate must follow. A copy a fill makes meanwhile (one
-// that checked its fence first) is never given its deadline (set). One
-// thing escapes Kill until Invalidate removes it: an insert still in
-// ristretto's buffer whose slot a later insert has taken over
-// (pending.go). It was not readable when Kill began, but becomes so once
-// ristretto applies it (as every buffered insert did before the slots).
+// nothing: Invalidate must follow. Inserts still in ristretto's buffer are
+// killed in the pending lists (pending.go), and a copy a fill makes
+// meanwhile (one that checked its fence first) is never given its
+// deadline (set).
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
-		// The slot first: an insert that leaves it (applied, then let go
-		// by the drainer) after this look is in ristretto's map by the
-		// next one.
+		// The pending list first: an insert that leaves it (applied, then
+		// cut off by the drainer) after this look is in ristretto's map by
+		// the next one.
 		t.killPending(k)
 		if testHooks.betweenKillLooks != nil {
 			testHooks.betweenKillLooks()
