@@ -46,9 +46,12 @@
 //
 // ristretto may refuse or drop any insert (admission policy, full buffers, a
 // second buffered insert of a key not yet applied). A dropped insert is a
-// later miss, never a stale hit; Fill reports it. An insert ristretto
-// refuses when it applies it may have been served from its slot until
-// then, as any value filled under a fence that holds.
+// later miss; Fill reports the ones ristretto's buffer did not take. An
+// insert ristretto refuses when it applies it may have been served from
+// its pending list until then, as any value filled under a fence that
+// holds; so when a key is filled twice before ristretto applies the first,
+// a reader sees the second value, then the first (no invalidation came
+// between them, or neither would be served).
 //
 // The package imports nothing from the rest of tiercache.
 package local

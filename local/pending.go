@@ -1,6 +1,9 @@
 package local
 
-import "sync/atomic"
+import (
+	"hash/maphash"
+	"sync/atomic"
+)
 
 // Pending inserts. ristretto applies the Set of a key it does not hold on
 // its own goroutine, through a buffer: until then a Get misses. A hot key
@@ -8,8 +11,8 @@ import "sync/atomic"
 // window to Redis, each making a new fill; under load the window is tens
 // to hundreds of microseconds, and a hot key is read many times in it.
 // So the tier keeps every insert ristretto may not have applied in a
-// list, newest first, in one of a few slots (a key's slot follows from
-// its stripe), where a Get that ristretto missed finds the key's newest,
+// list, newest first, in one of pendingSlots slots (by the key's hash),
+// where a Get that ristretto missed finds the key's newest,
 // until the drainer has seen it applied (drained reaches its number): from
 // then on ristretto's answer is the only one, whether it admitted the
 // insert or not. (A key's inserts are made under its stripe lock, so its
@@ -24,23 +27,27 @@ import "sync/atomic"
 // stripe has inserted since the last drain), so the lists' copies of the
 // key are refused from then on; and the epoch, expiry and tag checks of
 // GetDespiteHold apply to them alike. The drainer cuts applied inserts off
-// the lists after each drain, and Close empties them, so they hold
-// nothing ristretto's buffer does not, but for a drain (an insert
-// ristretto refused or evicted at once is outside MaxCost for that long,
-// as its buffer's are).
+// the lists after each drain, and Close empties them, so they hold what
+// ristretto's buffer holds and what was applied since the last drain
+// (an insert ristretto refused or evicted at once is outside MaxCost for
+// that long, as its buffer's are). A drain is drainDelay plus ristretto's
+// Wait, which under a flood of fills queues behind its buffer (up to 32K
+// inserts): then the lists hold tens of thousands of inserts in all, and
+// a miss or a Kill walks its key's list, some tens of nodes on 1,024
+// slots (measured at about a million fills a second).
 //
 // When a key is filled twice before ristretto applies the first insert,
 // ristretto keeps the first and refuses the second, so a reader sees the
 // second, then the first (both filled under fences that held, with no
 // invalidation between them).
 
-// maxPendingSlots bounds the slots: enough that the lists stay short,
-// few enough for the drainer to look at them all after each drain (a
-// microsecond or two).
-const maxPendingSlots = 1024
+// pendingSlots is the number of lists: enough to keep them short, few
+// enough (8 KiB) for the drainer to look at them all after each drain.
+// It does not follow Options.Stripes, which may be small.
+const pendingSlots = 1024
 
 func (t *Tier[V]) pendingSlot(key string) *atomic.Pointer[pendingInsert[V]] {
-	return &t.pending[t.stripeIndex(key)&uint64(len(t.pending)-1)]
+	return &t.pending[maphash.String(t.seed, key)&(pendingSlots-1)]
 }
 
 // pendingInsert is an insert in its slot's list: its own small allocation,

@@ -211,22 +211,31 @@ func TestAFillRacingAKillKillsItself(t *testing.T) {
 }
 
 // TestKillReachesEveryBufferedInsert: Kill kills every insert of the key
-// ristretto has not applied, not only the newest of its slot: here
-// another key's insert (two stripes, two slots: the keys share them)
-// or the key's own second insert, which ristretto refuses while keeping
-// the first, came after it. (With one insert per slot, 199 of 200 such
-// keys were served again once ristretto applied them.)
+// ristretto has not applied, not only the newest in its list: here an
+// insert came after it from another key sharing the list (of another
+// stripe, or of the same one) or the key's own second insert, which
+// ristretto refuses while keeping the first. (With one insert per slot,
+// 199 of 200 such keys were served again once ristretto applied them.)
 func TestKillReachesEveryBufferedInsert(t *testing.T) {
 	noDrainer(t)
-	tier := newTier(t, Options{Stripes: 2})
-	for i := range 200 {
-		k, other := fmt.Sprint("k", i), ""
-		for j := 0; other == ""; j++ {
-			if c := fmt.Sprint("other", i, "-", j); tier.pendingSlot(c) == tier.pendingSlot(k) {
-				other = c
+	tier := newTier(t, Options{Stripes: 4096}) // more stripes than lists
+	sharing := func(k string, sameStripe bool) string {
+		for j := 0; ; j++ {
+			c := fmt.Sprint(k, "-other-", j)
+			if tier.pendingSlot(c) == tier.pendingSlot(k) && (tier.stripeOf(c) == tier.stripeOf(k)) == sameStripe {
+				return c
 			}
 		}
-		if i%2 == 1 {
+	}
+	for i := range 300 {
+		k := fmt.Sprint("k", i)
+		var other string
+		switch i % 3 {
+		case 0:
+			other = sharing(k, false)
+		case 1:
+			other = sharing(k, true)
+		default:
 			other = k // the key's own second fill
 		}
 		require.True(t, fill(tier, tier.Fence(k), k, 1))
@@ -239,4 +248,35 @@ func TestKillReachesEveryBufferedInsert(t *testing.T) {
 		require.False(t, ok, "%s served once ristretto applied it", k)
 		tier.Invalidate(k, other)
 	}
+}
+
+// TestCuttingKeepsEveryInsertNotApplied: inserts of different stripes may
+// be out of their numbers' order in a list (pushed under different
+// locks); the drainer's cut keeps every one not applied, so Kill still
+// reaches it.
+func TestCuttingKeepsEveryInsertNotApplied(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{Stripes: 4096})
+	k := "k"
+	var other string
+	for j := 0; other == ""; j++ {
+		if c := fmt.Sprint("other-", j); tier.pendingSlot(c) == tier.pendingSlot(k) && tier.stripeOf(c) != tier.stripeOf(k) {
+			other = c
+		}
+	}
+	st := func() *stored[int64] { s, _ := tier.newStored(tier.Fence(k), Entry[int64]{}, time.Minute); return s }
+	// Pushed in this order: 3 (k), 7 (other), 5 (k); the list reads 5, 7, 3.
+	tier.setPending(k, st(), 3)
+	tier.setPending(other, st(), 7)
+	tier.setPending(k, st(), 5)
+	tier.drained.Store(6)
+	tier.clearApplied()
+	var seqs []uint64
+	for p := tier.pendingSlot(k).Load(); p != nil; p = p.next.Load() {
+		seqs = append(seqs, p.seq)
+	}
+	assert.Equal(t, []uint64{5, 7}, seqs, "7 is not applied: kept, and 3 below it cut")
+	tier.drained.Store(7)
+	tier.clearApplied()
+	assert.Nil(t, tier.pendingSlot(k).Load(), "all applied: the list is empty")
 }

@@ -208,7 +208,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 	opts.setDefaults()
 	t := &Tier[V]{
 		stripes:    make([]stripe, opts.Stripes),
-		pending:    make([]atomic.Pointer[pendingInsert[V]], min(opts.Stripes, maxPendingSlots)),
+		pending:    make([]atomic.Pointer[pendingInsert[V]], pendingSlots),
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:       uint64(opts.Stripes - 1),
 		seed:       maphash.MakeSeed(),
@@ -236,7 +236,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 }
 
 // drain waits for ristretto to apply the buffered inserts, drainDelay after
-// a fill, until Close.
+// a fill, and cuts the applied ones off the pending lists, until Close.
 func (t *Tier[V]) drain(delay time.Duration) {
 	defer close(t.drainDone)
 	for {
@@ -517,9 +517,9 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 func (t *Tier[V]) Kill(keys ...string) {
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
-		// The pending list first: an insert that leaves it (applied, then
-		// cut off by the drainer) after this look is in ristretto's map by
-		// the next one.
+		// The pending list first: an insert cut off it (once applied)
+		// before this walk reached it is in ristretto's map by the next
+		// look, or was refused and the copy ristretto kept is there.
 		t.killPending(k)
 		if testHooks.betweenKillLooks != nil {
 			testHooks.betweenKillLooks()
