@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,4 +386,47 @@ func TestMissRoundTrips(t *testing.T) {
 	r, err := rs[0].remote.GetOrLease(ctx, "nothing", "next")
 	require.NoError(t, err)
 	assert.True(t, r.Leased, "Get left no lease behind")
+}
+
+// TestAValueJustReadIsALocalHit: the read right after a miss that Redis
+// answered, or that loaded, is a local hit, although ristretto applies a
+// new key's insert later on its own goroutine (the local tier's pending
+// lists). Before them, most of these second reads missed and went to
+// Redis again.
+func TestAValueJustReadIsALocalHit(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	writer := newCache[int](t, srv, testOptions[int]("justread"))
+	reader := newCache[int](t, srv, testOptions[int]("justread"))
+	const n = 200
+	for i := range n {
+		require.NoError(t, writer.Set(ctx, fmt.Sprint("redis-", i), i))
+	}
+	unused := func(context.Context) (int, error) { return 0, errors.New("unused: Redis holds the key") }
+	for i := range n {
+		k := fmt.Sprint("redis-", i)
+		before := reader.Stats()
+		v, err := reader.GetOrLoad(ctx, k, unused)
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+		v, err = reader.Get(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+		after := reader.Stats()
+		require.Equal(t, before.LocalMisses+1, after.LocalMisses, "key %s: the second read missed locally", k)
+		require.Equal(t, before.LocalHits+1, after.LocalHits, "key %s", k)
+	}
+	for i := range n {
+		k := fmt.Sprint("loaded-", i)
+		before := reader.Stats()
+		v, err := reader.GetOrLoad(ctx, k, func(context.Context) (int, error) { return -i, nil })
+		require.NoError(t, err)
+		require.Equal(t, -i, v)
+		v, err = reader.Get(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, -i, v)
+		after := reader.Stats()
+		require.Equal(t, before.LocalMisses+1, after.LocalMisses, "key %s: the second read missed locally", k)
+		require.Equal(t, before.LocalHits+1, after.LocalHits, "key %s", k)
+	}
 }
