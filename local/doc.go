@@ -17,25 +17,25 @@
 // generation counter. A fill takes a Fence before it reads the value it will
 // store (from Redis, or before writing it), and Fill inserts only if the
 // stripe's generation and the tier's epoch are both unchanged, under the
-// stripe lock. Invalidate bumps the generation and deletes under the same
-// lock. ristretto applies a new key's Set through a buffer, and its Del
-// queues a delete behind it, so a buffered insert would still be readable
-// for a moment after the delete; when the stripe has inserted since the
-// buffer was last drained (a drainer waits for it at most a millisecond
-// after fills), Invalidate first waits for the buffer, then deletes: no
-// fill captured before an invalidation can land after it. Kill, for a
-// goroutine that must not wait for the stripe lock, makes the copies held
-// now miss at once (an atomic store) ahead of the Invalidate that must
-// follow it; a fill that checked its fence before a Kill and inserts after
-// sees the stripe moved on and never gives its copy a deadline.
+// stripe lock. Invalidate bumps the generation and removes under the same
+// lock: it kills the key's inserts not yet handed to ristretto (below),
+// then deletes ristretto's copy, and waits for nothing. (ristretto's Del
+// queues a delete behind an insert still in its buffer, which is applied
+// for a moment before it: that insert was killed first, so it is never
+// served.) No fill captured before an invalidation lands after it. Kill,
+// for a goroutine that must not wait for the stripe lock, makes the copies
+// held now miss at once (an atomic store) ahead of the Invalidate that
+// must follow it; a fill that checked its fence before a Kill and inserts
+// after sees the stripe moved on and never gives its copy a deadline.
 //
-// Pending inserts. A fill ristretto's buffer took is readable as soon as
-// Fill returns, although ristretto applies a new key's insert later: until
-// the drainer has seen it applied, the insert is also in a list where a
-// Get that ristretto missed finds it (pending.go). Without it every read
-// of a hot key just refilled would go to Redis until ristretto's goroutine
-// ran. Kill, Invalidate, Reset, expiry and tags reach the lists as they
-// reach ristretto's copies; the drainer cuts applied inserts off them.
+// Pending inserts. A fill does not call ristretto, whose Set of a new key
+// is applied later on its own goroutine and wakes that goroutine (on an
+// idle machine, a thread wake-up the filling caller pays). The insert goes
+// into a list where Get finds it at once, and a drainer hands the lists'
+// inserts to ristretto (a key's newest only) at most a millisecond after
+// fills, waits until ristretto has applied them and cuts them off
+// (pending.go). Kill, Invalidate, Reset, expiry and tags reach the lists
+// as they reach ristretto's copies, and a dead insert is not handed over.
 //
 // Epochs. Every entry records the epoch it was filled in. Reset bumps the
 // epoch: every older entry becomes a miss at once, in O(1), and fills whose
@@ -44,14 +44,10 @@
 //
 // # What may be dropped
 //
-// ristretto may refuse or drop any insert (admission policy, full buffers, a
-// second buffered insert of a key not yet applied). A dropped insert is a
-// later miss; Fill reports the ones ristretto's buffer did not take. An
-// insert ristretto refuses when it applies it may have been served from
-// its pending list until then, as any value filled under a fence that
-// holds; so when a key is filled twice before ristretto applies the first,
-// a reader sees the second value, then the first (no invalidation came
-// between them, or neither would be served).
+// ristretto may refuse or drop any insert it is handed (admission policy,
+// a full buffer): a later miss, counted in Stats (DroppedSets,
+// Rejections). Until its hand-over the insert is served from its pending
+// list, as any value filled under a fence that holds.
 //
 // The package imports nothing from the rest of tiercache.
 package local

@@ -5,41 +5,32 @@ import (
 	"sync/atomic"
 )
 
-// Pending inserts. ristretto applies the Set of a key it does not hold on
-// its own goroutine, through a buffer: until then a Get misses. A hot key
-// refilled after an invalidation would send every read of it in that
-// window to Redis, each making a new fill; under load the window is tens
-// to hundreds of microseconds, and a hot key is read many times in it.
-// So the tier keeps every insert ristretto may not have applied in a
-// list, newest first, in one of pendingSlots slots (by the key's hash),
-// where a Get that ristretto missed finds the key's newest,
-// until the drainer has seen it applied (drained reaches its number): from
-// then on ristretto's answer is the only one, whether it admitted the
-// insert or not. (A key's inserts are made under its stripe lock, so its
-// own are in the order of their numbers; other keys' may interleave.)
+// Pending inserts. A fill does not call ristretto: ristretto applies the
+// Set of a key it does not hold later, on its own goroutine, and the Set
+// wakes that goroutine, which on an idle machine costs the filling caller
+// a thread wake-up (a sixth of a miss answered by Redis, measured). So a
+// fill puts its insert in a list, newest first, in one of pendingSlots
+// slots (by the key's hash), where a Get that ristretto missed, or found
+// only a dead copy of, finds the key's newest at once; and the drainer
+// hands the inserts to ristretto, a key's newest only, at most once per
+// drainDelay while fills come, waits until ristretto has applied them and
+// cuts them off the lists. From then on ristretto's answer is the only
+// one, whether it admitted the insert or not. (A key's inserts are made
+// under its stripe lock, so its own are in order in its list; other keys'
+// may interleave.)
 //
 // The lists are one more place a value is read from, so every way an
 // entry stops being served covers them: Kill moves back the deadline of
 // every insert of the key in its slot's list, as it does ristretto's copy
 // (an insert leaves a list only once applied, when it is in ristretto's
-// map or refused); remove (Invalidate, Replace) leaves drained past every
-// insert of the stripe before it deletes (waiting for ristretto when the
-// stripe has inserted since the last drain), so the lists' copies of the
-// key are refused from then on; and the epoch, expiry and tag checks of
-// GetDespiteHold apply to them alike. The drainer cuts applied inserts off
-// the lists after each drain, and Close empties them, so they hold what
-// ristretto's buffer holds and what was applied since the last drain
-// (an insert ristretto refused or evicted at once is outside MaxCost for
-// that long, as its buffer's are). A drain is drainDelay plus ristretto's
-// Wait, which under a flood of fills queues behind its buffer (up to 32K
-// inserts): then the lists hold tens of thousands of inserts in all, and
-// a miss or a Kill walks its key's list, some tens of nodes on 1,024
-// slots (measured at about a million fills a second).
-//
-// When a key is filled twice before ristretto applies the first insert,
-// ristretto keeps the first and refuses the second, so a reader sees the
-// second, then the first (both filled under fences that held, with no
-// invalidation between them).
+// map or was refused or dropped); remove (Invalidate, Replace) kills them
+// too before it deletes ristretto's copy, so that one handed over later is
+// dead there as well; and the epoch, expiry and tag checks of
+// GetDespiteHold apply to them alike. A dead insert is not handed over.
+// The lists hold what was filled since the last hand-over and what
+// ristretto has not yet applied of it (an insert ristretto refuses or
+// drops is outside MaxCost for that long): under a flood of fills, a
+// hand-over's worth. Close empties them.
 
 // pendingSlots is the number of lists: enough to keep them short, few
 // enough (8 KiB) for the drainer to look at them all after each drain.
@@ -53,18 +44,27 @@ func (t *Tier[V]) pendingSlot(key string) *atomic.Pointer[pendingInsert[V]] {
 // pendingInsert is an insert in its slot's list: its own small allocation,
 // so that an entry ristretto holds does not keep its key.
 type pendingInsert[V any] struct {
-	key  string
-	st   *stored[V]
-	seq  uint64 // its number (Tier.fillSeq)
-	next atomic.Pointer[pendingInsert[V]]
+	key   string
+	hash  uint64 // key's, which picked the slot: a cheap first comparison
+	st    *stored[V]
+	cost  int64
+	state atomic.Uint32
+	next  atomic.Pointer[pendingInsert[V]]
 }
 
-// setPending adds st, just handed to ristretto as insert number seq, to
-// its slot's list. Called under key's stripe lock; the slot may be shared
-// with other stripes, whose inserts race this one.
-func (t *Tier[V]) setPending(key string, st *stored[V], seq uint64) {
-	p := &pendingInsert[V]{key: key, st: st, seq: seq}
-	slot := t.pendingSlot(key)
+// An insert's states, in order.
+const (
+	waiting uint32 = iota // not yet handed to ristretto
+	handed                // handed over: ristretto may not have applied it
+	applied               // applied, or refused, dropped, dead or superseded: ristretto answers
+)
+
+// setPending adds st to its slot's list. Called under key's stripe lock;
+// the slot may be shared with other stripes, whose inserts race this one.
+func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) {
+	h := maphash.String(t.seed, key)
+	p := &pendingInsert[V]{key: key, hash: h, st: st, cost: cost}
+	slot := &t.pending[h&(pendingSlots-1)]
 	for {
 		head := slot.Load()
 		p.next.Store(head)
@@ -82,8 +82,8 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 	}
 	for p := t.pendingSlot(key).Load(); p != nil; p = p.next.Load() {
 		if p.key == key {
-			if p.seq <= t.drained.Load() {
-				return nil, false // applied: ristretto answered
+			if p.state.Load() == applied {
+				return nil, false // ristretto answers
 			}
 			return p.st, true
 		}
@@ -92,8 +92,7 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 }
 
 // killPending makes every insert of key in its slot's list miss at once,
-// as Kill does its ristretto copy (without the stripe lock: Invalidate
-// follows).
+// as Kill does its ristretto copy.
 func (t *Tier[V]) killPending(key string) {
 	for p := t.pendingSlot(key).Load(); p != nil; p = p.next.Load() {
 		if p.key == key {
@@ -109,29 +108,80 @@ func (t *Tier[V]) clearPending() {
 	}
 }
 
-// clearApplied cuts the inserts ristretto has applied off the lists, so
-// that they keep nothing alive past ristretto's own. Run by the drainer
-// after each wait: at most once per drainDelay while fills come. Inserts
-// of different stripes may be out of order in a list, so it keeps every
-// one up to the last not yet applied.
-func (t *Tier[V]) clearApplied() {
-	drained := t.drained.Load()
+// flush hands every waiting insert to ristretto, waits until ristretto has
+// applied them, and cuts them off the lists. Only a key's newest insert is
+// handed over: ristretto would keep the first of two Sets of a key it does
+// not hold yet and drop the second. Inserts made meanwhile wait for the
+// next flush.
+func (t *Tier[V]) flush() {
+	t.flushMu.Lock()
+	defer t.flushMu.Unlock()
+	if t.closed.Load() {
+		return
+	}
+	any := false
 	for i := range t.pending {
-		slot := &t.pending[i]
-		head := slot.Load()
-		if head == nil {
+		head := t.pending[i].Load()
+		for p := head; p != nil; p = p.next.Load() {
+			if p.state.Load() != waiting {
+				continue
+			}
+			any = true
+			if p.st.expires.Load() == killed || supersedes(head, p) {
+				p.state.Store(applied)
+				continue
+			}
+			if testHooks.beforeHandOver != nil {
+				testHooks.beforeHandOver()
+			}
+			if !t.cache.Set(p.key, p.st, p.cost) {
+				t.dropped.Add(1)
+			}
+			p.state.Store(handed)
+		}
+	}
+	if !any {
+		return
+	}
+	t.cache.Wait()
+	if testHooks.beforeCut != nil {
+		testHooks.beforeCut()
+	}
+	for i := range t.pending {
+		t.cutApplied(&t.pending[i])
+	}
+}
+
+// supersedes reports whether the list from head holds an insert of p's
+// key newer than p (ahead of it).
+func supersedes[V any](head, p *pendingInsert[V]) bool {
+	for q := head; q != p; q = q.next.Load() {
+		if q.hash == p.hash && q.key == p.key {
+			return true
+		}
+	}
+	return false
+}
+
+// cutApplied marks the handed-over inserts of a list applied (ristretto
+// has applied them: flush waited) and cuts the list after its last insert
+// still waiting, so that the lists keep nothing alive past ristretto's
+// own. A new insert may be pushed meanwhile: it keeps the list.
+func (t *Tier[V]) cutApplied(slot *atomic.Pointer[pendingInsert[V]]) {
+	head := slot.Load()
+	if head == nil {
+		return
+	}
+	var last *pendingInsert[V] // the last insert still waiting
+	for p := head; p != nil; p = p.next.Load() {
+		if p.state.CompareAndSwap(handed, applied) || p.state.Load() == applied {
 			continue
 		}
-		var last *pendingInsert[V] // the last insert not yet applied
-		for p := head; p != nil; p = p.next.Load() {
-			if p.seq > drained {
-				last = p
-			}
-		}
-		if last == nil {
-			slot.CompareAndSwap(head, nil) // a new insert keeps the list
-		} else {
-			last.next.Store(nil)
-		}
+		last = p
+	}
+	if last == nil {
+		slot.CompareAndSwap(head, nil)
+	} else {
+		last.next.Store(nil)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// noDrainer keeps the drainer from recording applied inserts for the
+// noDrainer keeps the drainer from handing inserts to ristretto for the
 // test's length: only the test's Waits do.
 func noDrainer(t *testing.T) {
 	d := drainDelay
@@ -18,8 +18,8 @@ func noDrainer(t *testing.T) {
 }
 
 // TestAFillIsReadableAtOnce: a Get right after a Fill of a key ristretto
-// did not hold hits, although ristretto applies the insert later on its
-// own goroutine. (Without the pending lists, most of these Gets miss.)
+// did not hold hits, although the insert reaches ristretto later. (Without
+// the pending lists, every one of these Gets misses.)
 func TestAFillIsReadableAtOnce(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
@@ -55,8 +55,6 @@ func TestAPendingFillStopsBeingServedAsAnyEntryDoes(t *testing.T) {
 		assert.False(t, ok, "%s: %s", k, why)
 	}
 
-	// Many keys: ristretto applies some inserts before Kill comes, and
-	// those are killed in its map; the others only in the pending lists.
 	for i := range 200 {
 		k := fmt.Sprint("killed-", i)
 		pending(k)
@@ -168,8 +166,8 @@ func TestTheDrainerEmptiesAppliedSlots(t *testing.T) {
 // check (it takes no lock) and looks before the fill's copy is in its list
 // does not find it; the fill, seeing the stripe moved on, never gives the
 // copy its deadline, so it is served at no time after the Kill: not from
-// the list, not from ristretto's map (for a key ristretto held, the copy
-// replaces the old one there at once).
+// the list, not from ristretto's map once handed over (for a key ristretto
+// held, the Kill killed the old copy there).
 func TestAFillRacingAKillKillsItself(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
@@ -250,33 +248,115 @@ func TestKillReachesEveryBufferedInsert(t *testing.T) {
 	}
 }
 
-// TestCuttingKeepsEveryInsertNotApplied: inserts of different stripes may
-// be out of their numbers' order in a list (pushed under different
-// locks); the drainer's cut keeps every one not applied, so Kill still
-// reaches it.
-func TestCuttingKeepsEveryInsertNotApplied(t *testing.T) {
+// TestAnInsertMadeDuringAHandOverWaitsForTheNext: an insert pushed while
+// the drainer hands its list over, or after ristretto applied the rest
+// and before the cut, is neither handed over unseen nor cut: it stays
+// readable from its list, and the next hand-over gives it to ristretto.
+func TestAnInsertMadeDuringAHandOverWaitsForTheNext(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{Stripes: 4096})
-	k := "k"
-	var other string
-	for j := 0; other == ""; j++ {
-		if c := fmt.Sprint("other-", j); tier.pendingSlot(c) == tier.pendingSlot(k) && tier.stripeOf(c) != tier.stripeOf(k) {
-			other = c
+	t.Cleanup(func() { testHooks.beforeHandOver, testHooks.beforeCut = nil, nil })
+	sameSlot := func(k, prefix string) string {
+		for j := 0; ; j++ {
+			if c := fmt.Sprint(prefix, j); tier.pendingSlot(c) == tier.pendingSlot(k) {
+				return c
+			}
 		}
 	}
-	st := func() *stored[int64] { s, _ := tier.newStored(tier.Fence(k), Entry[int64]{}, time.Minute); return s }
-	// Pushed in this order: 3 (k), 7 (other), 5 (k); the list reads 5, 7, 3.
-	tier.setPending(k, st(), 3)
-	tier.setPending(other, st(), 7)
-	tier.setPending(k, st(), 5)
-	tier.drained.Store(6)
-	tier.clearApplied()
-	var seqs []uint64
-	for p := tier.pendingSlot(k).Load(); p != nil; p = p.next.Load() {
-		seqs = append(seqs, p.seq)
+	for _, when := range []string{"during the hand-over", "before the cut"} {
+		k := "k-" + when
+		late := sameSlot(k, "late-"+when+"-")
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		hook := func() { require.True(t, fill(tier, tier.Fence(late), late, 2)) }
+		if when == "before the cut" {
+			testHooks.beforeCut = func() { testHooks.beforeCut = nil; hook() }
+		} else {
+			testHooks.beforeHandOver = func() { testHooks.beforeHandOver = nil; hook() }
+		}
+		tier.Wait()
+		_, inRistretto := tier.cache.Get(k)
+		assert.True(t, inRistretto, "%s: handed over", k)
+		_, inRistretto = tier.cache.Get(late)
+		assert.False(t, inRistretto, "%s: not handed over by the flush it came in", late)
+		e, ok := tier.Get(late)
+		require.True(t, ok, "%s: still served from its list", late)
+		assert.Equal(t, int64(2), e.Value)
+		tier.Wait()
+		_, inRistretto = tier.cache.Get(late)
+		assert.True(t, inRistretto, "%s: handed over by the next flush", late)
+		assert.Nil(t, tier.pendingSlot(late).Load(), "every insert applied: the list is empty")
 	}
-	assert.Equal(t, []uint64{5, 7}, seqs, "7 is not applied: kept, and 3 below it cut")
-	tier.drained.Store(7)
-	tier.clearApplied()
-	assert.Nil(t, tier.pendingSlot(k).Load(), "all applied: the list is empty")
+}
+
+// TestOnlyTheNewestInsertOfAKeyIsHandedOver: of two fills of a key
+// ristretto does not hold, made between two hand-overs, only the second
+// is handed over. (Of two Sets of a key it does not hold yet, ristretto
+// keeps the first and refuses the second, unless it applied the first
+// before the second came, which the second then overwrites: with both
+// handed over, oldest first, readers saw the second value, then the
+// first; newest first, the second value, or a refusal.)
+func TestOnlyTheNewestInsertOfAKeyIsHandedOver(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	for i := range 200 {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		require.True(t, fill(tier, tier.Fence(k), k, 2))
+		e, ok := tier.Get(k)
+		require.True(t, ok)
+		require.Equal(t, int64(2), e.Value, "the newest fill is served")
+	}
+	tier.Wait()
+	for i := range 200 {
+		e, ok := tier.Get(fmt.Sprint("k", i))
+		require.True(t, ok)
+		require.Equal(t, int64(2), e.Value, "ristretto holds the newest fill")
+	}
+	assert.Zero(t, tier.Stats().Rejections, "no Set of an older fill reached ristretto")
+}
+
+// TestADeadInsertIsNotHandedOver: an insert killed, or removed, before its
+// hand-over never reaches ristretto, where it would take memory until
+// evicted.
+func TestADeadInsertIsNotHandedOver(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("killed"), "killed", 1))
+	tier.Kill("killed")
+	require.True(t, fill(tier, tier.Fence("invalidated"), "invalidated", 1))
+	tier.Invalidate("invalidated")
+	tier.Wait()
+	for _, k := range []string{"killed", "invalidated"} {
+		_, inRistretto := tier.cache.Get(k)
+		assert.False(t, inRistretto, k)
+		_, ok := tier.Get(k)
+		assert.False(t, ok, k)
+	}
+}
+
+// TestARemoveRacingItsHandOverIsNotUndone: an Invalidate (or a write's
+// Replace) that comes after the drainer found the insert alive, and
+// before it handed it to ristretto, is not undone by the hand-over: the
+// insert reaches ristretto dead. (Deleting ristretto's copy alone let the
+// insert arrive after the delete: every one of these keys was served.)
+func TestARemoveRacingItsHandOverIsNotUndone(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	t.Cleanup(func() { testHooks.beforeHandOver = nil })
+	for i := range 100 {
+		k := fmt.Sprint("k", i)
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		testHooks.beforeHandOver = func() {
+			testHooks.beforeHandOver = nil
+			if i%2 == 0 {
+				tier.Invalidate(k)
+			} else {
+				// A write's copy refused by its fence: only the removal.
+				require.False(t, tier.Replace(Fence{}, k, Entry[int64]{Value: 2}, 1, time.Minute))
+			}
+		}
+		tier.Wait()
+		_, ok := tier.Get(k)
+		require.False(t, ok, "%s served after the remove its hand-over raced", k)
+	}
 }

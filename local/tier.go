@@ -58,12 +58,7 @@ type tagFence struct {
 type stripe struct {
 	mu  sync.Mutex
 	gen atomic.Uint64
-	// bufferedSeq is the fill sequence number (Tier.fillSeq) of this
-	// stripe's last insert handed to ristretto's buffer; guarded by mu.
-	// Once Tier.drained reaches it, no insert of the stripe can still sit
-	// in the buffer.
-	bufferedSeq uint64
-	_           [64 - 24]byte
+	_   [64 - 16]byte
 }
 
 // Fence is what a fill captured before reading the value it will store.
@@ -108,26 +103,21 @@ type Tier[V any] struct {
 
 	evictions, rejections, dropped, fenced, resets atomic.Uint64
 
-	// Removing a key must not let an insert still in ristretto's buffer
-	// bring it back (remove), which takes a ristretto Wait: a round trip
-	// through its goroutine, on every invalidation and write of a stripe
-	// that had filled since the last one. Inserts are numbered (fillSeq);
-	// a drainer waits for ristretto in the background, at most once per
-	// drainDelay while fills come, and records in drained the number
-	// every insert up to which is applied. A remove waits only for an
-	// insert newer than that.
-	fillSeq, drained atomic.Uint64
-	// pending holds recent inserts until the drainer sees them applied,
-	// so that they are readable meanwhile (pending.go).
+	// Fills do not call ristretto: they go into the pending lists, where
+	// Get finds them at once, and the drainer hands them to ristretto, at
+	// most once per drainDelay while fills come, and cuts them off the
+	// lists once ristretto has applied them (pending.go). flushMu
+	// serialises the hand-overs (the drainer's, Wait's) and Close.
 	pending   []atomic.Pointer[pendingInsert[V]]
+	flushMu   sync.Mutex
 	drainKick chan struct{}
 	drainStop chan struct{}
 	drainDone chan struct{}
 	stopDrain sync.Once
-	syncWaits atomic.Uint64 // removes that had to wait, for tests
 }
 
-// drainDelay is how long the drainer lets fills gather behind one wait.
+// drainDelay is how long the drainer lets fills gather before it hands
+// them over.
 var drainDelay = time.Millisecond
 
 // New builds a Tier. Close it to stop ristretto's goroutines.
@@ -165,37 +155,25 @@ func New[V any](opts Options) (*Tier[V], error) {
 	return t, nil
 }
 
-// drain waits for ristretto to apply the buffered inserts, drainDelay after
-// a fill, and cuts the applied ones off the pending lists, until Close.
+// drain hands the pending inserts to ristretto, drainDelay after a fill,
+// until Close. One timer serves every round.
 func (t *Tier[V]) drain(delay time.Duration) {
 	defer close(t.drainDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-t.drainStop:
 			return
 		case <-t.drainKick:
 		}
+		timer.Reset(delay)
 		select {
 		case <-t.drainStop:
 			return
-		case <-time.After(delay):
+		case <-timer.C:
 		}
-		t.waitApplied()
-		t.clearApplied()
-	}
-}
-
-// waitApplied waits until every insert handed to ristretto so far is
-// applied, and records it. ristretto applies its buffer in order, and a
-// fill takes its number after its insert is in the buffer.
-func (t *Tier[V]) waitApplied() {
-	seq := t.fillSeq.Load()
-	t.cache.Wait()
-	for {
-		d := t.drained.Load()
-		if d >= seq || t.drained.CompareAndSwap(d, seq) {
-			return
-		}
+		t.flush()
 	}
 }
 
@@ -227,10 +205,14 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	s, ok := t.cache.Get(key)
-	if !ok {
-		s, ok = t.pendingGet(key)
+	now := t.now()
+	if !ok || now >= s.expires.Load() {
+		// Not in ristretto yet, or a copy a newer fill may stand for.
+		if s, ok = t.pendingGet(key); !ok || now >= s.expires.Load() {
+			return nil, false
+		}
 	}
-	if !ok || s.epoch != t.epoch.Load() || t.now() >= s.expires.Load() || (s.tags != nil && t.tagged(s.tags)) {
+	if s.epoch != t.epoch.Load() || (s.tags != nil && t.tagged(s.tags)) {
 		return nil, false
 	}
 	return &s.Entry, true
@@ -322,8 +304,8 @@ func (t *Tier[V]) Holds(key string, f Fence) bool {
 // the key's stripe and no Flush happened since f was taken. size is the
 // heap e.Value takes beyond the entry itself (for a string or a slice, its
 // bytes); the tier charges it plus EntryOverhead, and at least
-// MaxCost/MaxEntries. It reports whether the insert was handed to
-// ristretto (which may still refuse it).
+// MaxCost/MaxEntries. It reports whether the insert was made (ristretto
+// may still drop or refuse it when it is handed over).
 func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
 	s := t.stripeOf(key)
 	s.mu.Lock()
@@ -356,7 +338,7 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 		s.gen.Add(1)
 	}
 	ok := bumped && t.epoch.Load() == f.epoch
-	t.remove(s, key)
+	t.remove(key)
 	if !ok {
 		t.fenced.Add(1)
 		return false
@@ -371,15 +353,10 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 		return false
 	}
 	st, deadline := t.newStored(f, e, ttl)
-	if !t.cache.Set(key, st, t.charge(size)) {
-		t.dropped.Add(1)
-		return false
-	}
 	if testHooks.beforeSlot != nil {
 		testHooks.beforeSlot()
 	}
-	s.bufferedSeq = t.fillSeq.Add(1)
-	t.setPending(key, st, s.bufferedSeq)
+	t.setPending(key, st, t.charge(size))
 	if testHooks.beforeBirth != nil {
 		testHooks.beforeBirth()
 	}
@@ -400,18 +377,15 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	return true
 }
 
-// remove deletes key under s.mu so that no older insert can show it again.
-// ristretto's Del empties the store at once and queues a delete behind any
-// buffered insert, but that insert is still applied (and readable) for a
-// moment before the queued delete. Draining the buffer first closes the
-// window; it is needed only when this stripe has inserted since the last
-// drain, its own or the drainer's. Either way drained is then past every
-// insert of the stripe, so the pending lists' copies of key are refused.
-func (t *Tier[V]) remove(s *stripe, key string) {
-	if s.bufferedSeq > t.drained.Load() {
-		t.syncWaits.Add(1)
-		t.waitApplied()
-	}
+// remove deletes key under s.mu so that no older insert can show it
+// again: the inserts in its pending list are killed first (one the
+// drainer hands over later is dead in ristretto too), then ristretto's
+// copy is deleted. ristretto's Del empties its store at once and queues
+// the delete behind any insert in its buffer, which is then applied for a
+// moment before the delete: that insert was handed over from the list,
+// killed there, so it is never served. Nothing waits for ristretto.
+func (t *Tier[V]) remove(key string) {
+	t.killPending(key)
 	t.cache.Del(key)
 }
 
@@ -420,8 +394,8 @@ func (t *Tier[V]) remove(s *stripe, key string) {
 // must not block (one reading invalidations off a connection) can stop
 // them being served ahead of Invalidate. It also moves the keys' stripes
 // on, so fences taken before fail Holds (and fills) from now. It frees
-// nothing: Invalidate must follow. Inserts still in ristretto's buffer are
-// killed in the pending lists (pending.go), and a copy a fill makes
+// nothing: Invalidate must follow. Inserts not yet applied by ristretto
+// are killed in the pending lists (pending.go), and a copy a fill makes
 // meanwhile (one that checked its fence first) is never given its
 // deadline (set).
 func (t *Tier[V]) Kill(keys ...string) {
@@ -429,7 +403,7 @@ func (t *Tier[V]) Kill(keys ...string) {
 		t.stripeOf(k).gen.Add(1)
 		// The pending list first: an insert cut off it (once applied)
 		// before this walk reached it is in ristretto's map by the next
-		// look, or was refused and the copy ristretto kept is there.
+		// look, or was refused or dropped.
 		t.killPending(k)
 		if testHooks.betweenKillLooks != nil {
 			testHooks.betweenKillLooks()
@@ -445,7 +419,7 @@ func (t *Tier[V]) Kill(keys ...string) {
 // are shared by every Tier: a test that sets one must not run in
 // parallel with another that fills or kills.
 var testHooks struct {
-	betweenKillLooks, beforeSlot, beforeBirth func()
+	betweenKillLooks, beforeSlot, beforeBirth, beforeHandOver, beforeCut func()
 }
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
@@ -456,7 +430,7 @@ func (t *Tier[V]) Invalidate(keys ...string) {
 		s.mu.Lock()
 		s.gen.Add(1)
 		if !t.closed.Load() {
-			t.remove(s, k)
+			t.remove(k)
 		}
 		s.mu.Unlock()
 	}
@@ -477,17 +451,10 @@ func (t *Tier[V]) Cost() int64 { return t.cache.MaxCost() - t.cache.RemainingCos
 // Epoch is the current epoch, for tests and diagnostics.
 func (t *Tier[V]) currentEpoch() uint64 { return t.epoch.Load() }
 
-// Wait blocks until every insert handed to ristretto so far is applied.
-// Tests use it; production code never needs it.
-func (t *Tier[V]) Wait() {
-	s := &t.stripes[0]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.closed.Load() {
-		t.waitApplied()
-		t.clearApplied()
-	}
-}
+// Wait hands every insert made so far to ristretto and blocks until
+// ristretto has applied them: a batch fill (a warm-up) calls it so that
+// what it filled is counted in ristretto's cost when it returns.
+func (t *Tier[V]) Wait() { t.flush() }
 
 // Stats returns the counters.
 func (t *Tier[V]) Stats() Stats {
@@ -502,14 +469,18 @@ func (t *Tier[V]) Stats() Stats {
 
 // Close stops ristretto's goroutines. Afterwards Get misses and fills are
 // refused. Close is idempotent and safe with concurrent calls: ristretto's
-// own Close is not safe with concurrent inserts, so it runs with every
-// stripe lock held (every insert and delete happens under one).
+// own Close is not safe with concurrent calls, so it runs with every
+// stripe lock held (every delete happens under one) and no hand-over
+// running (every insert is one).
 func (t *Tier[V]) Close() {
-	// The drainer calls ristretto without a stripe lock: it ends first.
+	// Hand-overs call ristretto without a stripe lock: the drainer ends
+	// first, and a Wait's hand-over before ristretto closes.
 	t.stopDrain.Do(func() {
 		close(t.drainStop)
 		<-t.drainDone
 	})
+	t.flushMu.Lock()
+	defer t.flushMu.Unlock()
 	for i := range t.stripes {
 		t.stripes[i].mu.Lock()
 	}

@@ -299,14 +299,12 @@ func TestRaceFillsAndInvalidations(t *testing.T) {
 	raceFillsAndInvalidations(t, newTier(t, Options{Stripes: 16})) // few stripes: more collisions
 }
 
-// The same with the drainer waiting on ristretto as soon as it can, so
-// that most removes skip their own wait and rely on its record.
+// The same with the drainer handing inserts over as soon as it can, so
+// that hand-overs race the fills and the invalidations.
 func TestRaceFillsAndInvalidationsWhileTheDrainerRuns(t *testing.T) {
 	defer func(d time.Duration) { drainDelay = d }(drainDelay)
 	drainDelay = 0
-	tier := newTier(t, Options{Stripes: 16})
-	raceFillsAndInvalidations(t, tier)
-	assert.Less(t, tier.syncWaits.Load(), tier.fillSeq.Load(), "some removes relied on the drainer")
+	raceFillsAndInvalidations(t, newTier(t, Options{Stripes: 16}))
 }
 
 func raceFillsAndInvalidations(t *testing.T, tier *Tier[int64]) {
@@ -444,33 +442,16 @@ func TestInvalidateTags(t *testing.T) {
 	assert.True(t, ok)
 }
 
-// A remove waits for ristretto only while an insert of its stripe may
-// still be in the buffer: once the inserts are known applied, it does not.
-func TestRemoveWaitsOnlyForInsertsStillBuffered(t *testing.T) {
-	defer func(d time.Duration) { drainDelay = d }(drainDelay)
-	drainDelay = time.Hour // no drainer: only the test's Waits drain
-	tier := newTier(t, Options{})
-	require.True(t, fill(tier, tier.Fence("a"), "a", 1))
-	tier.Invalidate("a")
-	assert.Equal(t, uint64(1), tier.syncWaits.Load(), "the insert may be buffered: wait")
-	require.True(t, fill(tier, tier.Fence("b"), "b", 1))
-	tier.Wait()
-	tier.Invalidate("b")
-	assert.Equal(t, uint64(1), tier.syncWaits.Load(), "applied: no wait")
-	tier.Wait()
-	for _, k := range []string{"a", "b"} {
-		_, ok := tier.Get(k)
-		assert.False(t, ok, k)
-	}
-}
-
-// The drainer records applied inserts by itself, a moment after fills.
-func TestTheDrainerRecordsAppliedInserts(t *testing.T) {
+// The drainer hands inserts to ristretto by itself, a moment after fills,
+// and empties their lists once ristretto has applied them.
+func TestTheDrainerHandsInsertsOver(t *testing.T) {
 	tier := newTier(t, Options{})
 	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
-	require.Eventually(t, func() bool { return tier.drained.Load() >= tier.fillSeq.Load() }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, inRistretto := tier.cache.Get("k")
+		return inRistretto && tier.pendingSlot("k").Load() == nil
+	}, 5*time.Second, time.Millisecond)
 	tier.Invalidate("k")
-	assert.Zero(t, tier.syncWaits.Load())
 	_, ok := tier.Get("k")
 	assert.False(t, ok)
 }

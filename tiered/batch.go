@@ -21,8 +21,9 @@ const maxConcurrentWaits = 16
 // GetMany returns the values of keys that either tier holds: the local tier
 // first, then one MGET (split by slot on a Cluster client) for the rest.
 // Keys neither tier holds, or tombstoned, are absent from the result.
-// What it read from Redis is in the local tier when it returns (it waits
-// for the local tier's buffered inserts), so a preload's reads hit at once.
+// What it read from Redis is in the local tier when it returns, and in
+// ristretto (it waits for the local tier's hand-over), so a preload's reads
+// hit at once and its growth is in the tier's cost.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
 	out, missing, fences, err := c.localPass(keys)
 	if err != nil || len(missing) == 0 {
