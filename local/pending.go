@@ -110,24 +110,31 @@ func (t *Tier[V]) clearPending() {
 
 // flush hands every waiting insert to ristretto, waits until ristretto has
 // applied them, and cuts them off the lists. Only a key's newest insert is
-// handed over: ristretto would keep the first of two Sets of a key it does
-// not hold yet and drop the second. Inserts made meanwhile wait for the
-// next flush.
+// handed over (ristretto would keep the first of two Sets of a key it does
+// not hold yet and refuse the second), and none that can no longer be
+// served. Inserts made meanwhile wait for the next flush.
 func (t *Tier[V]) flush() {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
 	if t.closed.Load() {
 		return
 	}
-	any := false
+	now := t.now()
+	var seen seenKeys
+	looked, handedOver := false, false
 	for i := range t.pending {
 		head := t.pending[i].Load()
+		if head == nil {
+			continue
+		}
+		seen.reset()
 		for p := head; p != nil; p = p.next.Load() {
+			newest := seen.add(p.hash, p.key)
 			if p.state.Load() != waiting {
 				continue
 			}
-			any = true
-			if p.st.expires.Load() == killed || supersedes(head, p) {
+			looked = true
+			if !newest || t.deadInsert(p.st, now) {
 				p.state.Store(applied)
 				continue
 			}
@@ -136,14 +143,21 @@ func (t *Tier[V]) flush() {
 			}
 			if !t.cache.Set(p.key, p.st, p.cost) {
 				t.dropped.Add(1)
+			} else if p.st.expires.Load() == killed {
+				// Removed while being handed over: its Del may have come
+				// first, and a dead copy would hold cost until evicted.
+				t.cache.Del(p.key)
 			}
 			p.state.Store(handed)
+			handedOver = true
 		}
 	}
-	if !any {
+	if handedOver {
+		t.cache.Wait()
+	}
+	if !looked {
 		return
 	}
-	t.cache.Wait()
 	if testHooks.beforeCut != nil {
 		testHooks.beforeCut()
 	}
@@ -152,15 +166,51 @@ func (t *Tier[V]) flush() {
 	}
 }
 
-// supersedes reports whether the list from head holds an insert of p's
-// key newer than p (ahead of it).
-func supersedes[V any](head, p *pendingInsert[V]) bool {
-	for q := head; q != p; q = q.next.Load() {
-		if q.hash == p.hash && q.key == p.key {
-			return true
+// deadInsert reports whether st can never be served: killed, expired, of
+// an earlier epoch, or of an invalidated tag. (An unborn insert may yet be
+// given its deadline.)
+func (t *Tier[V]) deadInsert(st *stored[V], now int64) bool {
+	e := st.expires.Load()
+	return e == killed || e != unborn && now >= e || st.epoch != t.epoch.Load() || st.tags != nil && t.tagged(st.tags)
+}
+
+// seenKeys are the keys a walk of one list has met, newest first: a few
+// compared in place, more in a map, so that a long list (a drainer that
+// fell behind) costs a walk, not a walk per insert.
+type seenKeys struct {
+	n   int
+	few [8]struct {
+		hash uint64
+		key  string
+	}
+	more map[string]struct{}
+}
+
+func (s *seenKeys) reset() {
+	s.n = 0
+	s.more = nil
+}
+
+// add records key and reports whether it was not met before.
+func (s *seenKeys) add(hash uint64, key string) bool {
+	for i := range s.n {
+		if s.few[i].hash == hash && s.few[i].key == key {
+			return false
 		}
 	}
-	return false
+	if s.n < len(s.few) {
+		s.few[s.n].hash, s.few[s.n].key = hash, key
+		s.n++
+		return true
+	}
+	if _, ok := s.more[key]; ok {
+		return false
+	}
+	if s.more == nil {
+		s.more = make(map[string]struct{})
+	}
+	s.more[key] = struct{}{}
+	return true
 }
 
 // cutApplied marks the handed-over inserts of a list applied (ristretto

@@ -11,7 +11,7 @@ import (
 
 // noDrainer keeps the drainer from handing inserts to ristretto for the
 // test's length: only the test's Waits do.
-func noDrainer(t *testing.T) {
+func noDrainer(t testing.TB) {
 	d := drainDelay
 	t.Cleanup(func() { drainDelay = d })
 	drainDelay = time.Hour
@@ -315,23 +315,42 @@ func TestOnlyTheNewestInsertOfAKeyIsHandedOver(t *testing.T) {
 	assert.Zero(t, tier.Stats().Rejections, "no Set of an older fill reached ristretto")
 }
 
-// TestADeadInsertIsNotHandedOver: an insert killed, or removed, before its
-// hand-over never reaches ristretto, where it would take memory until
-// evicted.
+// TestADeadInsertIsNotHandedOver: an insert that can no longer be served
+// (killed, removed, left unborn by a Kill that raced its fill, of an
+// earlier epoch, of an invalidated tag, expired) never reaches ristretto,
+// where it would take memory until evicted.
 func TestADeadInsertIsNotHandedOver(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
+	t.Cleanup(func() { testHooks.beforeSlot = nil })
 	require.True(t, fill(tier, tier.Fence("killed"), "killed", 1))
 	tier.Kill("killed")
 	require.True(t, fill(tier, tier.Fence("invalidated"), "invalidated", 1))
 	tier.Invalidate("invalidated")
+	testHooks.beforeSlot = func() { testHooks.beforeSlot = nil; tier.Kill("unborn") }
+	require.True(t, fill(tier, tier.Fence("unborn"), "unborn", 1))
+	require.True(t, tier.Fill(tier.Fence("tagged"), "tagged", Entry[int64]{Value: 1, Tags: []string{"t"}}, 1, time.Minute))
+	tier.InvalidateTags("t")
+	require.True(t, tier.Fill(tier.Fence("expired"), "expired", Entry[int64]{Value: 1}, 1, time.Nanosecond))
+	require.True(t, fill(tier, tier.Fence("alive"), "alive", 1))
 	tier.Wait()
-	for _, k := range []string{"killed", "invalidated"} {
-		_, inRistretto := tier.cache.Get(k)
-		assert.False(t, inRistretto, k)
-		_, ok := tier.Get(k)
-		assert.False(t, ok, k)
+	notHanded := func(keys ...string) {
+		t.Helper()
+		for _, k := range keys {
+			_, inRistretto := tier.cache.Get(k)
+			assert.False(t, inRistretto, k)
+			_, ok := tier.Get(k)
+			assert.False(t, ok, k)
+		}
 	}
+	notHanded("killed", "invalidated", "unborn", "tagged", "expired")
+	_, inRistretto := tier.cache.Get("alive")
+	assert.True(t, inRistretto, "alive: handed over in the same flush")
+	// Last: a Reset makes every insert before it dead.
+	require.True(t, fill(tier, tier.Fence("reset"), "reset", 1))
+	tier.Reset()
+	tier.Wait()
+	notHanded("reset")
 }
 
 // TestARemoveRacingItsHandOverIsNotUndone: an Invalidate (or a write's
@@ -358,5 +377,71 @@ func TestARemoveRacingItsHandOverIsNotUndone(t *testing.T) {
 		tier.Wait()
 		_, ok := tier.Get(k)
 		require.False(t, ok, "%s served after the remove its hand-over raced", k)
+		_, inRistretto := tier.cache.Get(k)
+		require.False(t, inRistretto, "%s: a dead copy left in ristretto, holding cost", k)
+	}
+}
+
+// TestARefillIsServedAtOnceOverACopyRistrettoHolds: a fill of a key
+// ristretto holds is served from its list at once, not after its
+// hand-over, whether ristretto's copy was live (a refresh, a warm-up), of
+// an earlier epoch or of an invalidated tag.
+func TestARefillIsServedAtOnceOverACopyRistrettoHolds(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	put := func(k string, v int64, tags ...string) {
+		require.True(t, tier.Fill(tier.Fence(k), k, Entry[int64]{Value: v, Tags: tags}, 1, time.Minute))
+	}
+	put("reset", 1)
+	put("tagged", 1, "t")
+	tier.Wait()
+	tier.Reset()
+	tier.InvalidateTags("t")
+	put("live", 1)
+	tier.Wait()
+	for _, k := range []string{"live", "reset", "tagged"} {
+		put(k, 2, "t")
+		e, ok := tier.Get(k)
+		require.True(t, ok, "%s: refilled, served at once", k)
+		assert.Equal(t, int64(2), e.Value, k)
+	}
+	tier.Wait()
+	for _, k := range []string{"live", "reset", "tagged"} {
+		e, ok := tier.Get(k)
+		require.True(t, ok, k)
+		assert.Equal(t, int64(2), e.Value, "%s: handed over", k)
+	}
+}
+
+// BenchmarkHandOver is a hand-over's cost per insert, of a few inserts and
+// of many (a drainer that fell behind, a warm-up's batch), with a second
+// fill of every tenth key: the cost per insert should not grow with the
+// number pending.
+func BenchmarkHandOver(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			noDrainer(b)
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = fmt.Sprint("key-", i)
+			}
+			for b.Loop() {
+				b.StopTimer()
+				tier, err := New[int64](Options{MaxCost: 1 << 30}) // every insert a new key
+				require.NoError(b, err)
+				for i, k := range keys {
+					fill(tier, tier.Fence(k), k, 1)
+					if i%10 == 0 {
+						fill(tier, tier.Fence(k), k, 2)
+					}
+				}
+				b.StartTimer()
+				tier.Wait()
+				b.StopTimer()
+				tier.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/insert")
+		})
 	}
 }

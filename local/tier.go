@@ -204,18 +204,22 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // cannot be reached while a Hold is on, where the held copy is the only
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
-	s, ok := t.cache.Get(key)
 	now := t.now()
-	if !ok || now >= s.expires.Load() {
-		// Not in ristretto yet, or a copy a newer fill may stand for.
-		if s, ok = t.pendingGet(key); !ok || now >= s.expires.Load() {
-			return nil, false
-		}
+	if s, ok := t.cache.Get(key); ok && t.live(s, now) {
+		return &s.Entry, true
 	}
-	if s.epoch != t.epoch.Load() || (s.tags != nil && t.tagged(s.tags)) {
-		return nil, false
+	// Not in ristretto yet, or ristretto's copy is one a newer fill
+	// stands for (a fill kills the copy it replaces).
+	if s, ok := t.pendingGet(key); ok && t.live(s, now) {
+		return &s.Entry, true
 	}
-	return &s.Entry, true
+	return nil, false
+}
+
+// live reports whether s may be served at now: unexpired, unkilled,
+// filled in the current epoch, none of its tags invalidated since.
+func (t *Tier[V]) live(s *stored[V], now int64) bool {
+	return now < s.expires.Load() && s.epoch == t.epoch.Load() && (s.tags == nil || !t.tagged(s.tags))
 }
 
 // tagged reports whether a tag of an entry was invalidated after its fence.
@@ -364,11 +368,20 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	// check may have looked for the key before this copy was to be found
 	// (in its pending list, or in ristretto's map). So the copy is
 	// inserted unborn, and given its deadline only if the stripe has not
-	// moved: if it has, it stays unborn; if not, Kill, which moves the
-	// stripe on before it looks, finds it in its list or, applied by then,
-	// in ristretto's map, and kills it, before or after this.
+	// moved: if it has, it is killed instead (and not handed over); if
+	// not, Kill, which moves the stripe on before it looks, finds it in
+	// its list or, handed over by then, in ristretto's map, and kills it,
+	// before or after this.
 	if s.gen.Load() == gen {
 		st.expires.CompareAndSwap(unborn, deadline)
+	} else {
+		st.expires.CompareAndSwap(unborn, killed)
+	}
+	// A copy ristretto holds is older than this insert (a key's inserts
+	// are made in order, under s.mu): killing it lets Get find this one
+	// in its list until the hand-over replaces it.
+	if old, ok := t.cache.Get(key); ok && old != st {
+		old.expires.Store(killed)
 	}
 	select {
 	case t.drainKick <- struct{}{}:
