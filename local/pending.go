@@ -11,7 +11,8 @@ import (
 // a thread wake-up (a sixth of a miss answered by Redis, measured). So a
 // fill puts its insert in a list, newest first, in one of pendingSlots
 // slots (by the key's hash), where a Get that ristretto missed, or found
-// only a dead copy of, finds the key's newest at once; and the drainer
+// only a copy it cannot serve of (a fill kills the copy it replaces),
+// finds the key's newest at once; and the drainer
 // hands the inserts to ristretto, a key's newest only, at most once per
 // drainDelay while fills come, waits until ristretto has applied them and
 // cuts them off the lists. From then on ristretto's answer is the only
@@ -26,7 +27,8 @@ import (
 // map or was refused or dropped); remove (Invalidate, Replace) kills them
 // too before it deletes ristretto's copy, so that one handed over later is
 // dead there as well; and the epoch, expiry and tag checks of
-// GetDespiteHold apply to them alike. A dead insert is not handed over.
+// GetDespiteHold apply to them alike. An insert that can no longer be
+// served is not handed over.
 // The lists hold what was filled since the last hand-over and what
 // ristretto has not yet applied of it (an insert ristretto refuses or
 // drops is outside MaxCost for that long): under a flood of fills, a
