@@ -34,8 +34,9 @@
 // into a list where Get finds it at once, and a drainer hands the lists'
 // inserts to ristretto (a key's newest only) at most a millisecond after
 // fills, waits until ristretto has applied them and cuts them off
-// (pending.go). A fill of a key ristretto holds kills ristretto's copy,
-// which is older, so Get serves the new one from the list at once. Kill,
+// (pending.go). A Refill (a refresh of a copy still served) kills
+// ristretto's copy, which is older, so Get serves the new one from the
+// list at once. Kill,
 // Invalidate, Reset, expiry and tags reach the lists as they reach
 // ristretto's copies, and an insert that can no longer be served is not
 // handed over.

@@ -11,7 +11,7 @@ import (
 // a thread wake-up (a sixth of a miss answered by Redis, measured). So a
 // fill puts its insert in a list, newest first, in one of pendingSlots
 // slots (by the key's hash), where a Get that ristretto missed, or found
-// only a copy it cannot serve of (a fill kills the copy it replaces),
+// only a copy it cannot serve of (Refill kills the copy it replaces),
 // finds the key's newest at once; and the drainer
 // hands the inserts to ristretto, a key's newest only, at most once per
 // drainDelay while fills come, waits until ristretto has applied them and

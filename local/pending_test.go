@@ -384,32 +384,39 @@ func TestARemoveRacingItsHandOverIsNotUndone(t *testing.T) {
 
 // TestARefillIsServedAtOnceOverACopyRistrettoHolds: a fill of a key
 // ristretto holds is served from its list at once, not after its
-// hand-over, whether ristretto's copy was live (a refresh, a warm-up), of
-// an earlier epoch or of an invalidated tag.
+// hand-over: a Refill over a live copy (a refresh), a Fill over a copy of
+// an earlier epoch or of an invalidated tag. A Fill over a live copy (one
+// that came in since the miss) leaves it served until the hand-over.
 func TestARefillIsServedAtOnceOverACopyRistrettoHolds(t *testing.T) {
 	noDrainer(t)
 	tier := newTier(t, Options{})
-	put := func(k string, v int64, tags ...string) {
-		require.True(t, tier.Fill(tier.Fence(k), k, Entry[int64]{Value: v, Tags: tags}, 1, time.Minute))
-	}
-	put("reset", 1)
-	put("tagged", 1, "t")
+	entry := func(v int64, tags ...string) Entry[int64] { return Entry[int64]{Value: v, Tags: tags} }
+	require.True(t, tier.Fill(tier.Fence("reset"), "reset", entry(1), 1, time.Minute))
+	require.True(t, tier.Fill(tier.Fence("tagged"), "tagged", entry(1, "t"), 1, time.Minute))
 	tier.Wait()
 	tier.Reset()
 	tier.InvalidateTags("t")
-	put("live", 1)
-	tier.Wait()
-	for _, k := range []string{"live", "reset", "tagged"} {
-		put(k, 2, "t")
-		e, ok := tier.Get(k)
-		require.True(t, ok, "%s: refilled, served at once", k)
-		assert.Equal(t, int64(2), e.Value, k)
+	for _, k := range []string{"refreshed", "raced"} {
+		require.True(t, tier.Fill(tier.Fence(k), k, entry(1), 1, time.Minute))
 	}
 	tier.Wait()
-	for _, k := range []string{"live", "reset", "tagged"} {
+	served := func(k string, want int64) {
+		t.Helper()
 		e, ok := tier.Get(k)
 		require.True(t, ok, k)
-		assert.Equal(t, int64(2), e.Value, "%s: handed over", k)
+		assert.Equal(t, want, e.Value, k)
+	}
+	for _, k := range []string{"reset", "tagged", "raced"} {
+		require.True(t, tier.Fill(tier.Fence(k), k, entry(2, "t"), 1, time.Minute))
+	}
+	require.True(t, tier.Refill(tier.Fence("refreshed"), "refreshed", entry(2), 1, time.Minute))
+	served("reset", 2)
+	served("tagged", 2)
+	served("refreshed", 2)
+	served("raced", 1)
+	tier.Wait()
+	for _, k := range []string{"reset", "tagged", "refreshed", "raced"} {
+		served(k, 2)
 	}
 }
 

@@ -209,7 +209,7 @@ func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 		return &s.Entry, true
 	}
 	// Not in ristretto yet, or ristretto's copy is one a newer fill
-	// stands for (a fill kills the copy it replaces).
+	// stands for (Refill kills the copy it replaces).
 	if s, ok := t.pendingGet(key); ok && t.live(s, now) {
 		return &s.Entry, true
 	}
@@ -310,7 +310,25 @@ func (t *Tier[V]) Holds(key string, f Fence) bool {
 // bytes); the tier charges it plus EntryOverhead, and at least
 // MaxCost/MaxEntries. It reports whether the insert was made (ristretto
 // may still drop or refuse it when it is handed over).
+//
+// Fill is for a key Get missed: ristretto's copy, if it holds one that
+// came in since, is served until the insert is handed over, within
+// drainDelay or at the next Wait. For a key whose copy is served (a
+// refresh), Refill serves the new value at once.
 func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
+	return t.fill(f, key, e, size, ttl, false)
+}
+
+// Refill is Fill for a key whose copy ristretto may hold and serve (a
+// refresh ahead of expiry): it also kills that copy, which is older, so
+// that Get serves the new value from its pending list at once. (Fill
+// spares the look-up, a cache miss or two in ristretto's map on a large
+// tier.)
+func (t *Tier[V]) Refill(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
+	return t.fill(f, key, e, size, ttl, true)
+}
+
+func (t *Tier[V]) fill(f Fence, key string, e Entry[V], size int64, ttl time.Duration, overHeld bool) bool {
 	s := t.stripeOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,7 +339,7 @@ func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Dur
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, f, f.gen, e, size, ttl)
+	return t.set(s, key, f, f.gen, e, size, ttl, overHeld)
 }
 
 // Replace is Fill for the replica's own write: it invalidates the key (so
@@ -347,12 +365,13 @@ func (t *Tier[V]) Replace(f Fence, key string, e Entry[V], size int64, ttl time.
 		t.fenced.Add(1)
 		return false
 	}
-	return t.set(s, key, f, f.gen+1, e, size, ttl)
+	return t.set(s, key, f, f.gen+1, e, size, ttl, false) // removed: nothing held
 }
 
 // set inserts under s.mu. gen is the stripe generation the copy is valid
-// under: Fill's fence's, or the one Replace stepped to.
-func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], size int64, ttl time.Duration) bool {
+// under: Fill's fence's, or the one Replace stepped to. overHeld kills
+// the copy ristretto holds (Refill).
+func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], size int64, ttl time.Duration, overHeld bool) bool {
 	if ttl <= 0 {
 		return false
 	}
@@ -380,8 +399,10 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	// A copy ristretto holds is older than this insert (a key's inserts
 	// are made in order, under s.mu): killing it lets Get find this one
 	// in its list until the hand-over replaces it.
-	if old, ok := t.cache.Get(key); ok && old != st {
-		old.expires.Store(killed)
+	if overHeld {
+		if old, ok := t.cache.Get(key); ok {
+			old.expires.Store(killed)
+		}
 	}
 	select {
 	case t.drainKick <- struct{}{}:

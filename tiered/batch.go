@@ -328,7 +328,7 @@ func (c *Cache[V]) loadManyAndFill(ctx context.Context, keys []string, fences ma
 		case !stored[i]:
 			c.stats.fillsVoided.Add(1)
 		default:
-			c.fillLocal(fences[it.Key], it.Key, values[i], it.Envelope, cost(it.Envelope.Payload), false)
+			c.fillLocal(fences[it.Key], it.Key, values[i], it.Envelope, cost(it.Envelope.Payload), afterMiss)
 		}
 	}
 	return nil
@@ -398,7 +398,7 @@ func (c *Cache[V]) loadManyLocal(ctx context.Context, keys []string, fences map[
 		if payload, err := c.opts.Codec.Marshal(v); err == nil {
 			env := c.envelope(payload, 0, co.freshFor, c.valueTTL(ttls.of(k), co))
 			env.Tags = localTags(co.tags)
-			c.fillLocal(fences[k], k, v, &env, cost(payload), false)
+			c.fillLocal(fences[k], k, v, &env, cost(payload), afterMiss)
 		}
 	}
 	return nil

@@ -28,7 +28,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, toke
 		c.stats.fillsVoided.Add(1)
 		return
 	}
-	c.fillLocal(fence, key, v, env, cost(payload), false)
+	c.fillLocal(fence, key, v, env, cost(payload), afterMiss)
 }
 
 // tooLarge counts (and logs) a loaded value served uncached because its
@@ -47,7 +47,7 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 	c.waiting.wake(key)
 	if err == nil && stored {
 		var zero V
-		c.fillLocal(fence, key, zero, &env, 0, false)
+		c.fillLocal(fence, key, zero, &env, 0, afterMiss)
 	}
 }
 

@@ -85,10 +85,19 @@ func (f freshness) from(s stamps, expiry int64) int64 {
 	return max(from, 1)
 }
 
+// fillKind says what a local fill replaces.
+type fillKind uint8
+
+const (
+	afterMiss fillKind = iota // a key the local tier did not serve: Fill
+	overHeld                  // a refresh of a copy still served: Refill
+	ownWrite                  // the replica's own write: Replace
+)
+
 // fillLocal stores a value read or written with envelope env. Its local TTL
 // never outlives the Redis copy, and it records when hits must start
 // considering a refresh.
-func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Envelope, payloadCost int64, replace bool) {
+func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Envelope, payloadCost int64, kind fillKind) {
 	now := time.Now().UnixNano()
 	ttl := c.jitter(c.opts.LocalTTL)
 	if env.ExpiresAt != 0 {
@@ -99,11 +108,14 @@ func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Env
 	if !env.Negative {
 		e.RefreshFrom = c.fresh.from(envelopeStamps(env), now+int64(ttl))
 	}
-	if replace {
+	switch kind {
+	case ownWrite:
 		c.local.Replace(fence, key, e, payloadCost, ttl)
-		return
+	case overHeld:
+		c.local.Refill(fence, key, e, payloadCost, ttl)
+	default:
+		c.local.Fill(fence, key, e, payloadCost, ttl)
 	}
-	c.local.Fill(fence, key, e, payloadCost, ttl)
 }
 
 func envelopeStamps(e *remote.Envelope) stamps {

@@ -175,7 +175,7 @@ func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.F
 // fromRemote serves a value found in Redis: fills the local tier, and
 // starts a background refresh when the value is stale or XFetch says so.
 func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelope, v V, load func(context.Context) (V, error)) (V, error) {
-	c.fillLocal(fence, key, v, env, cost(env.Payload), false)
+	c.fillLocal(fence, key, v, env, cost(env.Payload), afterMiss)
 	if env.Negative {
 		var zero V
 		return zero, ErrNotFound
@@ -255,7 +255,7 @@ func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fe
 	}
 	env := c.envelope(payload, took, co.freshFor, c.valueTTL(ttl, co))
 	env.Tags = localTags(co.tags)
-	c.fillLocal(fence, key, v, &env, cost(payload), false)
+	c.fillLocal(fence, key, v, &env, cost(payload), afterMiss)
 	return v, nil
 }
 
@@ -320,7 +320,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 			if env.ExpiresAt != seen {
 				c.remote.Release(ctx, key, token, 0, remote.Publication{})
 				if v, err := c.decodeEnvelope(&env); err == nil {
-					c.fillLocal(fence, key, v, &env, cost(env.Payload), false)
+					c.fillLocal(fence, key, v, &env, cost(env.Payload), overHeld)
 				}
 				return
 			}
@@ -356,7 +356,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 		stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env), Publication: c.keysPublication(key), Always: true})
 		if err == nil && stored {
 			c.stats.refreshes.Add(1)
-			c.fillLocal(fence, key, v, &env, cost(payload), false)
+			c.fillLocal(fence, key, v, &env, cost(payload), overHeld)
 		}
 	}()
 }

@@ -105,7 +105,7 @@ func (c *Cache[V]) write(ctx context.Context, key string, v V, opts []CallOption
 		return fmt.Errorf("%w: set: %w", ErrRemote, err)
 	}
 	c.stats.published.Add(1)
-	c.fillLocal(fence, key, own, &env, cost(payload), true)
+	c.fillLocal(fence, key, own, &env, cost(payload), ownWrite)
 	return nil
 }
 
