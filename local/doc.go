@@ -48,10 +48,11 @@
 //
 // # What may be dropped
 //
-// ristretto may refuse or drop any insert it is handed (admission policy,
-// a full buffer): a later miss, counted in Stats (DroppedSets,
-// Rejections). Until its hand-over the insert is served from its pending
-// list, as any value filled under a fence that holds.
+// ristretto may refuse any insert it is handed (its admission policy): a
+// later miss, counted in Stats.Rejections. (A hand-over that fills
+// ristretto's buffer waits for it and tries again rather than drop.)
+// Until its hand-over the insert is served from its pending list, as any
+// value filled under a fence that holds.
 //
 // The package imports nothing from the rest of tiercache.
 package local

@@ -61,9 +61,10 @@ const (
 	applied               // applied, or refused, dropped, dead or superseded: ristretto answers
 )
 
-// setPending adds st to its slot's list. Called under key's stripe lock;
-// the slot may be shared with other stripes, whose inserts race this one.
-func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) {
+// setPending adds st to its slot's list and returns its node. Called under
+// key's stripe lock; the slot may be shared with other stripes, whose
+// inserts race this one.
+func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) *pendingInsert[V] {
 	h := maphash.String(t.seed, key)
 	p := &pendingInsert[V]{key: key, hash: h, st: st, cost: cost}
 	slot := &t.pending[h&(pendingSlots-1)]
@@ -71,7 +72,18 @@ func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) {
 		head := slot.Load()
 		p.next.Store(head)
 		if slot.CompareAndSwap(head, p) {
-			return
+			return p
+		}
+	}
+}
+
+// killOlder kills the inserts of p's key below p in its list that are not
+// yet applied: a hand-over under way may bring one into ristretto after p
+// was served.
+func (t *Tier[V]) killOlder(p *pendingInsert[V]) {
+	for q := p.next.Load(); q != nil; q = q.next.Load() {
+		if q.hash == p.hash && q.key == p.key && q.state.Load() != applied {
+			q.st.expires.Store(killed)
 		}
 	}
 }
@@ -141,9 +153,9 @@ func (t *Tier[V]) flush() {
 				continue
 			}
 			if testHooks.beforeHandOver != nil {
-				testHooks.beforeHandOver()
+				testHooks.beforeHandOver(p.key)
 			}
-			if !t.cache.Set(p.key, p.st, p.cost) {
+			if !t.handOver(p) {
 				t.dropped.Add(1)
 			} else if p.st.expires.Load() == killed {
 				// Removed while being handed over: its Del may have come
@@ -166,6 +178,17 @@ func (t *Tier[V]) flush() {
 	for i := range t.pending {
 		t.cutApplied(&t.pending[i])
 	}
+}
+
+// handOver gives p to ristretto. A Set refused because ristretto's buffer
+// is full (a hand-over of more inserts than it holds, 32K) is tried again
+// once ristretto has applied what it holds.
+func (t *Tier[V]) handOver(p *pendingInsert[V]) bool {
+	if t.cache.Set(p.key, p.st, p.cost) {
+		return true
+	}
+	t.cache.Wait()
+	return t.cache.Set(p.key, p.st, p.cost)
 }
 
 // deadInsert reports whether st can never be served: killed, expired, of

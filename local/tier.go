@@ -73,7 +73,7 @@ type Fence struct {
 type Stats struct {
 	Evictions   uint64 // entries pushed out by the cost bound
 	Rejections  uint64 // inserts the admission policy refused
-	DroppedSets uint64 // inserts dropped because ristretto's buffer was full
+	DroppedSets uint64 // inserts ristretto dropped, its buffer full even after a wait
 	Fenced      uint64 // fills refused by their fence
 	Resets      uint64 // epoch bumps (Reset)
 }
@@ -379,7 +379,7 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	if testHooks.beforeSlot != nil {
 		testHooks.beforeSlot()
 	}
-	t.setPending(key, st, t.charge(size))
+	node := t.setPending(key, st, t.charge(size))
 	if testHooks.beforeBirth != nil {
 		testHooks.beforeBirth()
 	}
@@ -396,11 +396,14 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	} else {
 		st.expires.CompareAndSwap(unborn, killed)
 	}
-	// A copy ristretto holds is older than this insert (a key's inserts
-	// are made in order, under s.mu): killing it lets Get find this one
-	// in its list until the hand-over replaces it.
+	// The key's older inserts (a key's inserts are made in order, under
+	// s.mu) that a hand-over may still bring into ristretto would be
+	// served there after this one was: killed. For Refill, so is the copy
+	// ristretto holds, unless a hand-over made it this insert already, so
+	// that Get finds this one in its list until its hand-over.
+	t.killOlder(node)
 	if overHeld {
-		if old, ok := t.cache.Get(key); ok {
+		if old, ok := t.cache.Get(key); ok && old != st {
 			old.expires.Store(killed)
 		}
 	}
@@ -453,7 +456,8 @@ func (t *Tier[V]) Kill(keys ...string) {
 // are shared by every Tier: a test that sets one must not run in
 // parallel with another that fills or kills.
 var testHooks struct {
-	betweenKillLooks, beforeSlot, beforeBirth, beforeHandOver, beforeCut func()
+	betweenKillLooks, beforeSlot, beforeBirth, beforeCut func()
+	beforeHandOver                                       func(key string)
 }
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
