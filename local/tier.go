@@ -204,22 +204,26 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // cannot be reached while a Hold is on, where the held copy is the only
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
-	now := t.now()
-	if s, ok := t.cache.Get(key); ok && t.live(s, now) {
+	if s, ok := t.cache.Get(key); ok && t.live(s) {
 		return &s.Entry, true
 	}
-	// Not in ristretto yet, or ristretto's copy is one a newer fill
-	// stands for (Refill kills the copy it replaces).
-	if s, ok := t.pendingGet(key); ok && t.live(s, now) {
+	return t.getPending(key)
+}
+
+// getPending is GetDespiteHold's look in the pending list: the key is not
+// in ristretto yet, or ristretto's copy is one a newer fill stands for
+// (Refill kills the copy it replaces).
+func (t *Tier[V]) getPending(key string) (*Entry[V], bool) {
+	if s, ok := t.pendingGet(key); ok && t.live(s) {
 		return &s.Entry, true
 	}
 	return nil, false
 }
 
-// live reports whether s may be served at now: unexpired, unkilled,
-// filled in the current epoch, none of its tags invalidated since.
-func (t *Tier[V]) live(s *stored[V], now int64) bool {
-	return now < s.expires.Load() && s.epoch == t.epoch.Load() && (s.tags == nil || !t.tagged(s.tags))
+// live reports whether s may be served: filled in the current epoch,
+// unexpired and unkilled, none of its tags invalidated since.
+func (t *Tier[V]) live(s *stored[V]) bool {
+	return s.epoch == t.epoch.Load() && t.now() < s.expires.Load() && (s.tags == nil || !t.tagged(s.tags))
 }
 
 // tagged reports whether a tag of an entry was invalidated after its fence.
