@@ -18,8 +18,8 @@
 // store (from Redis, or before writing it), and Fill inserts only if the
 // stripe's generation and the tier's epoch are both unchanged, under the
 // stripe lock. Invalidate bumps the generation and removes under the same
-// lock: it kills the key's inserts not yet handed to ristretto (below),
-// then deletes ristretto's copy, and waits for nothing. (ristretto's Del
+// lock: it kills every insert of the key still in its pending list
+// (below), handed over or not, then deletes ristretto's copy, and waits for nothing. (ristretto's Del
 // queues a delete behind an insert still in its buffer, which is applied
 // for a moment before it: that insert was killed first, so it is never
 // served.) No fill captured before an invalidation lands after it. Kill,
@@ -32,7 +32,7 @@
 // is applied later on its own goroutine and wakes that goroutine (on an
 // idle machine, a thread wake-up the filling caller pays). The insert goes
 // into a list where Get finds it at once, and a drainer hands the lists'
-// inserts to ristretto (a key's newest only) at most a millisecond after
+// inserts to ristretto (a key's newest only) about a millisecond after
 // fills, waits until ristretto has applied them and cuts them off
 // (pending.go). A Refill (a refresh of a copy still served) kills
 // ristretto's copy, which is older, so Get serves the new one from the
@@ -50,7 +50,8 @@
 //
 // ristretto may refuse any insert it is handed (its admission policy): a
 // later miss, counted in Stats.Rejections. (A hand-over that fills
-// ristretto's buffer waits for it and tries again rather than drop.)
+// ristretto's buffer waits for it and tries once more; what is refused
+// then is counted in Stats.DroppedSets.)
 // Until its hand-over the insert is served from its pending list, as any
 // value filled under a fence that holds.
 //

@@ -20,11 +20,21 @@ import (
 // under its stripe lock, so its own are in order in its list; other keys'
 // may interleave.)
 //
+// No reader goes back from a key's newer fill to an older one: a fill
+// kills the key's insert below it in the list, unless applied, before it
+// can itself be served (a hand-over under way would otherwise bring that
+// one into ristretto after the newer was served; the inserts below that
+// one were dealt with by its own fill), and a Get that finds the key in
+// its list looks in ristretto once more and serves a live copy there, as
+// the next Get would, until the newer is handed over. An insert is not
+// handed over before its fill has given it its deadline: for a key
+// ristretto holds, the hand-over replaces the live copy at once.
+//
 // The lists are one more place a value is read from, so every way an
 // entry stops being served covers them: Kill moves back the deadline of
 // every insert of the key in its slot's list, as it does ristretto's copy
-// (an insert leaves a list only once applied, when it is in ristretto's
-// map or was refused or dropped); remove (Invalidate, Replace) kills them
+// (an insert leaves a list only once applied: in ristretto's map, refused
+// or dropped there, or never handed over, dead or superseded); remove (Invalidate, Replace) kills them
 // too before it deletes ristretto's copy, so that one handed over later is
 // dead there as well; and the epoch, expiry and tag checks of
 // GetDespiteHold apply to them alike. An insert that can no longer be
@@ -77,13 +87,16 @@ func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) *pendingInse
 	}
 }
 
-// killOlder kills the inserts of p's key below p in its list that are not
-// yet applied: a hand-over under way may bring one into ristretto after p
-// was served.
+// killOlder kills the key's insert below p in its list, unless applied:
+// a hand-over under way may bring it into ristretto after p was served.
+// The key's inserts below that one were dealt with when it was made.
 func (t *Tier[V]) killOlder(p *pendingInsert[V]) {
 	for q := p.next.Load(); q != nil; q = q.next.Load() {
-		if q.hash == p.hash && q.key == p.key && q.state.Load() != applied {
-			q.st.expires.Store(killed)
+		if q.hash == p.hash && q.key == p.key {
+			if q.state.Load() != applied {
+				q.st.expires.Store(killed)
+			}
+			return
 		}
 	}
 }
@@ -94,8 +107,9 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 	if t.closed.Load() {
 		return nil, false
 	}
-	for p := t.pendingSlot(key).Load(); p != nil; p = p.next.Load() {
-		if p.key == key {
+	h := maphash.String(t.seed, key)
+	for p := t.pending[h&(pendingSlots-1)].Load(); p != nil; p = p.next.Load() {
+		if p.hash == h && p.key == key {
 			if p.state.Load() == applied {
 				return nil, false // ristretto answers
 			}
@@ -108,8 +122,9 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 // killPending makes every insert of key in its slot's list miss at once,
 // as Kill does its ristretto copy.
 func (t *Tier[V]) killPending(key string) {
-	for p := t.pendingSlot(key).Load(); p != nil; p = p.next.Load() {
-		if p.key == key {
+	h := maphash.String(t.seed, key)
+	for p := t.pending[h&(pendingSlots-1)].Load(); p != nil; p = p.next.Load() {
+		if p.hash == h && p.key == key {
 			p.st.expires.Store(killed)
 		}
 	}
@@ -127,12 +142,18 @@ func (t *Tier[V]) clearPending() {
 // handed over (ristretto would keep the first of two Sets of a key it does
 // not hold yet and refuse the second), and none that can no longer be
 // served. Inserts made meanwhile wait for the next flush.
-func (t *Tier[V]) flush() {
+func (t *Tier[V]) flush() { t.flushAfter(t.flushes.Load()) }
+
+// flushAfter is flush for a caller that saw begun hand-overs begun: one
+// begun since then covers every insert the caller made before, and has
+// ended once flushMu is free, so the caller need not make its own.
+func (t *Tier[V]) flushAfter(begun uint64) {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
-	if t.closed.Load() {
+	if t.closed.Load() || t.flushes.Load() != begun {
 		return
 	}
+	t.flushes.Add(1)
 	now := t.now()
 	var seen seenKeys
 	looked, handedOver := false, false
@@ -148,6 +169,12 @@ func (t *Tier[V]) flush() {
 				continue
 			}
 			looked = true
+			if newest && p.st.expires.Load() == unborn {
+				// Its fill is under way: handed over now, it could replace
+				// a live copy in ristretto with one that dies at birth.
+				// The fill kicks the drainer once it is born.
+				continue
+			}
 			if !newest || t.deadInsert(p.st, now) {
 				p.state.Store(applied)
 				continue

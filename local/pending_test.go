@@ -477,6 +477,140 @@ func TestARefillHandedOverBeforeItsBirthIsServed(t *testing.T) {
 	assert.Equal(t, int64(2), e.Value)
 }
 
+// TestANewerFillIsNotUndoneAcrossACut: a fill made while the drainer hands
+// over the key's older insert, served from its list at once, is served
+// from then on, also once ristretto has applied the older one and it was
+// cut off the list before the fill could kill it. (The fill killed the
+// older only after its birth: value 2 was served, then 1, until the next
+// hand-over.) With ristretto holding nothing, and holding a dead copy
+// (after a Reset).
+func TestANewerFillIsNotUndoneAcrossACut(t *testing.T) {
+	noDrainer(t)
+	t.Cleanup(func() { testHooks.beforeHandOver, testHooks.afterBirth = nil, nil })
+	for _, reset := range []bool{false, true} {
+		tier := newTier(t, Options{})
+		k := "k"
+		if reset {
+			require.True(t, fill(tier, tier.Fence(k), k, 0))
+			tier.Wait()
+			tier.Reset()
+		}
+		require.True(t, fill(tier, tier.Fence(k), k, 1))
+		born, release, done := make(chan int64), make(chan struct{}), make(chan struct{})
+		testHooks.beforeHandOver = func(string) {
+			testHooks.beforeHandOver = nil
+			go func() { // the newer fill, on its own goroutine
+				defer close(done)
+				testHooks.afterBirth = func() {
+					testHooks.afterBirth = nil
+					v := int64(-1)
+					if e, ok := tier.Get(k); ok {
+						v = e.Value
+					}
+					born <- v
+					<-release
+				}
+				tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 2}, 1, time.Minute)
+			}()
+			require.Equal(t, int64(2), <-born, "the newer fill is served")
+		}
+		tier.Wait() // hands the older over, applies it, cuts it
+		close(release)
+		<-done
+		e, ok := tier.Get(k)
+		require.True(t, ok)
+		require.Equal(t, int64(2), e.Value, "reset %v: 2 was served, then the older 1", reset)
+	}
+}
+
+// TestAGetNeverGoesBackToAnOlderFill: a Get that looks in ristretto before
+// the key's older insert is applied there, and in the list after it was
+// applied and cut and a newer fill was made, serves what the next Get
+// will (the older, until the newer's hand-over), not the newer then the
+// older.
+func TestAGetNeverGoesBackToAnOlderFill(t *testing.T) {
+	noDrainer(t)
+	t.Cleanup(func() { testHooks.betweenGetLooks = nil })
+	tier := newTier(t, Options{})
+	k := "k"
+	require.True(t, fill(tier, tier.Fence(k), k, 1))
+	looked, resume := make(chan struct{}), make(chan struct{})
+	testHooks.betweenGetLooks = func() {
+		testHooks.betweenGetLooks = nil
+		close(looked)
+		<-resume
+	}
+	first := make(chan int64)
+	go func() {
+		v := int64(-1)
+		if e, ok := tier.Get(k); ok {
+			v = e.Value
+		}
+		first <- v
+	}()
+	<-looked    // ristretto missed: the older insert is only in its list
+	tier.Wait() // applied, cut
+	require.True(t, fill(tier, tier.Fence(k), k, 2))
+	close(resume)
+	v1 := <-first
+	e, ok := tier.Get(k)
+	require.True(t, ok)
+	require.False(t, v1 == 2 && e.Value == 1, "2 was served, then the older 1")
+	tier.Wait()
+	e, ok = tier.Get(k)
+	require.True(t, ok)
+	assert.Equal(t, int64(2), e.Value, "the newer, once handed over")
+}
+
+// TestAnInsertIsNotHandedOverBeforeItsBirth: a fill of a key ristretto
+// holds live, handed over before its birth, would replace the live copy
+// at once with one that misses until born, and that is lost with it if a
+// Kill on its stripe kills it at birth. The hand-over waits for the birth.
+func TestAnInsertIsNotHandedOverBeforeItsBirth(t *testing.T) {
+	noDrainer(t)
+	t.Cleanup(func() { testHooks.beforeBirth = nil })
+	tier := newTier(t, Options{Stripes: 16})
+	k := "k"
+	var j string
+	for i := 0; ; i++ {
+		if j = fmt.Sprint("j", i); tier.stripeOf(j) == tier.stripeOf(k) {
+			break
+		}
+	}
+	require.True(t, fill(tier, tier.Fence(k), k, 1))
+	tier.Wait()
+	var missedBeforeBirth bool
+	testHooks.beforeBirth = func() {
+		testHooks.beforeBirth = nil
+		tier.Wait() // the drainer's round, now
+		_, ok := tier.Get(k)
+		missedBeforeBirth = !ok
+		tier.Kill(j) // another key of the stripe: the fill dies at birth
+	}
+	require.True(t, tier.Fill(tier.Fence(k), k, Entry[int64]{Value: 2}, 1, time.Minute))
+	assert.False(t, missedBeforeBirth, "the live copy missed while the fill was unborn")
+	e, ok := tier.Get(k)
+	require.True(t, ok, "the live copy, valid, lost")
+	assert.Equal(t, int64(1), e.Value)
+}
+
+// TestAWaitQueuedBehindAHandOverSharesTheNext: a Wait that saw n
+// hand-overs begun and finds one more begun (and ended) once it holds the
+// lock makes none of its own: that one covered everything before it.
+func TestAWaitQueuedBehindAHandOverSharesTheNext(t *testing.T) {
+	noDrainer(t)
+	tier := newTier(t, Options{})
+	begun := tier.flushes.Load()
+	tier.Wait() // another caller's, begun after this one's look
+	require.True(t, fill(tier, tier.Fence("late"), "late", 1))
+	tier.flushAfter(begun)
+	_, inRistretto := tier.cache.Get("late")
+	assert.False(t, inRistretto, "a second hand-over was made")
+	tier.Wait()
+	_, inRistretto = tier.cache.Get("late")
+	assert.True(t, inRistretto, "a Wait after the fill hands it over")
+}
+
 // BenchmarkHandOver is a hand-over's cost per insert, of a few inserts and
 // of many (a drainer that fell behind, a warm-up's batch), with a second
 // fill of every tenth key: the cost per insert should not grow with the

@@ -110,6 +110,7 @@ type Tier[V any] struct {
 	// serialises the hand-overs (the drainer's, Wait's) and Close.
 	pending   []atomic.Pointer[pendingInsert[V]]
 	flushMu   sync.Mutex
+	flushes   atomic.Uint64 // hand-overs begun, counted under flushMu
 	drainKick chan struct{}
 	drainStop chan struct{}
 	drainDone chan struct{}
@@ -204,8 +205,12 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // cannot be reached while a Hold is on, where the held copy is the only
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
-	if s, ok := t.cache.Get(key); ok && t.live(s) {
+	// live, written out: the hit path's checks, inline.
+	if s, ok := t.cache.Get(key); ok && s.epoch == t.epoch.Load() && t.now() < s.expires.Load() && (s.tags == nil || !t.tagged(s.tags)) {
 		return &s.Entry, true
+	}
+	if testHooks.betweenGetLooks != nil {
+		testHooks.betweenGetLooks()
 	}
 	return t.getPending(key)
 }
@@ -214,10 +219,18 @@ func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 // in ristretto yet, or ristretto's copy is one a newer fill stands for
 // (Refill kills the copy it replaces).
 func (t *Tier[V]) getPending(key string) (*Entry[V], bool) {
-	if s, ok := t.pendingGet(key); ok && t.live(s) {
-		return &s.Entry, true
+	s, ok := t.pendingGet(key)
+	if !ok || !t.live(s) {
+		return nil, false
 	}
-	return nil, false
+	// A look in ristretto again: an older insert of the key applied there
+	// since the first look (and cut off the list) would be served by the
+	// next Get, after this newer one. Serve it now, so that no reader goes
+	// back from the newer to the older; the newer's hand-over replaces it.
+	if r, ok := t.cache.Get(key); ok && r != s && t.live(r) {
+		return &r.Entry, true
+	}
+	return &s.Entry, true
 }
 
 // live reports whether s may be served: filled in the current epoch,
@@ -316,8 +329,8 @@ func (t *Tier[V]) Holds(key string, f Fence) bool {
 // may still drop or refuse it when it is handed over).
 //
 // Fill is for a key Get missed: ristretto's copy, if it holds one that
-// came in since, is served until the insert is handed over, within
-// drainDelay or at the next Wait. For a key whose copy is served (a
+// came in since, is served until the insert is handed over, about
+// drainDelay later or at the next Wait. For a key whose copy is served (a
 // refresh), Refill serves the new value at once.
 func (t *Tier[V]) Fill(f Fence, key string, e Entry[V], size int64, ttl time.Duration) bool {
 	return t.fill(f, key, e, size, ttl, false)
@@ -384,6 +397,10 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 		testHooks.beforeSlot()
 	}
 	node := t.setPending(key, st, t.charge(size))
+	// The key's older inserts (a key's inserts are made in order, under
+	// s.mu) that a hand-over may still bring into ristretto would be
+	// served there after this one: killed, before this one can be served.
+	t.killOlder(node)
 	if testHooks.beforeBirth != nil {
 		testHooks.beforeBirth()
 	}
@@ -400,12 +417,13 @@ func (t *Tier[V]) set(s *stripe, key string, f Fence, gen uint64, e Entry[V], si
 	} else {
 		st.expires.CompareAndSwap(unborn, killed)
 	}
-	// The key's older inserts (a key's inserts are made in order, under
-	// s.mu) that a hand-over may still bring into ristretto would be
-	// served there after this one was: killed. For Refill, so is the copy
-	// ristretto holds, unless a hand-over made it this insert already, so
-	// that Get finds this one in its list until its hand-over.
-	t.killOlder(node)
+	if testHooks.afterBirth != nil {
+		testHooks.afterBirth()
+	}
+	// For Refill, the copy ristretto holds is killed too (older: the
+	// older inserts are dead or were applied before this one was made),
+	// unless a hand-over has made it this insert already, so that Get
+	// serves this one from its list until its hand-over.
 	if overHeld {
 		if old, ok := t.cache.Get(key); ok && old != st {
 			old.expires.Store(killed)
@@ -460,8 +478,8 @@ func (t *Tier[V]) Kill(keys ...string) {
 // are shared by every Tier: a test that sets one must not run in
 // parallel with another that fills or kills.
 var testHooks struct {
-	betweenKillLooks, beforeSlot, beforeBirth, beforeCut func()
-	beforeHandOver                                       func(key string)
+	betweenKillLooks, betweenGetLooks, beforeSlot, beforeBirth, afterBirth, beforeCut func()
+	beforeHandOver                                                                    func(key string)
 }
 
 // Invalidate removes keys and fails every fill of their stripes whose fence
@@ -490,13 +508,14 @@ func (t *Tier[V]) Reset() {
 // not included).
 func (t *Tier[V]) Cost() int64 { return t.cache.MaxCost() - t.cache.RemainingCost() }
 
-// Epoch is the current epoch, for tests and diagnostics.
+// currentEpoch is the current epoch, for tests and diagnostics.
 func (t *Tier[V]) currentEpoch() uint64 { return t.epoch.Load() }
 
 // Wait hands every insert made so far to ristretto and blocks until
 // ristretto has applied them: a batch fill (a warm-up) calls it so that
-// what it filled is counted in ristretto's cost when it returns.
-func (t *Tier[V]) Wait() { t.flush() }
+// what it filled is counted in ristretto's cost when it returns. Waits
+// that queue behind one hand-over share the next.
+func (t *Tier[V]) Wait() { t.flushAfter(t.flushes.Load()) }
 
 // Stats returns the counters.
 func (t *Tier[V]) Stats() Stats {
