@@ -36,8 +36,8 @@ test: redis ## vet, the whole suite with -race (bench --quick smoke included), a
 	@for m in $(MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; done
 	@# Allocation counts, heap sizes and a full ristretto buffer are only
 	@# meaningful without -race (see alloc_test.go, heap_test.go,
-	@# local/handover_test.go).
-	$(GO) test -count=1 -run 'AllocatesNothing|HeapIsWithin|LosesNothing' ./...
+	@# local/handover_test.go, local/close_test.go).
+	$(GO) test -count=1 -run 'AllocatesNothing|HeapIsWithin|LosesNothing|SurviveClose' ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONStringShortcut$$' -fuzztime $(FUZZTIME) ./remote
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONMarshalStringShortcut$$' -fuzztime $(FUZZTIME) ./remote

@@ -205,6 +205,7 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // cannot be reached while a Hold is on, where the held copy is the only
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
+	defer t.surviveClose()
 	// live, written out: the hit path's checks, inline.
 	if s, ok := t.cache.Get(key); ok && s.epoch == t.epoch.Load() && t.now() < s.expires.Load() && (s.tags == nil || !t.tagged(s.tags)) {
 		return &s.Entry, true
@@ -213,6 +214,19 @@ func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 		testHooks.betweenGetLooks()
 	}
 	return t.getPending(key)
+}
+
+// surviveClose, deferred by the calls into ristretto that take no lock
+// (Get, Kill), turns a panic ristretto raises when one races Close into a
+// miss. ristretto's Get, past its closed check, may still hand its read
+// buffer to a policy channel Close has closed ("send on closed channel");
+// checking closed first cannot help (the race is after the check), and
+// counting readers in flight would cost every hit. Any other panic, or
+// one before Close, goes on.
+func (t *Tier[V]) surviveClose() {
+	if t.closed.Load() {
+		recover()
+	}
 }
 
 // getPending is GetDespiteHold's look in the pending list: the key is not
@@ -458,6 +472,7 @@ func (t *Tier[V]) remove(key string) {
 // meanwhile (one that checked its fence first) is never given its
 // deadline (set).
 func (t *Tier[V]) Kill(keys ...string) {
+	defer t.surviveClose()
 	for _, k := range keys {
 		t.stripeOf(k).gen.Add(1)
 		// The pending list first: an insert cut off it (once applied)
@@ -532,7 +547,8 @@ func (t *Tier[V]) Stats() Stats {
 // refused. Close is idempotent and safe with concurrent calls: ristretto's
 // own Close is not safe with concurrent calls, so it runs with every
 // stripe lock held (every delete happens under one) and no hand-over
-// running (every insert is one).
+// running (every insert is one); a Get or Kill that races it may panic
+// inside ristretto, which they recover from (surviveClose).
 func (t *Tier[V]) Close() {
 	// Hand-overs call ristretto without a stripe lock: the drainer ends
 	// first, and a Wait's hand-over before ristretto closes.
