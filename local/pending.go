@@ -12,10 +12,10 @@ import (
 // fill puts its insert in a list, newest first, in one of pendingSlots
 // slots (by the key's hash), where a Get that ristretto missed, or found
 // only a copy it cannot serve of (Refill kills the copy it replaces),
-// finds the key's newest at once; and the drainer
-// hands the inserts to ristretto, a key's newest only, at most once per
-// drainDelay while fills come, waits until ristretto has applied them and
-// cuts them off the lists. From then on ristretto's answer is the only
+// finds the key's newest at once; and the drainer hands the inserts to
+// ristretto, a key's newest only, at most once per drainDelay while fills
+// come, waits until ristretto has applied them and cuts them off the
+// lists. From then on ristretto's answer is the only
 // one, whether it admitted the insert or not. (A key's inserts are made
 // under its stripe lock, so its own are in order in its list; other keys'
 // may interleave.)
@@ -34,11 +34,12 @@ import (
 // entry stops being served covers them: Kill moves back the deadline of
 // every insert of the key in its slot's list, as it does ristretto's copy
 // (an insert leaves a list only once applied: in ristretto's map, refused
-// or dropped there, or never handed over, dead or superseded); remove (Invalidate, Replace) kills them
-// too before it deletes ristretto's copy, so that one handed over later is
-// dead there as well; and the epoch, expiry and tag checks of
-// GetDespiteHold apply to them alike. An insert that can no longer be
-// served is not handed over.
+// or dropped there, or never handed over, dead or superseded); remove
+// (Invalidate, Replace) kills them too before it deletes ristretto's copy,
+// so that one handed over later is dead there as well; and the epoch,
+// expiry and tag checks of GetDespiteHold apply to them alike. An insert
+// that can no longer be served is not handed over.
+//
 // The lists hold what was filled since the last hand-over and what
 // ristretto has not yet applied of it (an insert ristretto refuses or
 // drops is outside MaxCost for that long): under a flood of fills, a
@@ -49,8 +50,10 @@ import (
 // It does not follow Options.Stripes, which may be small.
 const pendingSlots = 1024
 
-func (t *Tier[V]) pendingSlot(key string) *atomic.Pointer[pendingInsert[V]] {
-	return &t.pending[maphash.String(t.seed, key)&(pendingSlots-1)]
+// pendingSlot is key's list, and the hash of key that chose it.
+func (t *Tier[V]) pendingSlot(key string) (*atomic.Pointer[pendingInsert[V]], uint64) {
+	h := maphash.String(t.seed, key)
+	return &t.pending[h&(pendingSlots-1)], h
 }
 
 // pendingInsert is an insert in its slot's list: its own small allocation,
@@ -75,9 +78,8 @@ const (
 // key's stripe lock; the slot may be shared with other stripes, whose
 // inserts race this one.
 func (t *Tier[V]) setPending(key string, st *stored[V], cost int64) *pendingInsert[V] {
-	h := maphash.String(t.seed, key)
+	slot, h := t.pendingSlot(key)
 	p := &pendingInsert[V]{key: key, hash: h, st: st, cost: cost}
-	slot := &t.pending[h&(pendingSlots-1)]
 	for {
 		head := slot.Load()
 		p.next.Store(head)
@@ -107,8 +109,8 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 	if t.closed.Load() {
 		return nil, false
 	}
-	h := maphash.String(t.seed, key)
-	for p := t.pending[h&(pendingSlots-1)].Load(); p != nil; p = p.next.Load() {
+	slot, h := t.pendingSlot(key)
+	for p := slot.Load(); p != nil; p = p.next.Load() {
 		if p.hash == h && p.key == key {
 			if p.state.Load() == applied {
 				return nil, false // ristretto answers
@@ -122,8 +124,8 @@ func (t *Tier[V]) pendingGet(key string) (*stored[V], bool) {
 // killPending makes every insert of key in its slot's list miss at once,
 // as Kill does its ristretto copy.
 func (t *Tier[V]) killPending(key string) {
-	h := maphash.String(t.seed, key)
-	for p := t.pending[h&(pendingSlots-1)].Load(); p != nil; p = p.next.Load() {
+	slot, h := t.pendingSlot(key)
+	for p := slot.Load(); p != nil; p = p.next.Load() {
 		if p.hash == h && p.key == key {
 			p.st.expires.Store(killed)
 		}
@@ -144,9 +146,10 @@ func (t *Tier[V]) clearPending() {
 // served. Inserts made meanwhile wait for the next flush.
 func (t *Tier[V]) flush() { t.flushAfter(t.flushes.Load()) }
 
-// flushAfter is flush for a caller that saw begun hand-overs begun: one
-// begun since then covers every insert the caller made before, and has
-// ended once flushMu is free, so the caller need not make its own.
+// flushAfter is flush for a caller that saw begun hand-overs counted in
+// flushes: a hand-over counted since then began after every insert the
+// caller made before its look, so covered them, and has ended once
+// flushMu is free; the caller then makes none of its own.
 func (t *Tier[V]) flushAfter(begun uint64) {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()

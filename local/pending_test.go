@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,12 @@ func noDrainer(t testing.TB) {
 	d := drainDelay
 	t.Cleanup(func() { drainDelay = d })
 	drainDelay = time.Hour
+}
+
+// listOf is key's pending list.
+func listOf(tier *Tier[int64], key string) *atomic.Pointer[pendingInsert[int64]] {
+	slot, _ := tier.pendingSlot(key)
+	return slot
 }
 
 // TestAFillIsReadableAtOnce: a Get right after a Fill of a key ristretto
@@ -220,7 +227,7 @@ func TestKillReachesEveryBufferedInsert(t *testing.T) {
 	sharing := func(k string, sameStripe bool) string {
 		for j := 0; ; j++ {
 			c := fmt.Sprint(k, "-other-", j)
-			if tier.pendingSlot(c) == tier.pendingSlot(k) && (tier.stripeOf(c) == tier.stripeOf(k)) == sameStripe {
+			if listOf(tier, c) == listOf(tier, k) && (tier.stripeOf(c) == tier.stripeOf(k)) == sameStripe {
 				return c
 			}
 		}
@@ -258,7 +265,7 @@ func TestAnInsertMadeDuringAHandOverWaitsForTheNext(t *testing.T) {
 	t.Cleanup(func() { testHooks.beforeHandOver, testHooks.beforeCut = nil, nil })
 	sameSlot := func(k, prefix string) string {
 		for j := 0; ; j++ {
-			if c := fmt.Sprint(prefix, j); tier.pendingSlot(c) == tier.pendingSlot(k) {
+			if c := fmt.Sprint(prefix, j); listOf(tier, c) == listOf(tier, k) {
 				return c
 			}
 		}
@@ -284,7 +291,7 @@ func TestAnInsertMadeDuringAHandOverWaitsForTheNext(t *testing.T) {
 		tier.Wait()
 		_, inRistretto = tier.cache.Get(late)
 		assert.True(t, inRistretto, "%s: handed over by the next flush", late)
-		assert.Nil(t, tier.pendingSlot(late).Load(), "every insert applied: the list is empty")
+		assert.Nil(t, listOf(tier, late).Load(), "every insert applied: the list is empty")
 	}
 }
 

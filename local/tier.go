@@ -530,7 +530,7 @@ func (t *Tier[V]) currentEpoch() uint64 { return t.epoch.Load() }
 // ristretto has applied them: a batch fill (a warm-up) calls it so that
 // what it filled is counted in ristretto's cost when it returns. Waits
 // that queue behind one hand-over share the next.
-func (t *Tier[V]) Wait() { t.flushAfter(t.flushes.Load()) }
+func (t *Tier[V]) Wait() { t.flush() }
 
 // Stats returns the counters.
 func (t *Tier[V]) Stats() Stats {

@@ -449,7 +449,7 @@ func TestTheDrainerHandsInsertsOver(t *testing.T) {
 	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
 	require.Eventually(t, func() bool {
 		_, inRistretto := tier.cache.Get("k")
-		return inRistretto && tier.pendingSlot("k").Load() == nil
+		return inRistretto && listOf(tier, "k").Load() == nil
 	}, 5*time.Second, time.Millisecond)
 	tier.Invalidate("k")
 	_, ok := tier.Get("k")
