@@ -389,10 +389,10 @@ func TestMissRoundTrips(t *testing.T) {
 }
 
 // TestAValueJustReadIsALocalHit: the read right after a miss that Redis
-// answered, or that loaded, is a local hit, although ristretto applies a
-// new key's insert later on its own goroutine (the local tier's pending
-// lists). Before them, most of these second reads missed and went to
-// Redis again.
+// answered, or that loaded, is a local hit, although the insert reaches
+// ristretto later (the local tier's pending lists, and their hand-over).
+// Before the lists, most of these second reads missed and went to Redis
+// again.
 func TestAValueJustReadIsALocalHit(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()

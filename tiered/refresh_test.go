@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,4 +133,45 @@ func TestNegativeCaching(t *testing.T) {
 		_, err := rs[0].GetOrLoad(ctx, "ghost2", missing)
 		return errors.Is(err, ErrNotFound) && calls.Load() == 3
 	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestARefreshedValueIsServedAtOnce: once a refresh has filled the local
+// tier, the next read serves the new value, not the copy it replaced
+// (which ristretto still held until the new insert's hand-over, about a
+// millisecond later, before refreshes killed it: local.Tier.Refill).
+func TestARefreshedValueIsServedAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[int]("refreshed")
+	opts.FreshFor = 100 * time.Millisecond
+	opts.EarlyRefreshBeta = 5
+	c := newCache[int](t, srv, opts)
+	ctx := context.Background()
+	var calls atomic.Int32
+	load := func(context.Context) (int, error) {
+		time.Sleep(10 * time.Millisecond)
+		return int(calls.Add(1)), nil
+	}
+	v, err := c.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	require.Equal(t, 1, v)
+	c.local.Wait() // in ristretto: the refresh fills over a copy it holds
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() < 2 {
+		require.True(t, time.Now().Before(deadline), "no refresh came")
+		_, err := c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+	}
+	// The refresh ends (refreshing is cleared) once it has filled the local
+	// tier: look at once, well before the new insert's hand-over.
+	for {
+		if _, running := c.refreshing.Load("k"); !running {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the refresh did not end")
+		runtime.Gosched()
+	}
+	e, ok := c.local.Get("k")
+	require.True(t, ok, "the refreshed value is served")
+	assert.Equal(t, 2, e.Value)
 }
