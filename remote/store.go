@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -264,11 +265,13 @@ func (s *Store) Get(ctx context.Context, key string) (_ Envelope, err error) {
 	c := s.opts.Client
 	res := c.Do(ctx, s.getOnce(s.ValueKey(key)))
 	// A connection found closed as the GET was written (a network cut
-	// since the last call) never sent it, and rueidis retires it and dials
-	// anew for the next call. It keeps several connections, each found
-	// dead only when used: so try again, a few times at most, each failing
-	// at once, to tell a cut that has healed from a Redis that is down.
-	for try := 0; try < maxDeadConnections && errors.Is(res.Error(), net.ErrClosed) && ctx.Err() == nil; try++ {
+	// since the last call), or that reads EOF (closed by a Redis that has
+	// restarted since), never had the GET answered, and rueidis retires it
+	// and dials anew for the next call. It keeps several connections, each
+	// found dead only when used: so try again, a few times at most, each
+	// failing at once, to tell a cut that has healed, or a Redis that is
+	// back, from a Redis that is down. (A GET is safe to send twice.)
+	for try := 0; try < maxDeadConnections && deadConnection(res.Error()) && ctx.Err() == nil; try++ {
 		res = c.Do(ctx, s.getOnce(s.ValueKey(key)))
 	}
 	b, err := res.AsBytes()
@@ -438,6 +441,12 @@ func (s *Store) mget(ctx context.Context, rk []string) ([]*rueidis.RedisMessage,
 		out[i] = &arr[i]
 	}
 	return out, nil
+}
+
+// deadConnection reports whether err is a connection's found dead: closed
+// locally, or by the server (EOF).
+func deadConnection(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
 }
 
 // maxDeadConnections bounds the retries of a read over connections found

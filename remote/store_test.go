@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -310,5 +311,28 @@ func TestGetAfterACutConnection(t *testing.T) {
 		e, err := s.Get(ctx, "k")
 		require.NoError(t, err)
 		require.Equal(t, "v", string(e.Payload))
+	}
+}
+
+// A GET right after Redis restarted (every connection the client held
+// closed by the old server) finds Redis's answer, not a dead connection's
+// error: a connection the server closed reads EOF, as one a cut closed is
+// found closed, and the read tries the next.
+func TestGetRightAfterARestart(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, redistest.Client(t, srv), Options{})
+	other := redistest.Client(t, srv)
+	ctx := context.Background()
+	for i := range 30 {
+		// Every pooled connection in use: the restart closes them all.
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() { s.Get(ctx, "warm") })
+		}
+		wg.Wait()
+		require.NoError(t, srv.Restart(ctx))
+		require.Eventually(t, func() bool { return other.Do(ctx, other.B().Ping().Build()).Error() == nil }, 10*time.Second, time.Millisecond)
+		_, err := s.Get(ctx, "k")
+		require.ErrorIs(t, err, ErrMiss, "round %d: the restarted Redis answers", i)
 	}
 }
