@@ -84,8 +84,14 @@ func testConvergence(t *testing.T, rs []*Cache[int], tr Transport) {
 		t.Logf("replica %d invalidation lag (publish → applied): p50≤%v p99≤%v", i+1, lag.Quantile(0.5), lag.Quantile(0.99))
 	}
 	require.Len(t, delays, 3*rounds)
-	for _, r := range rs[1:] {
-		assert.GreaterOrEqual(t, r.Stats().InvalidationsReceived, uint64(rounds), "convergence came from invalidations")
+	// A replica that held no local copy when a round began (its fill fenced
+	// by the previous round's invalidation still in flight) converges by
+	// reading Redis, before that round's invalidation arrives: on a cluster
+	// it crosses the cluster bus. So the last round's may still be on its
+	// way here; every one must arrive.
+	for i, r := range rs[1:] {
+		require.Eventually(t, func() bool { return r.Stats().InvalidationsReceived >= uint64(rounds) }, 5*time.Second, time.Millisecond,
+			"replica %d: convergence came from invalidations, one per round", i+1)
 	}
 }
 
