@@ -6,7 +6,8 @@
 // Every candidate implements Replica; a scenario builds N replicas of a
 // candidate, each with its own Redis client (its own connections), as N
 // service replicas would have. Scenarios: localhit, zipf and zipf-100k (the
-// "zipf" family), coherence, stampede, warmup, deploy, failover.
+// "zipf" family), coherence, stampede, warmup, deploy, failover; and
+// ZipfShape makes the zipf workload in a shape of the caller's.
 //
 // Repeated runs (Config.Runs): each figure is reported as the median of its
 // runs with their range, and flagged when the runs disagree by more than

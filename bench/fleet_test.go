@@ -91,7 +91,7 @@ func TestZipfLedgerAcrossProcesses(t *testing.T) {
 	defer run.Close()
 	// Many keys: with few, every replica rewrites each key within the grace
 	// itself, and even a cache that never hears of its peers looks fresh.
-	shape := zipfShape{name: "ledger", keys: 1000, s: 1.1, goroutines: 2, loader: time.Millisecond}
+	shape := zipfShape{name: "ledger", keys: 1000, s: 1.1, goroutines: 2, writePct: 5, loader: time.Millisecond}
 	figure := func(r Result, name string) float64 {
 		m, ok := r.Metric(name)
 		require.True(t, ok, "no %s in %+v", name, r.Metrics)

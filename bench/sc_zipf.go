@@ -10,16 +10,17 @@ import (
 type zipfShape struct {
 	name, summary string
 	keys          int
-	s             float64
+	s             float64 // 0: uniform
 	goroutines    int
+	writePct      int
 	loader        time.Duration
 }
 
 var (
 	zipfSmall = zipfScenario(zipfShape{name: "zipf", summary: "1,000 keys, s=1.1, 2 goroutines per replica, a 2 ms loader",
-		keys: 1000, s: 1.1, goroutines: 2, loader: 2 * time.Millisecond})
+		keys: 1000, s: 1.1, goroutines: 2, writePct: 5, loader: 2 * time.Millisecond})
 	zipfLarge = zipfScenario(zipfShape{name: "zipf-100k", summary: "100,000 keys, s=1.01, 16 goroutines per replica, a 1 ms loader",
-		keys: 100_000, s: 1.01, goroutines: 16, loader: time.Millisecond})
+		keys: 100_000, s: 1.01, goroutines: 16, writePct: 5, loader: time.Millisecond})
 )
 
 func zipfScenario(shape zipfShape) Scenario {
@@ -28,7 +29,7 @@ func zipfScenario(shape zipfShape) Scenario {
 		Family: "zipf",
 		Fleet:  true,
 		Description: "Zipf-popular keys (" + shape.summary + "), cold start (empty Redis namespace, empty local tiers), " +
-			"95 % reads (GetOrLoad) / 5 % writes (update the source, then Set), N replicas: ops/s, read p50/p99, local-hit ratio, " +
+			fmt.Sprintf("%d %% reads (GetOrLoad) / %d %% writes (update the source, then Set), N replicas: ops/s, read p50/p99, local-hit ratio, ", 100-shape.writePct, shape.writePct) +
 			"loader calls, and stale reads (a read is stale if it returned a version older than one whose write completed more than " +
 			"100 ms before the read began). Beside them: Redis's own command count per op (INFO commandstats), the CPU time Redis and the replicas' processes " +
 			"spent per op (INFO cpu; the processes' rusage, counting a process the replicas share once) and, for tiercache, " +
@@ -46,7 +47,7 @@ func runZipf(ctx context.Context, run *Run, e Entry, shape zipfShape) (Result, e
 		return res, err
 	}
 	defer f.close()
-	spec := loadSpec{Keys: shape.keys, ZipfS: shape.s, WritePct: 5, Loader: shape.loader,
+	spec := loadSpec{Keys: shape.keys, ZipfS: shape.s, WritePct: shape.writePct, Loader: shape.loader,
 		Goroutines: shape.goroutines, OpTimeout: time.Second, Record: true}
 	before := run.commandCalls(ctx)
 	redisCPU0, redisCPUKnown := run.redisCPU(ctx)

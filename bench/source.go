@@ -30,8 +30,11 @@ type source struct {
 	lock    []atomic.Int64 // 0: free; otherwise held
 }
 
-// sourceKeys bounds the keys a fleet's source holds: the largest workload's.
-const sourceKeys = 100_000
+// sourceKeys bounds the keys a fleet's source holds: the largest workload's
+// (a shape may ask for up to this many). The file is sparse and only the
+// pages of keys in use are ever touched, so the bound costs address space
+// (16 bytes a key), not memory.
+const sourceKeys = 1_000_000
 
 // completion is one write that reached the cache, timed by the wall clock:
 // the only clock that processes on one machine share.

@@ -49,6 +49,7 @@ func defineBench(fs *flag.FlagSet) action {
 	quick := fs.Bool("quick", false, "every scenario and candidate at small sizes, 1 s timed runs (the whole run in about a minute)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this `FILE`; with --processes, each replica process also writes its own to FILE.worker-PID")
 	memprofile := fs.String("memprofile", "", "write an allocation profile of the run to this `FILE` (replicas in this process: not with --processes)")
+	shape := fs.String("shape", "", "also run the zipf workload in this `SPEC`, as scenario "+bench.ShapeName+" (alone when --scenarios is not given): "+bench.ShapeSyntax)
 	compare := fs.String("compare", "", "an earlier report.json `FILE`: add a before/after table to the report (compare.md, compare.html)")
 	against := fs.String("against", "", "with --compare: compare with this report.json `FILE` instead of running the bench")
 	return func(inv *invocation) int {
@@ -92,6 +93,17 @@ func defineBench(fs *flag.FlagSet) action {
 			list = append(list, "--memprofile covers this process only; drop --processes so the replicas run in it")
 		}
 		scs, scenarioProblem := selectNamed("scenario", split(*scenarios), bench.SelectScenarios, scenarioNames())
+		if *shape != "" {
+			sc, err := bench.ZipfShape(*shape)
+			switch {
+			case err != nil:
+				list = append(list, "--shape: "+strings.TrimPrefix(err.Error(), "bench: "))
+			case *scenarios == "":
+				scs = []bench.Scenario{sc}
+			default:
+				scs = append(scs, sc)
+			}
+		}
 		cands, candidateProblem := selectNamed("candidate", split(*candidates), bench.Select, candidateNames())
 		var opt rueidis.ClientOption
 		redisProblem := ""

@@ -116,6 +116,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"bench", "--candidates", "tiercache@0"}, []string{
 			`tiercache bench: candidate "tiercache@0": the local tier's size after @ must be a whole number of MiB, 1 to 1048576`,
 		}},
+		{[]string{"bench", "--shape", "keys=1,bogus"}, []string{
+			`tiercache bench: --shape: bad shape "keys=1,bogus": keys=1: want a whole number from 2 to 1000000; "bogus" is not name=value`,
+		}},
 		{[]string{"bench", "--replicas", "1", "--local-mib", "0", "--runs", "0"}, []string{
 			"tiercache bench: --replicas must be at least 2 (got 1)",
 			"tiercache bench: --local-mib must be at least 1 (got 0)",
