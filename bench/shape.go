@@ -76,31 +76,28 @@ func parseShape(spec string) (zipfShape, error) {
 // set sets one field of a shape from its spec, within its bounds.
 func (z *zipfShape) set(name, value string) error {
 	bad := func(want string) error { return fmt.Errorf("%s=%s: want %s", name, value, want) }
+	// whole sets *to from value if it is a whole number in [lo, hi].
+	whole := func(to *int, lo, hi int, want string) error {
+		n, err := strconv.Atoi(value)
+		if err != nil || n < lo || n > hi {
+			return bad(want)
+		}
+		*to = n
+		return nil
+	}
 	switch name {
 	case "keys":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 2 || n > sourceKeys {
-			return bad(fmt.Sprintf("a whole number from 2 to %d", sourceKeys))
-		}
-		z.keys = n
+		return whole(&z.keys, 2, sourceKeys, fmt.Sprintf("a whole number from 2 to %d", sourceKeys))
+	case "goroutines":
+		return whole(&z.goroutines, 1, maxShapeGoroutines, fmt.Sprintf("a whole number from 1 to %d", maxShapeGoroutines))
+	case "writes":
+		return whole(&z.writePct, 0, 100, "a whole percentage from 0 to 100")
 	case "s":
 		f, err := strconv.ParseFloat(value, 64)
 		if err != nil || f != 0 && !(f > 1 && f <= 10) {
 			return bad("0 (uniform) or a Zipf exponent above 1, at most 10")
 		}
 		z.s = f
-	case "goroutines":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 1 || n > maxShapeGoroutines {
-			return bad(fmt.Sprintf("a whole number from 1 to %d", maxShapeGoroutines))
-		}
-		z.goroutines = n
-	case "writes":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 0 || n > 100 {
-			return bad("a whole percentage from 0 to 100")
-		}
-		z.writePct = n
 	case "loader":
 		d, err := time.ParseDuration(value)
 		if err != nil || d < 0 || d > maxShapeLoader {
