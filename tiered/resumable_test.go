@@ -33,10 +33,13 @@ type disconnectRun struct {
 
 type disconnectResult struct {
 	localHitRatio float64
-	stale         int
-	flushes       uint64
-	repairs       uint64
-	unrepaired    uint64
+	// kept is how many keys the cut leaves alone (not rewritten) were in
+	// B's local tier before it: what the first reads after it can find.
+	kept       int
+	stale      int
+	flushes    uint64
+	repairs    uint64
+	unrepaired uint64
 }
 
 type dialFunc = func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error)
@@ -69,15 +72,29 @@ func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	if key == nil {
 		key = func(i int) string { return fmt.Sprint("k", i) }
 	}
+	received := b.Stats().InvalidationsReceived
 	for i := range run.keys {
 		require.NoError(t, a.Set(ctx, key(i), i))
 	}
+	// B reads once every one of these writes' invalidations has reached
+	// it: one that came after B's read of its key (a Cluster's bus may
+	// deliver it late) would drop the copy just read, and the local-hit
+	// count after the cut would be off by that key.
+	require.Eventually(t, func() bool {
+		return b.Stats().InvalidationsReceived-received >= uint64(run.keys)
+	}, 20*time.Second, time.Millisecond)
 	for i := range run.keys {
 		v, err := b.Get(ctx, key(i))
 		require.NoError(t, err)
 		require.Equal(t, i, v)
 	}
 	b.local.Wait()
+	var res disconnectResult
+	for i := run.rewrites; i < run.keys; i++ {
+		if _, ok := b.local.Get(key(i)); ok {
+			res.kept++
+		}
+	}
 
 	before := b.Stats()
 	partition.Cut(time.Second)
@@ -94,7 +111,6 @@ func runDisconnect(t *testing.T, run disconnectRun) disconnectResult {
 	}, 20*time.Second, time.Millisecond)
 
 	after := b.Stats()
-	var res disconnectResult
 	for i := range run.keys {
 		v, err := b.Get(ctx, key(i))
 		require.NoError(t, err)
@@ -134,8 +150,11 @@ func testSurvivesADisconnect(t *testing.T, what string, client func(testing.TB, 
 	assert.Zero(t, resumable.flushes, "the gap was repaired, not flushed")
 	assert.Positive(t, resumable.repairs)
 	assert.Equal(t, 0.0, pubsub.localHitRatio, "a flush empties the local tier")
-	assert.InDelta(t, float64(keys-rewrites)/keys, resumable.localHitRatio, 0.001,
+	// Exactly the keys left alone that B held are served locally; B held
+	// (nearly) all of them (a rare insert ristretto drops is not lost data).
+	assert.InDelta(t, float64(resumable.kept)/keys, resumable.localHitRatio, 0.0005,
 		"only the rewritten keys were dropped")
+	assert.GreaterOrEqual(t, resumable.kept, (keys-rewrites)*99/100)
 }
 
 // TestResumableFlushesWhenTheLogWasTrimmed: a gap longer than the log
