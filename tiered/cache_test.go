@@ -402,6 +402,9 @@ func TestAValueJustReadIsALocalHit(t *testing.T) {
 	for i := range n {
 		require.NoError(t, writer.Set(ctx, fmt.Sprint("redis-", i), i))
 	}
+	// The writes' invalidations land first: one that reached the reader
+	// after its read of the key would rightly drop the copy just read.
+	require.Eventually(t, func() bool { return reader.Stats().InvalidationsReceived >= n }, 10*time.Second, time.Millisecond)
 	unused := func(context.Context) (int, error) { return 0, errors.New("unused: Redis holds the key") }
 	for i := range n {
 		k := fmt.Sprint("redis-", i)
