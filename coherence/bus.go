@@ -535,7 +535,12 @@ func (b *Bus) ping(ctx context.Context) {
 	t := time.NewTicker(b.opts.PingInterval)
 	defer t.Stop()
 	c := b.opts.Client
-	var pending int64 // PublishedAt of the oldest accepted, unanswered ping
+	// The oldest accepted, unanswered ping: its PublishedAt, which its
+	// echo carries, and when Redis accepted it. Its time to come back runs
+	// from the acceptance: a PUBLISH that was slow to be answered (a busy
+	// machine, a slow Redis) was delivered to the subscribers by then, and
+	// is no sign that the subscription lost it.
+	var pending, acceptedAt int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -546,7 +551,7 @@ func (b *Bus) ping(ctx context.Context) {
 		if pending != 0 && b.lastPingEcho.Load() >= pending {
 			pending = 0
 		}
-		if pending != 0 && now-pending > b.opts.PingTimeout.Nanoseconds() {
+		if pending != 0 && now-acceptedAt > b.opts.PingTimeout.Nanoseconds() {
 			b.pingTimeouts.Add(1)
 			b.enqueueGap(GapPingTimeout)
 			pending = 0 // probe again from scratch
@@ -567,9 +572,12 @@ func (b *Bus) ping(ctx context.Context) {
 		// A ping Redis accepted with no receiver means our subscription is
 		// gone already; treat it like one that never came back.
 		if err == nil && pending == 0 {
-			pending = now
+			pending, acceptedAt = now, time.Now().UnixNano()
 			if receivers == 0 {
+				// Overdue from the start: it times out at the next tick
+				// unless a ping came back within PingTimeout before it.
 				pending = now - b.opts.PingTimeout.Nanoseconds() - 1
+				acceptedAt = pending
 			}
 		}
 	}
