@@ -150,7 +150,7 @@ func TestBusReportsARefusedPingOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	c := aclClient(t, srv, "svc", rueidis.ClientOption{DisableCache: true}, "~ns:*", "&ns:*", "+@all")
 	var refused refusedLog
-	b, rec := startBus(t, srv, Options{Client: c, Origin: 1, PingInterval: 10 * time.Millisecond, PingTimeout: 30 * time.Millisecond, OnRefused: refused.on})
+	b, rec := startBus(t, srv, Options{Client: c, Origin: 1, PingInterval: 10 * time.Millisecond, PingTimeout: time.Second, OnRefused: refused.on})
 	setRules(t, srv, "svc", "-publish")
 	require.Eventually(t, func() bool { return b.Stats().Refusals >= 10 }, 10*time.Second, time.Millisecond)
 	assert.EqualValues(t, 1, refused.n.Load(), "reported once, not per ping")

@@ -176,7 +176,7 @@ func TestTrackerReportsARefusedPingOnceAndKeepsTracking(t *testing.T) {
 	srv := redistest.Start(t)
 	c := aclClient(t, srv, "svc", rueidis.ClientOption{DisableCache: true}, "~ns:*", "&ns:*", "+@all")
 	var refused refusedLog
-	tr, rec := startTracker(t, TrackingOptions{Client: c, PingInterval: 10 * time.Millisecond, PingTimeout: 50 * time.Millisecond, OnRefused: refused.on})
+	tr, rec := startTracker(t, TrackingOptions{Client: c, PingInterval: 10 * time.Millisecond, PingTimeout: time.Second, OnRefused: refused.on})
 	setRules(t, srv, "svc", "-ping")
 	require.Eventually(t, func() bool { return tr.Stats().Refusals >= 10 }, 10*time.Second, time.Millisecond)
 	assert.EqualValues(t, 1, refused.n.Load())
