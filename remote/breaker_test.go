@@ -18,7 +18,7 @@ func TestBreakerOpensOnTimeoutsAndRecoversWithAProbe(t *testing.T) {
 	var mu sync.Mutex
 	var changes []string
 	s := newStore(t, redistest.Client(t, srv), Options{
-		Timeout: 500 * time.Millisecond, BreakerThreshold: 3, BreakerCooldown: 200 * time.Millisecond,
+		Timeout: 500 * time.Millisecond, BreakerThreshold: 3, BreakerCooldown: time.Second,
 		OnBreakerChange: func(from, to string) { mu.Lock(); changes = append(changes, from+"→"+to); mu.Unlock() },
 	})
 	ctx := context.Background()
@@ -88,7 +88,7 @@ func TestResetBreakerClosesAtOnce(t *testing.T) {
 // threshold.
 func TestBreakerCountsOnlyConsecutiveFailures(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newStore(t, redistest.Client(t, srv), Options{Timeout: 100 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
+	s := newStore(t, redistest.Client(t, srv), Options{Timeout: 500 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
 	ctx := context.Background()
 	fail := func() {
 		t.Helper()

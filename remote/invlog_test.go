@@ -55,12 +55,14 @@ func TestClusterSlotLogs(t *testing.T) {
 	})
 
 	t.Run("age", func(t *testing.T) {
-		s := newStore(t, c, Options{Namespace: "age", InvalidationLog: 1000, InvalidationLogAge: 100 * time.Millisecond})
+		// Half a second: long enough for two writes and a read on a
+		// loaded machine, short enough to wait out.
+		s := newStore(t, c, Options{Namespace: "age", InvalidationLog: 1000, InvalidationLogAge: 500 * time.Millisecond})
 		require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v")}, pub))
 		require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v")}, pub))
 		log := logOf(s, "k")
 		require.EqualValues(t, 2, length(log))
-		time.Sleep(150 * time.Millisecond) // the two entries grow older than the age
+		time.Sleep(700 * time.Millisecond) // the two entries grow older than the age
 		require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v")}, pub))
 		assert.EqualValues(t, 1, length(log), "entries older than the age are trimmed")
 		require.Eventually(t, func() bool { return length(log) == 0 }, 5*time.Second, 10*time.Millisecond,

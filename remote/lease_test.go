@@ -52,7 +52,7 @@ func TestWaitersAreWokenByTheFill(t *testing.T) {
 	r, err = s.getOrLease(ctx, "b", "waiter")
 	require.NoError(t, err)
 	assert.False(t, r.Leased)
-	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
+	assertALeaseLeft(t, r.HeldFor.Milliseconds())
 	ok, err = s.Fill(ctx, "b", "holder", &Envelope{Payload: []byte("B")}, FillOptions{Publication: pub})
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -109,6 +109,15 @@ func TestFillBuildsTheWakeOnlyForWaiters(t *testing.T) {
 	assert.EqualValues(t, 3, built.Load())
 }
 
+// assertALeaseLeft checks that ms, a lease's time left read just after it
+// was taken, is about the 2 s lease: at most that, and more than half of
+// it (a loaded machine may take a while between the two round trips).
+func assertALeaseLeft(t *testing.T, ms int64, msgAndArgs ...any) {
+	t.Helper()
+	assert.LessOrEqual(t, ms, int64(2000), msgAndArgs...)
+	assert.Greater(t, ms, int64(1000), msgAndArgs...)
+}
+
 func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv)
@@ -121,12 +130,12 @@ func TestReleaseWithHoldKeepsTheLeaseForTheBackOff(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.getOrLease(ctx, "k", "waiter") // marks a waiter
 	require.NoError(t, err)
-	s.Release(ctx, "k", "holder", 150*time.Millisecond, pub)
+	s.Release(ctx, "k", "holder", time.Second, pub)
 	assert.Equal(t, "released", <-msgs)
 	r, err := s.getOrLease(ctx, "k", "waiter")
 	require.NoError(t, err)
 	assert.False(t, r.Leased, "the lease is held for the back-off")
-	assert.LessOrEqual(t, r.HeldFor, 150*time.Millisecond)
+	assert.LessOrEqual(t, r.HeldFor, time.Second)
 	require.Eventually(t, func() bool {
 		r, err := s.getOrLease(ctx, "k", "waiter")
 		return err == nil && r.Leased
@@ -177,7 +186,7 @@ func TestLeaseOrRead(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.Leased)
 	assert.False(t, r.Found, "a lease marker is no value")
-	assert.InDelta(t, 2000, r.HeldFor.Milliseconds(), 100)
+	assertALeaseLeft(t, r.HeldFor.Milliseconds())
 	assert.Equal(t, 40*time.Millisecond, r.HolderExpects, "the holder's expected load time travels in its token")
 	assert.Equal(t, holder, r.Holder)
 	n, err := c.Do(ctx, c.B().Exists().Key(s.ValueKey("k")+":wait").Build()).AsInt64()
@@ -219,7 +228,7 @@ func TestGetOrLease(t *testing.T) {
 	assert.True(t, r.Leased)
 	pttl, err := c.Do(ctx, c.B().Pttl().Key(s.ValueKey("k")).Build()).AsInt64()
 	require.NoError(t, err)
-	assert.InDelta(t, 2000, pttl, 100, "the marker lives a lease")
+	assertALeaseLeft(t, pttl, "the marker lives a lease")
 
 	_, err = s.Get(ctx, "k")
 	assert.ErrorIs(t, err, ErrMiss, "a plain read sees no value")
