@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,6 +79,38 @@ func TestNoQuoteBackslashOrControlAtEveryPosition(t *testing.T) {
 				want := c >= 0x20 && c != '"' && c != '\\'
 				assert.Equal(t, want, noQuoteBackslashOrControl(b), "len %d, %#x at %d", n, c, p)
 			}
+		}
+	}
+}
+
+// The one-pass scan of ASCII agrees with the two checks apart (quotes,
+// backslashes and control bytes; valid UTF-8) wherever the byte that
+// decides sits, before, in and after the sixteen-byte words.
+func TestPlainBodyAtEveryPosition(t *testing.T) {
+	for n := range 40 {
+		for p := range n {
+			for _, c := range []byte{'"', '\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xa2, 0xc3, 0xe2, 0xff} {
+				b := []byte(strings.Repeat("a", n))
+				b[p] = c
+				want := noQuoteBackslashOrControl(b) && utf8.Valid(b)
+				assert.Equal(t, want, plainBody(b), "len %d, %#x at %d", n, c, p)
+			}
+		}
+	}
+	// A valid multi-byte character after a run of ASCII words, and one cut
+	// short.
+	ok := strings.Repeat("a", 17) + "é" + strings.Repeat("b", 20)
+	assert.True(t, plainBody([]byte(ok)))
+	assert.False(t, plainBody([]byte(ok[:18])))
+	assert.False(t, plainBody([]byte(ok+`"`)))
+}
+
+func BenchmarkPlainBody(b *testing.B) {
+	body := []byte(strings.Repeat("x", 1022))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !plainBody(body) {
+			b.Fatal("a plain body refused")
 		}
 	}
 }
