@@ -175,12 +175,12 @@ func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.F
 // fromRemote serves a value found in Redis: fills the local tier, and
 // starts a background refresh when the value is stale or XFetch says so.
 func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelope, v V, load func(context.Context) (V, error)) (V, error) {
-	c.fillLocal(fence, key, v, env, cost(env.Payload), afterMiss)
+	now := c.fillLocal(fence, key, v, env, cost(env.Payload), afterMiss)
 	if env.Negative {
 		var zero V
 		return zero, ErrNotFound
 	}
-	c.refreshIfDue(key, envelopeStamps(env), time.Now().UnixNano(), load, tagNames(env.Tags))
+	c.refreshIfDue(key, envelopeStamps(env), now, load, tagNames(env.Tags))
 	return v, nil
 }
 
