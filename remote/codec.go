@@ -87,9 +87,10 @@ func plainBody(b []byte) bool {
 		if (w|v)&highs != 0 {
 			break
 		}
-		// With no high bit in w or v, each difference has one in a byte
-		// exactly when that byte was below the bound (0x20, or 1 once
-		// '"' or '\\' is xored to zero): see noQuoteBackslashOrControl.
+		// With no high bit in w or v, a difference has a high bit set in
+		// some byte exactly when some byte was below the bound (0x20, or 1
+		// once '"' or '\\' is xored to zero): a borrow reaches a higher
+		// byte only from a lower one that was (noQuoteBackslashOrControl).
 		wq, wb, vq, vb := w^('"'*ones), w^('\\'*ones), v^('"'*ones), v^('\\'*ones)
 		below := (w - 0x20*ones) | (wq - ones) | (wb - ones) | (v - 0x20*ones) | (vq - ones) | (vb - ones)
 		if below&highs != 0 {

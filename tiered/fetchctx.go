@@ -12,8 +12,8 @@ import (
 // every loaded miss, most often for nothing: a loader that never looks at
 // its ctx, and Redis calls, which bound it by its deadline (Deadline, Err)
 // without asking for Done. So the timer starts only when Done or
-// AfterFunc is asked for; Err reads the clock until then. It lives in its
-// flight (no allocation of its own).
+// AfterFunc is asked for; Err reads the clock until then. It is allocated
+// only when a flight's leader hands the fetch to a worker.
 //
 // AfterFunc makes it what the context package calls an afterFuncer: a
 // context derived from it (WithCancel, WithTimeout, AfterFunc) registers

@@ -96,8 +96,9 @@ const (
 
 // fillLocal stores a value read or written with envelope env. Its local TTL
 // never outlives the Redis copy, and it records when hits must start
-// considering a refresh. It returns the time it took as now (one clock read
-// per miss, not two: a warm-up makes 100,000).
+// considering a refresh. It returns the clock reading (UnixNano) it used
+// as now, for the caller's refresh check: one clock read per miss, not two
+// (a warm-up makes 100,000).
 func (c *Cache[V]) fillLocal(fence local.Fence, key string, v V, env *remote.Envelope, payloadCost int64, kind fillKind) (now int64) {
 	now = time.Now().UnixNano()
 	ttl := c.jitter(c.opts.LocalTTL)
