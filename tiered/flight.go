@@ -31,10 +31,10 @@ type flights[V any] struct {
 // takes its key's lock at least twice (to start its flight and to end it,
 // once more to hand a load to a worker); with one lock for all keys, a
 // replica's concurrent misses of different keys queue on it, more so the
-// more cores there are. BenchmarkLeadParallel
-// (16 goroutines, 2 cores): 620 → 186 ns per flight; a miss Redis answers
-// (BenchmarkMissParallel) moved within this machine's noise (0.96×, median
-// of eight interleaved pairs).
+// more cores there are. BenchmarkLeadParallel (16 goroutines, 2 cores):
+// 602 → 202 ns per flight, 0.34× (medians of five interleaved runs); a
+// miss Redis answers (BenchmarkMissParallel) moved within this machine's
+// noise (0.96×, median of eight interleaved pairs).
 const flightShards = 64
 
 type flightShard[V any] struct {
