@@ -119,12 +119,16 @@ func (a *arrivals) seen() (arrived, applied []string) {
 	return slices.Clone(a.arrived), slices.Clone(a.applied)
 }
 
-// check waits until want has arrived while the applier holds only the
-// first of them, then releases it and waits until it has applied them
-// all, in order.
+// check waits until want has arrived and the applier has taken the first
+// of them (it is stuck there: the queue's hand-off may come after the
+// arrivals on a loaded machine), checks it holds only that one, then
+// releases it and waits until it has applied them all, in order.
 func (a *arrivals) check(t *testing.T, want []string) {
 	t.Helper()
-	require.Eventually(t, func() bool { got, _ := a.seen(); return len(got) == len(want) }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		arrived, applied := a.seen()
+		return len(arrived) == len(want) && len(applied) > 0
+	}, 5*time.Second, time.Millisecond)
 	arrived, applied := a.seen()
 	assert.Equal(t, want, arrived, "arrivals: only what the applier will get")
 	assert.Equal(t, want[:1], applied, "the rest arrived while the first was still being applied")
