@@ -201,6 +201,7 @@ func (f *fleet) close() {
 	}
 	wg.Wait()
 	f.src.close(true)
+	f.run.dropNamespace(f.env.Namespace)
 }
 
 // tail keeps the end of a replica process's output, for the error when it dies.

@@ -197,6 +197,7 @@ func (r *Run) replicas(ctx context.Context, scenario string, c Candidate, n int)
 		for _, x := range out {
 			x.Close()
 		}
+		r.dropNamespace(env.Namespace)
 	}
 	for range n {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -1,0 +1,51 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Every fleet (and every set of replicas a single-process scenario makes)
+// writes under a namespace of its own, whose keys would otherwise outlive
+// it by the remote TTL. The keys of one run expiring during a later one
+// cost Redis CPU then (its active expiry cycle deletes them), charged to
+// whichever candidate is running: in a full bench the zipf-100k runs leave
+// half a million keys each, which expire a minute later in the middle of
+// another candidate's timed run. So a namespace is deleted when its fleet
+// closes, before the next run starts, outside any timed window.
+
+// dropTimeout bounds a namespace's deletion: Redis may be down (the
+// failover scenario kills it), and what is left only expires later.
+const dropTimeout = 10 * time.Second
+
+// dropNamespace deletes every key under ns (named ns + ":" + anything), with
+// SCAN and DEL: DEL frees the memory at once, where UNLINK would leave it
+// to a Redis thread that runs beside the next run. Errors end it quietly.
+func (r *Run) dropNamespace(ns string) {
+	c, err := r.adminClient()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+	defer cancel()
+	pattern := globEscaper.Replace(ns) + ":*"
+	var cursor uint64
+	for {
+		page, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return
+		}
+		if len(page.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Del().Key(page.Elements...).Build()).Error(); err != nil {
+				return
+			}
+		}
+		if cursor = page.Cursor; cursor == 0 {
+			return
+		}
+	}
+}
+
+// globEscaper escapes what SCAN's MATCH pattern would read as a wildcard.
+var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
