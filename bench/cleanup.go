@@ -2,8 +2,9 @@ package bench
 
 import (
 	"context"
-	"strings"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/rediskeys"
 )
 
 // Every fleet (and every set of replicas a single-process scenario makes)
@@ -19,9 +20,8 @@ import (
 // failover scenario kills it), and what is left only expires later.
 const dropTimeout = 10 * time.Second
 
-// dropNamespace deletes every key under ns (named ns + ":" + anything), with
-// SCAN and DEL: DEL frees the memory at once, where UNLINK would leave it
-// to a Redis thread that runs beside the next run. Errors end it quietly.
+// dropNamespace deletes every key under ns (named ns + ":" + anything).
+// Errors are ignored, for the reasons above.
 func (r *Run) dropNamespace(ns string) {
 	c, err := r.adminClient()
 	if err != nil {
@@ -29,23 +29,5 @@ func (r *Run) dropNamespace(ns string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
-	pattern := globEscaper.Replace(ns) + ":*"
-	var cursor uint64
-	for {
-		page, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return
-		}
-		if len(page.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Del().Key(page.Elements...).Build()).Error(); err != nil {
-				return
-			}
-		}
-		if cursor = page.Cursor; cursor == 0 {
-			return
-		}
-	}
+	_ = rediskeys.DeletePrefix(ctx, c, ns+":") // ignored: see above
 }
-
-// globEscaper escapes what SCAN's MATCH pattern would read as a wildcard.
-var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)

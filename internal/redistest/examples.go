@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/tiercache/tiercache/internal/rediskeys"
 	"github.com/tiercache/tiercache/internal/redisserver"
 )
 
@@ -65,12 +66,8 @@ func (e exampleRedis) Run() int {
 	return e.m.Run()
 }
 
-// deletePrefix deletes the keys under prefix, walking with SCAN (a shared
-// Redis is never blocked by KEYS).
+// deletePrefix deletes the keys under prefix in the Redis at url.
 func deletePrefix(ctx context.Context, url, prefix string) error {
-	if prefix == "" {
-		return fmt.Errorf("no prefix: refusing to delete every key")
-	}
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		return err
@@ -81,19 +78,5 @@ func deletePrefix(ctx context.Context, url, prefix string) error {
 		return err
 	}
 	defer c.Close()
-	var cursor uint64
-	for {
-		page, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return err
-		}
-		if len(page.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(page.Elements...).Build()).Error(); err != nil {
-				return err
-			}
-		}
-		if cursor = page.Cursor; cursor == 0 {
-			return nil
-		}
-	}
+	return rediskeys.DeletePrefix(ctx, c, prefix)
 }
