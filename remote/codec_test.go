@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -68,32 +69,48 @@ func FuzzJSONMarshalStringShortcut(f *testing.F) {
 	})
 }
 
-// The word-at-a-time scan finds every byte it must, wherever it sits in a
-// word, and nothing else.
-func TestNoQuoteBackslashOrControlAtEveryPosition(t *testing.T) {
+// plainByBytes is plainBody's definition, a byte at a time.
+func plainByBytes(b []byte) bool {
+	for _, c := range b {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// The word-at-a-time scan finds a control byte wherever it sits in a word,
+// beside bytes above 0x7f too, and nothing else.
+func TestNoControlAtEveryPosition(t *testing.T) {
 	for n := range 20 {
 		for p := range n {
-			for _, c := range []byte{'"', '\\', 0x00, 0x01, 0x1f, 0x20, 0x21, '[', ']', 0x7f, 0x80, 0xa2, 0xdc, 0xff} {
-				b := []byte(strings.Repeat("a", n))
-				b[p] = c
-				want := c >= 0x20 && c != '"' && c != '\\'
-				assert.Equal(t, want, noQuoteBackslashOrControl(b), "len %d, %#x at %d", n, c, p)
+			for _, fill := range []byte{'a', 0xff} {
+				for _, c := range []byte{0x00, 0x01, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0x9f, 0xa0, 0xff} {
+					b := bytes.Repeat([]byte{fill}, n)
+					b[p] = c
+					assert.Equal(t, c >= 0x20, noControl(b), "len %d, %#x at %d in %#x", n, c, p, fill)
+				}
 			}
 		}
 	}
 }
 
-// The one-pass scan of ASCII agrees with the two checks apart (quotes,
-// backslashes and control bytes; valid UTF-8) wherever the byte that
-// decides sits, before, in and after the sixteen-byte words.
+// plainBody agrees with its definition wherever the byte that decides
+// sits: before, in and after the four-word blocks, and after a block
+// holding a byte above 0x7f.
 func TestPlainBodyAtEveryPosition(t *testing.T) {
-	for n := range 40 {
+	for n := range 80 {
 		for p := range n {
 			for _, c := range []byte{'"', '\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xa2, 0xc3, 0xe2, 0xff} {
 				b := []byte(strings.Repeat("a", n))
 				b[p] = c
-				want := noQuoteBackslashOrControl(b) && utf8.Valid(b)
-				assert.Equal(t, want, plainBody(b), "len %d, %#x at %d", n, c, p)
+				assert.Equal(t, plainByBytes(b), plainBody(b), "len %d, %#x at %d", n, c, p)
+				if p+1 < n { // and after a valid two-byte character
+					b[0], b[1] = 0xc3, 0xa9
+					if p > 1 {
+						assert.Equal(t, plainByBytes(b), plainBody(b), "é, len %d, %#x at %d", n, c, p)
+					}
+				}
 			}
 		}
 	}
