@@ -105,11 +105,9 @@ func TestPlainBodyAtEveryPosition(t *testing.T) {
 				b := []byte(strings.Repeat("a", n))
 				b[p] = c
 				assert.Equal(t, plainByBytes(b), plainBody(b), "len %d, %#x at %d", n, c, p)
-				if p+1 < n { // and after a valid two-byte character
+				if p > 1 { // and after a valid two-byte character
 					b[0], b[1] = 0xc3, 0xa9
-					if p > 1 {
-						assert.Equal(t, plainByBytes(b), plainBody(b), "é, len %d, %#x at %d", n, c, p)
-					}
+					assert.Equal(t, plainByBytes(b), plainBody(b), "é, len %d, %#x at %d", n, c, p)
 				}
 			}
 		}

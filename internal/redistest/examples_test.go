@@ -44,9 +44,7 @@ func TestWithExampleRedisClearsThePrefix(t *testing.T) {
 	t.Setenv(ExampleRedisEnv, srv.URL())
 	var keys []string
 	code := WithExampleRedis(runner(func() int {
-		var err error
-		keys, err = c.Do(ctx, c.B().Keys().Pattern("*").Build()).AsStrSlice()
-		require.NoError(t, err)
+		keys = AllKeys(t, c)
 		return 0
 	}), "example:test:").Run()
 	assert.Equal(t, 0, code)

@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,18 @@ func ClientWith(tb testing.TB, opt rueidis.ClientOption) rueidis.Client {
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// AllKeys lists every key of c's Redis, sorted (with KEYS: for a test's
+// own throwaway server only).
+func AllKeys(tb testing.TB, c rueidis.Client) []string {
+	tb.Helper()
+	keys, err := c.Do(context.Background(), c.B().Keys().Pattern("*").Build()).AsStrSlice()
+	if err != nil {
+		tb.Fatalf("KEYS *: %v", err)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // InfoField reads one numeric field of an INFO section.
