@@ -2,6 +2,8 @@ package local
 
 import (
 	"fmt"
+	"math/bits"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,6 +158,70 @@ func TestAppliedSlotsAreEmptied(t *testing.T) {
 	require.Positive(t, heldSlots(tier))
 	tier.Close()
 	assert.Zero(t, heldSlots(tier), "Close lets go of every list")
+}
+
+// TestAHandOverLooksAtTheListsMarked: a hand-over looks only at the lists
+// an insert was pushed to since the last one, and takes their marks; a
+// list it leaves an insert in (one whose fill is under way) stays marked,
+// so that the next hand-over, after the fill, finds the insert and
+// empties the list.
+func TestAHandOverLooksAtTheListsMarked(t *testing.T) {
+	noDrainer(t)
+	t.Cleanup(func() { testHooks.beforeBirth = nil })
+	tier := newTier(t, Options{Stripes: 64})
+	marked := func() int {
+		n := 0
+		for w := range tier.marks {
+			n += bits.OnesCount64(tier.marks[w].bits.Load())
+		}
+		return n
+	}
+	require.Zero(t, marked())
+	require.True(t, fill(tier, tier.Fence("k"), "k", 1))
+	require.Equal(t, 1, marked())
+	tier.Wait()
+	assert.Zero(t, marked(), "the marks of the lists emptied are taken")
+	assert.Zero(t, heldSlots(tier))
+
+	var markedDuringFill int
+	testHooks.beforeBirth = func() {
+		testHooks.beforeBirth = nil
+		tier.Wait() // a round while the insert is unborn: it stays
+		markedDuringFill = marked()
+	}
+	require.True(t, fill(tier, tier.Fence("k"), "k", 2))
+	assert.Equal(t, 1, markedDuringFill, "the list left with an insert stays marked")
+	assert.NotNil(t, listOf(tier, "k").Load())
+	tier.Wait()
+	assert.Nil(t, listOf(tier, "k").Load(), "the next round found the insert")
+	assert.Zero(t, marked())
+	e, ok := tier.Get("k")
+	require.True(t, ok)
+	assert.Equal(t, int64(2), e.Value)
+}
+
+// TestEveryInsertIsHandedOverUnderConcurrentFills: fills from several
+// goroutines, with the drainer at work, leave no insert behind: after a
+// Wait every list is empty and every key is served.
+func TestEveryInsertIsHandedOverUnderConcurrentFills(t *testing.T) {
+	tier := newTier(t, Options{Stripes: 64})
+	const keys = 500
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				k := fmt.Sprint("k", (i*7+g)%keys)
+				fill(tier, tier.Fence(k), k, int64(i))
+			}
+		})
+	}
+	wg.Wait()
+	tier.Wait()
+	assert.Zero(t, heldSlots(tier), "inserts left in the lists")
+	for i := range keys {
+		_, ok := tier.Get(fmt.Sprint("k", i))
+		require.True(t, ok, "k%d not served", i)
+	}
 }
 
 // TestTheDrainerEmptiesAppliedSlots: the drainer empties the lists by
@@ -622,6 +688,35 @@ func TestAWaitQueuedBehindAHandOverSharesTheNext(t *testing.T) {
 // of many (a drainer that fell behind, a warm-up's batch), with a second
 // fill of every tenth key: the cost per insert should not grow with the
 // number pending.
+// BenchmarkHandOverFew is the drainer's usual round under a steady miss
+// rate: a few inserts (8) since the last hand-over, into a tier that holds
+// their keys already, then Wait. It is what each round costs beyond its
+// inserts: looking for them among the lists, and ristretto's Wait.
+func BenchmarkHandOverFew(b *testing.B) {
+	noDrainer(b)
+	tier, err := New[int64](Options{MaxCost: 1 << 30})
+	require.NoError(b, err)
+	defer tier.Close()
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key-", i)
+		fill(tier, tier.Fence(keys[i]), keys[i], 1)
+	}
+	tier.Wait()
+	i := 0
+	for b.Loop() {
+		for range 8 {
+			k := keys[i%len(keys)]
+			fill(tier, tier.Fence(k), k, int64(i))
+			i++
+		}
+		tier.Wait()
+	}
+	if d := tier.Stats().DroppedSets; d != 0 {
+		b.Fatalf("%d inserts dropped", d)
+	}
+}
+
 func BenchmarkHandOver(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {

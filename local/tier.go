@@ -109,6 +109,7 @@ type Tier[V any] struct {
 	// lists once ristretto has applied them (pending.go). flushMu
 	// serialises the hand-overs (the drainer's, Wait's) and Close.
 	pending   []atomic.Pointer[pendingInsert[V]]
+	marks     pendingMarks // the lists a hand-over looks at
 	flushMu   sync.Mutex
 	flushes   atomic.Uint64 // hand-overs begun, counted under flushMu
 	drainKick chan struct{}
