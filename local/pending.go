@@ -27,7 +27,10 @@ import (
 // one into ristretto after the newer was served; the inserts below that
 // one were dealt with by its own fill), and a Get that finds the key in
 // its list looks in ristretto once more and serves a live copy there, as
-// the next Get would, until the newer is handed over. An insert is not
+// the next Get would, until the newer is handed over. A Get that finds the
+// key in neither place looks in ristretto once more when a hand-over
+// applied its inserts between its two looks (Tier.applied): the key's
+// insert may have moved from its list into ristretto meanwhile. An insert is not
 // handed over before its fill has given it its deadline: for a key
 // ristretto holds, the hand-over replaces the live copy at once.
 //
@@ -205,6 +208,7 @@ func (t *Tier[V]) flushAfter(begun uint64) {
 	})
 	if handedOver {
 		t.cache.Wait()
+		t.applied.Add(1) // before the cut: see GetDespiteHold
 	}
 	if looked && testHooks.beforeCut != nil {
 		testHooks.beforeCut()

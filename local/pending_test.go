@@ -160,6 +160,27 @@ func TestAppliedSlotsAreEmptied(t *testing.T) {
 	assert.Zero(t, heldSlots(tier), "Close lets go of every list")
 }
 
+// TestAGetSpanningAHandOverFindsTheInsert: a Get whose look in ristretto
+// comes before a hand-over applies the key's insert, and whose look in the
+// lists comes after the hand-over has cut it off, finds it in ristretto: a
+// value just filled is a hit, whenever the drainer's round runs.
+func TestAGetSpanningAHandOverFindsTheInsert(t *testing.T) {
+	noDrainer(t)
+	t.Cleanup(func() { testHooks.betweenGetLooks = nil })
+	tier := newTier(t, Options{})
+	require.True(t, fill(tier, tier.Fence("k"), "k", 7))
+	testHooks.betweenGetLooks = func() {
+		testHooks.betweenGetLooks = nil
+		tier.Wait() // the drainer's round, between the two looks
+	}
+	e, ok := tier.Get("k")
+	require.True(t, ok, "the value just filled missed")
+	assert.Equal(t, int64(7), e.Value)
+	assert.Nil(t, listOf(tier, "k").Load(), "the round cut the insert off its list")
+	_, ok = tier.Get("absent")
+	assert.False(t, ok)
+}
+
 // TestAHandOverLooksAtTheListsMarked: a hand-over looks only at the lists
 // an insert was pushed to since the last one, and takes their marks; a
 // list it leaves an insert in (one whose fill is under way) stays marked,

@@ -112,6 +112,7 @@ type Tier[V any] struct {
 	marks     pendingMarks // the lists a hand-over looks at
 	flushMu   sync.Mutex
 	flushes   atomic.Uint64 // hand-overs begun, counted under flushMu
+	applied   atomic.Uint64 // hand-overs whose inserts ristretto has applied, counted before they are cut off
 	drainKick chan struct{}
 	drainStop chan struct{}
 	drainDone chan struct{}
@@ -207,6 +208,7 @@ func (t *Tier[V]) Get(key string) (*Entry[V], bool) {
 // one there is.
 func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	defer t.surviveClose()
+	applied := t.applied.Load()
 	// live, written out: the hit path's checks, inline.
 	if s, ok := t.cache.Get(key); ok && s.epoch == t.epoch.Load() && t.now() < s.expires.Load() && (s.tags == nil || !t.tagged(s.tags)) {
 		return &s.Entry, true
@@ -214,7 +216,19 @@ func (t *Tier[V]) GetDespiteHold(key string) (*Entry[V], bool) {
 	if testHooks.betweenGetLooks != nil {
 		testHooks.betweenGetLooks()
 	}
-	return t.getPending(key)
+	if e, ok := t.getPending(key); ok {
+		return e, true
+	}
+	if t.applied.Load() != applied {
+		// A hand-over applied its inserts, and cut them off the lists,
+		// between the two looks: the key's may be among them, in
+		// ristretto now. (Without this look the read missed, although
+		// the value had just been filled.)
+		if s, ok := t.cache.Get(key); ok && t.live(s) {
+			return &s.Entry, true
+		}
+	}
+	return nil, false
 }
 
 // surviveClose, deferred by the calls into ristretto that take no lock

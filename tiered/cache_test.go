@@ -429,7 +429,7 @@ func TestAValueJustReadIsALocalHit(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, -i, v)
 		after := reader.Stats()
-		require.Equal(t, before.LocalMisses+1, after.LocalMisses, "key %s: the second read missed locally", k)
+		require.Equal(t, before.LocalMisses+1, after.LocalMisses, "key %s: the second read missed locally: resets %v, local %+v, bus %+v", k, after.LocalResets, after.Local, after.Bus)
 		require.Equal(t, before.LocalHits+1, after.LocalHits, "key %s", k)
 	}
 }
