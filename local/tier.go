@@ -93,6 +93,10 @@ type Tier[V any] struct {
 	epoch     atomic.Uint64
 	held      atomic.Int32 // Holds not yet released: Get misses
 	closed    atomic.Bool  // set with every stripe lock held
+	// applied counts the hand-overs whose inserts ristretto has applied,
+	// before they are cut off the lists (GetDespiteHold reads it with
+	// epoch and held; the drainer writes it at most once a round).
+	applied atomic.Uint64
 
 	// Tag invalidations: tagClock counts them, and each tag stripe holds
 	// the clock of the last invalidation of a tag hashed to it. A tagged
@@ -109,10 +113,9 @@ type Tier[V any] struct {
 	// lists once ristretto has applied them (pending.go). flushMu
 	// serialises the hand-overs (the drainer's, Wait's) and Close.
 	pending   []atomic.Pointer[pendingInsert[V]]
-	marks     pendingMarks // the lists a hand-over looks at
+	marks     *pendingMarks // the lists a hand-over looks at: its own allocation, aligned, no neighbours
 	flushMu   sync.Mutex
 	flushes   atomic.Uint64 // hand-overs begun, counted under flushMu
-	applied   atomic.Uint64 // hand-overs whose inserts ristretto has applied, counted before they are cut off
 	drainKick chan struct{}
 	drainStop chan struct{}
 	drainDone chan struct{}
@@ -132,6 +135,7 @@ func New[V any](opts Options) (*Tier[V], error) {
 	t := &Tier[V]{
 		stripes:    make([]stripe, opts.Stripes),
 		pending:    make([]atomic.Pointer[pendingInsert[V]], pendingSlots),
+		marks:      new(pendingMarks),
 		tagStripes: make([]atomic.Uint64, opts.Stripes),
 		mask:       uint64(opts.Stripes - 1),
 		seed:       maphash.MakeSeed(),
