@@ -30,8 +30,8 @@ import (
 // the next Get would, until the newer is handed over. A Get that finds the
 // key in neither place looks in ristretto once more when a hand-over
 // applied its inserts between its two looks (Tier.applied): the key's
-// insert may have moved from its list into ristretto meanwhile. An insert is not
-// handed over before its fill has given it its deadline: for a key
+// insert may have moved from its list into ristretto meanwhile. An insert
+// is not handed over before its fill has given it its deadline: for a key
 // ristretto holds, the hand-over replaces the live copy at once.
 //
 // The lists are one more place a value is read from, so every way an

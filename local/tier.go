@@ -112,8 +112,10 @@ type Tier[V any] struct {
 	// most once per drainDelay while fills come, and cuts them off the
 	// lists once ristretto has applied them (pending.go). flushMu
 	// serialises the hand-overs (the drainer's, Wait's) and Close.
-	pending   []atomic.Pointer[pendingInsert[V]]
-	marks     *pendingMarks // the lists a hand-over looks at: its own allocation, aligned, no neighbours
+	pending []atomic.Pointer[pendingInsert[V]]
+	// marks are the lists a hand-over looks at: an allocation of their
+	// own, so that fills' writes to them share no line with these fields.
+	marks     *pendingMarks
 	flushMu   sync.Mutex
 	flushes   atomic.Uint64 // hand-overs begun, counted under flushMu
 	drainKick chan struct{}
