@@ -35,11 +35,10 @@ type tiercacheReplica struct {
 	tracker    *warmup.HotKeys
 	warm       *warmup.Warmup
 	stopWarmup context.CancelFunc
-	// preloadHits are the local hits the preload's own reads made; they
-	// are not the replica's reads. (The cache's own count is exact, so
-	// the replica keeps no counter of its own on the read path: one
-	// atomic shared by every goroutine costs as much as a hit.)
-	preloadHits atomic.Uint64
+	reads      atomic.Uint64 // exact: the cache samples its local-hit count
+	// preloadMisses are the local misses the preload's own reads made;
+	// they are not the replica's reads.
+	preloadMisses atomic.Uint64
 }
 
 func newTiercache(ctx context.Context, env Env) (Replica, error) {
@@ -84,9 +83,9 @@ func (r *tiercacheReplica) WaitReady(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// The preload's own local hits (it reads through the cache) are not
+	// The preload's own local misses (it reads through the cache) are not
 	// the replica's reads.
-	r.preloadHits.Store(r.c.Stats().LocalHits)
+	r.preloadMisses.Store(r.c.Stats().LocalMisses)
 	return nil
 }
 
@@ -109,6 +108,7 @@ func (r *tiercacheReplica) closeTracker() {
 }
 
 func (r *tiercacheReplica) Get(ctx context.Context, key string) (string, error) {
+	r.reads.Add(1)
 	v, err := r.c.Get(ctx, key)
 	if errors.Is(err, tiered.ErrNotFound) {
 		return "", ErrMiss
@@ -117,6 +117,7 @@ func (r *tiercacheReplica) Get(ctx context.Context, key string) (string, error) 
 }
 
 func (r *tiercacheReplica) GetOrLoad(ctx context.Context, key string, load func(context.Context) (string, error)) (string, error) {
+	r.reads.Add(1)
 	return r.c.GetOrLoad(ctx, key, load)
 }
 
@@ -126,9 +127,10 @@ func (r *tiercacheReplica) Set(ctx context.Context, key, value string) error {
 
 func (r *tiercacheReplica) Delete(ctx context.Context, key string) error { return r.c.Delete(ctx, key) }
 
-// LocalHits is the cache's own exact count, less the preload's.
+// LocalHits is exact: reads minus the cache's (exact) local misses.
 func (r *tiercacheReplica) LocalHits() uint64 {
-	return r.c.Stats().LocalHits - r.preloadHits.Load()
+	misses := r.c.Stats().LocalMisses - r.preloadMisses.Load()
+	return r.reads.Load() - min(misses, r.reads.Load())
 }
 func (r *tiercacheReplica) Close() {
 	r.stopWarmup()
@@ -139,8 +141,8 @@ func (r *tiercacheReplica) Close() {
 
 // Preload warms the replica's local tier with warmup.Preload.
 func (r *tiercacheReplica) Preload(ctx context.Context, keys []string) error {
-	before := r.c.Stats().LocalHits
+	before := r.c.Stats().LocalMisses
 	_, err := warmup.Preload(ctx, r.c, warmup.Options[string]{TopN: -1, Keys: keys})
-	r.preloadHits.Add(r.c.Stats().LocalHits - before)
+	r.preloadMisses.Add(r.c.Stats().LocalMisses - before)
 	return err
 }
