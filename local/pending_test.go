@@ -705,10 +705,6 @@ func TestAWaitQueuedBehindAHandOverSharesTheNext(t *testing.T) {
 	assert.True(t, inRistretto, "a Wait after the fill hands it over")
 }
 
-// BenchmarkHandOver is a hand-over's cost per insert, of a few inserts and
-// of many (a drainer that fell behind, a warm-up's batch), with a second
-// fill of every tenth key: the cost per insert should not grow with the
-// number pending.
 // BenchmarkHandOverFew is the drainer's usual round under a steady miss
 // rate: a few inserts (8) since the last hand-over, into a tier that holds
 // their keys already, then Wait. It is what each round costs beyond its
@@ -738,6 +734,10 @@ func BenchmarkHandOverFew(b *testing.B) {
 	}
 }
 
+// BenchmarkHandOver is a hand-over's cost per insert, of a few inserts and
+// of many (a drainer that fell behind, a warm-up's batch), with a second
+// fill of every tenth key: the cost per insert should not grow with the
+// number pending.
 func BenchmarkHandOver(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
