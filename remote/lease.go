@@ -67,16 +67,31 @@ func appendToken(b []byte) []byte {
 	return strconv.AppendUint(b, rand.Uint64(), 36)
 }
 
+// maxLeaseWait bounds the figures a waiter paces itself by (how long a
+// lease still holds, how long its holder expects to load). They are read
+// back from Redis, where anything may have written them: a figure past
+// any real load must neither overflow a waiter's pacing (waitFor doubles
+// it) nor make it wait for ever.
+const maxLeaseWait = time.Hour
+
+// waitMillis is ms milliseconds, read from Redis, as a waiter's figure:
+// zero when negative (no TTL, or gone), at most maxLeaseWait.
+func waitMillis(ms int64) time.Duration {
+	return time.Duration(min(max(ms, 0), maxLeaseWait.Milliseconds())) * time.Millisecond
+}
+
+// holderExpects reads the load time a lease token states (LeaseToken):
+// zero when it states none, at most maxLeaseWait.
 func holderExpects(token string) time.Duration {
 	i := strings.LastIndexByte(token, ':')
 	if i < 0 {
 		return 0
 	}
 	ms, err := strconv.ParseInt(token[i+1:], 10, 64)
-	if err != nil || ms < 0 {
+	if err != nil {
 		return 0
 	}
-	return time.Duration(ms) * time.Millisecond
+	return waitMillis(ms)
 }
 
 // getOrLease is LeaseOrRead in one script, for GetOrLeaseMany: it reads
@@ -200,7 +215,7 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResu
 		return LeaseResult{}, err
 	}
 	left, _ := res[1].AsInt64()
-	r.HeldFor = time.Duration(max(left, 0)) * time.Millisecond
+	r.HeldFor = waitMillis(left)
 	b, err := res[2].AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return r, nil // filled and gone, or the lease ended: look again
@@ -322,7 +337,7 @@ func (s *Store) leaseReply(res rueidis.RedisResult) (LeaseResult, error) {
 			held, _ = arr[2].AsInt64()
 			holder, _ = arr[3].ToString()
 		}
-		return LeaseResult{HeldFor: time.Duration(max(held, 0)) * time.Millisecond, Holder: holder, HolderExpects: holderExpects(holder)}, nil
+		return LeaseResult{HeldFor: waitMillis(held), Holder: holder, HolderExpects: holderExpects(holder)}, nil
 	}
 	b, err := arr[1].AsBytes()
 	if err != nil {

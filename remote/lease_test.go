@@ -458,3 +458,59 @@ func TestFillWakeUpIsLogged(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, n, "the wake-up is in the log")
 }
+
+// A lease marker is read back from Redis, where anything may have written
+// it: the figures a waiter paces itself by stay within maxLeaseWait
+// however absurd the marker's token or TTL, and a marker without a TTL
+// holds for none.
+func TestALeaseReadBackIsBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 2 * time.Second})
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		token      string
+		px         int64 // 0: no TTL
+		held, load time.Duration
+	}{
+		"absurd":      {token: "x.y:9223372036854", px: 1 << 40, held: maxLeaseWait, load: maxLeaseWait},
+		"overflowing": {token: "x.y:99999999999999999", px: 1 << 40, held: maxLeaseWait, load: maxLeaseWait},
+		"negative":    {token: "x.y:-5", px: 1 << 40, held: maxLeaseWait, load: 0},
+		"no TTL":      {token: "x.y:40", held: 0, load: 40 * time.Millisecond},
+	} {
+		set := c.B().Set().Key(s.ValueKey(name)).Value(leaseMarker(tc.token))
+		if tc.px > 0 {
+			require.NoError(t, c.Do(ctx, set.PxMilliseconds(tc.px).Build()).Error())
+		} else {
+			require.NoError(t, c.Do(ctx, set.Build()).Error())
+		}
+		r, err := s.LeaseOrRead(ctx, name, LeaseToken(0))
+		require.NoError(t, err, name)
+		require.False(t, r.Leased || r.Found, name)
+		assert.Equal(t, tc.token, r.Holder, name)
+		assert.Equal(t, tc.held, r.HeldFor, name)
+		assert.Equal(t, tc.load, r.HolderExpects, name)
+	}
+}
+
+func FuzzHolderExpects(f *testing.F) {
+	for _, d := range []time.Duration{0, time.Millisecond, 90 * time.Second, maxLeaseWait, 3 * maxLeaseWait} {
+		f.Add(LeaseToken(d))
+	}
+	f.Add("x.y:99999999999999999999")
+	f.Add("x.y:-1")
+	f.Add("no colon")
+	f.Fuzz(func(t *testing.T, token string) {
+		d := holderExpects(token)
+		if d < 0 || d > maxLeaseWait || d%time.Millisecond != 0 {
+			t.Fatalf("holderExpects(%q) = %v: not whole milliseconds within [0, %v]", token, d, maxLeaseWait)
+		}
+	})
+}
+
+func TestHolderExpectsReadsWhatLeaseTokenStates(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Millisecond, 1500 * time.Microsecond, 90 * time.Second, maxLeaseWait} {
+		assert.Equal(t, d.Truncate(time.Millisecond), holderExpects(LeaseToken(d)), d)
+	}
+	assert.Equal(t, maxLeaseWait, holderExpects(LeaseToken(100*maxLeaseWait)), "at most maxLeaseWait")
+}

@@ -242,6 +242,22 @@ func TestCorruptRedisValueIsAMiss(t *testing.T) {
 	assert.Equal(t, 1, u.ID)
 }
 
+// A lease marker another writer left with absurd figures (a token stating
+// a load of centuries, which doubled overflows) is waited out, not spun
+// on: the waiter looks again when the lease ends, and loads.
+func TestAForeignLeaseMarkerIsWaitedOut(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[user](t, srv, testOptions[user]("ns"))
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	marker := "tc\x00" + "x.y:9223372036854"
+	require.NoError(t, rc.Do(ctx, rc.B().Set().Key(c.remote.ValueKey("k")).Value(marker).PxMilliseconds(300).Build()).Error())
+	u, err := c.GetOrLoad(ctx, "k", func(context.Context) (user, error) { return user{ID: 7}, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 7, u.ID, "loaded once the lease ended")
+	assert.LessOrEqual(t, c.Stats().LeaseWaits, uint64(3), "one wait for the lease's end, not a round every instant")
+}
+
 func TestOptionsValidate(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
