@@ -206,17 +206,22 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResu
 	// The marker (for at most a lease: longer is harmless, the fill
 	// deletes it), the lease's time left, and the value read once more in
 	// the same round trip: a fill that landed before the marker did not
-	// see it, and will not wake us, but it is read here.
+	// see it, and will not wake us, but it is read here. A lease with no
+	// TTL would never end, and the key would wait for ever: given one by
+	// PERSIST, by a copy made with DUMP and RESTORE at TTL 0, or written by
+	// another program. It gets a lease's life (NX: a no-op on a key with a
+	// TTL, as every key tiercache writes has).
 	res := c.DoMulti(ctx,
 		c.B().Set().Key(keys[2]).Value("1").PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(),
+		s.expireIfEndless(keys[0]),
 		c.B().Pttl().Key(keys[0]).Build(),
 		s.getOnce(keys[0]))
 	if err := res[0].Error(); err != nil {
 		return LeaseResult{}, err
 	}
-	left, _ := res[1].AsInt64()
+	left, _ := res[2].AsInt64()
 	r.HeldFor = waitMillis(left)
-	b, err := res[2].AsBytes()
+	b, err := res[3].AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return r, nil // filled and gone, or the lease ended: look again
 	}
@@ -358,9 +363,19 @@ func (s *Store) Lease(ctx context.Context, key, token string) (_ bool, err error
 	}
 	defer inf.end(&err)
 	c := s.opts.Client
-	err = c.Do(ctx, c.B().Set().Key(s.leaseKey(key)).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build()).Error()
+	lk := s.leaseKey(key)
+	// A lease with no TTL (see LeaseOrRead) is given a lease's life, so
+	// that it ends and a later caller takes it.
+	res := c.DoMulti(ctx, c.B().Set().Key(lk).Value(token).Nx().PxMilliseconds(s.opts.LeaseTTL.Milliseconds()).Build(), s.expireIfEndless(lk))
+	err = res[0].Error()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// expireIfEndless gives key a lease's life if it has no TTL (PEXPIRE NX).
+func (s *Store) expireIfEndless(key string) rueidis.Completed {
+	c := s.opts.Client
+	return c.B().Pexpire().Key(key).Milliseconds(s.opts.LeaseTTL.Milliseconds()).Nx().Build()
 }

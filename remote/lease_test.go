@@ -461,8 +461,8 @@ func TestFillWakeUpIsLogged(t *testing.T) {
 
 // A lease marker is read back from Redis, where anything may have written
 // it: the figures a waiter paces itself by stay within maxLeaseWait
-// however absurd the marker's token or TTL, and a marker without a TTL
-// holds for none.
+// however absurd the marker's token or TTL, and a marker without a TTL is
+// given a lease's life.
 func TestALeaseReadBackIsBounded(t *testing.T) {
 	srv := redistest.Start(t)
 	c := redistest.Client(t, srv)
@@ -476,7 +476,7 @@ func TestALeaseReadBackIsBounded(t *testing.T) {
 		"absurd":      {token: "x.y:9223372036854", px: 1 << 40, held: maxLeaseWait, load: maxLeaseWait},
 		"overflowing": {token: "x.y:99999999999999999", px: 1 << 40, held: maxLeaseWait, load: maxLeaseWait},
 		"negative":    {token: "x.y:-5", px: 1 << 40, held: maxLeaseWait, load: 0},
-		"no TTL":      {token: "x.y:40", held: 0, load: 40 * time.Millisecond},
+		"no TTL":      {token: "x.y:40", held: 2 * time.Second, load: 40 * time.Millisecond},
 	} {
 		set := c.B().Set().Key(s.ValueKey(name)).Value(leaseMarker(tc.token))
 		if tc.px > 0 {
@@ -488,9 +488,31 @@ func TestALeaseReadBackIsBounded(t *testing.T) {
 		require.NoError(t, err, name)
 		require.False(t, r.Leased || r.Found, name)
 		assert.Equal(t, tc.token, r.Holder, name)
-		assert.Equal(t, tc.held, r.HeldFor, name)
+		assert.InDelta(t, tc.held, r.HeldFor, float64(time.Second), name)
+		assert.LessOrEqual(t, r.HeldFor, tc.held, name)
 		assert.Equal(t, tc.load, r.HolderExpects, name)
 	}
+	left, err := c.Do(ctx, c.B().Pttl().Key(s.ValueKey("no TTL")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Positive(t, left, "the marker without a TTL now ends")
+}
+
+// A refresh's lease key left without a TTL would keep every refresh (and
+// the repair of a corrupt value) out for good: Lease gives it a lease's
+// life.
+func TestALeaseKeyWithoutTTLEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{LeaseTTL: 200 * time.Millisecond})
+	ctx := context.Background()
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.leaseKey("k")).Value("someone else").Build()).Error())
+	ok, err := s.Lease(ctx, "k", NewToken())
+	require.NoError(t, err)
+	assert.False(t, ok, "held by another")
+	require.Eventually(t, func() bool {
+		ok, err := s.Lease(ctx, "k", NewToken())
+		return err == nil && ok
+	}, 5*time.Second, 10*time.Millisecond, "the endless lease ended, and is taken")
 }
 
 func FuzzHolderExpects(f *testing.F) {

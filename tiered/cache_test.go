@@ -258,6 +258,27 @@ func TestAForeignLeaseMarkerIsWaitedOut(t *testing.T) {
 	assert.LessOrEqual(t, c.Stats().LeaseWaits, uint64(3), "one wait for the lease's end, not a round every instant")
 }
 
+// A lease marker with no TTL (PERSIST, a DUMP and RESTORE at TTL 0,
+// another program) would never end: every caller of the key waited for
+// it, polling Redis every millisecond, until its ctx ended. It is given a
+// lease's life, and then taken.
+func TestALeaseMarkerWithoutTTLEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[user]("ns")
+	o.LeaseTTL = 300 * time.Millisecond
+	c := newCache[user](t, srv, o)
+	rc := redistest.Client(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, rc.Do(ctx, rc.B().Set().Key(c.remote.ValueKey("k")).Value("tc\x00"+"x.y:40").Build()).Error())
+	var loads atomic.Int32
+	u, err := c.GetOrLoad(ctx, "k", func(context.Context) (user, error) { loads.Add(1); return user{ID: 9}, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 9, u.ID)
+	assert.Equal(t, int32(1), loads.Load())
+	assert.LessOrEqual(t, c.Stats().LeaseWaits, uint64(8), "paced waits until the lease's end, not a round every millisecond")
+}
+
 func TestOptionsValidate(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
