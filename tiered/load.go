@@ -284,6 +284,25 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, load func(context
 	return v, 0, set.of(""), err
 }
 
+// carriedOver is the TTL and freshness a refresh keeps from the copy it
+// refreshes (0 and freshFor when it keeps none). They are read back from
+// Redis, where anything may have written the copy: a TTL no call could
+// have set (over MaxTTL: stamps another program wrote) is not kept, nor
+// the freshness measured from the same stamps, which would otherwise
+// carry on from refresh to refresh.
+func carriedOver(env *remote.Envelope, freshFor time.Duration) (time.Duration, time.Duration) {
+	ttl := env.TTL()
+	if ttl <= 0 || ttl > MaxTTL {
+		return 0, freshFor
+	}
+	if env.FreshUntil != 0 {
+		if d := time.Duration(env.FreshUntil - env.WrittenAt); d > 0 && d < ttl {
+			freshFor = d
+		}
+	}
+	return ttl, freshFor
+}
+
 // refresh reloads key in the background, once per replica at a time and,
 // through the lease, once per fleet. Its fill publishes an invalidation, so
 // every replica drops its stale copy and reads the fresh one. seen is the
@@ -324,10 +343,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 				}
 				return
 			}
-			keepTTL = env.TTL()
-			if env.FreshUntil != 0 {
-				freshFor = time.Duration(env.FreshUntil - env.WrittenAt)
-			}
+			keepTTL, freshFor = carriedOver(&env, freshFor)
 		}
 		versions, err := c.remote.TagVersions(ctx, tags, 0)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 func TestStaleWhileRevalidateRefreshesOncePerFleet(t *testing.T) {
@@ -174,4 +175,41 @@ func TestARefreshedValueIsServedAtOnce(t *testing.T) {
 	e, ok := c.local.Get("k")
 	require.True(t, ok, "the refreshed value is served")
 	assert.Equal(t, 2, e.Value)
+}
+
+// A refresh keeps the TTL and freshness of the copy it refreshes, read
+// back from Redis. A copy whose stamps no call could have written (here:
+// written at 1 ns past the epoch, expiring in an hour, so a TTL of about
+// 57 years, and fresh for 1 ns) carries neither over: the refreshed value
+// gets RemoteTTL and the cache's own freshness, so it neither outlives
+// RemoteTTL nor reloads on every read.
+func TestARefreshKeepsNoForeignStamps(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("foreignstamps")
+	opts.EarlyRefreshBeta = -1
+	c := newCache[string](t, srv, opts)
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	payload, err := c.opts.Codec.Marshal("old")
+	require.NoError(t, err)
+	b, err := c.remote.Encode(&remote.Envelope{WrittenAt: 1, FreshUntil: 2, ExpiresAt: time.Now().Add(time.Hour).UnixNano(), Type: c.typeID, Payload: payload})
+	require.NoError(t, err)
+	require.NoError(t, rc.Do(ctx, rc.B().Set().Key(c.remote.ValueKey("k")).Value(string(b)).Px(time.Hour).Build()).Error())
+
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "new", nil }
+	v, err := c.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	assert.Equal(t, "old", v, "stale: served while it is refreshed")
+	require.Eventually(t, func() bool { return c.Stats().Refreshes == 1 }, 5*time.Second, time.Millisecond)
+	left, err := rc.Do(ctx, rc.B().Pttl().Key(c.remote.ValueKey("k")).Build()).AsInt64()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, time.Duration(left)*time.Millisecond, opts.RemoteTTL, "the refreshed value's TTL is RemoteTTL's at most")
+	c.local.Wait()
+	for range 5 {
+		v, err := c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		assert.Equal(t, "new", v)
+	}
+	assert.Equal(t, int32(1), loads.Load(), "the refreshed value is fresh: no load per read")
 }
