@@ -31,12 +31,15 @@ const (
 	flagTyped      = 1 << 3
 	knownFlags     = flagCompressed | flagNegative | flagTagged | flagTyped
 	typeLen        = 8
+)
 
-	// maxTags bounds the tags an envelope may carry, and maxTagBytes the
-	// length of a tag or version, so a decoder never allocates more than
-	// its input allows.
-	maxTags     = 1024
-	maxTagBytes = 4096
+// MaxTags bounds the tags an envelope may carry, and MaxTagBytes the
+// length of a tag or of its version, so a decoder never allocates more
+// than its input allows. Encode refuses an envelope over them (it could
+// not be read back).
+const (
+	MaxTags     = 1024
+	MaxTagBytes = 4096
 )
 
 // Envelope is a value as stored in Redis, with the metadata freshness
@@ -161,7 +164,7 @@ func (e *Envelope) encode(compressAbove int) []byte {
 // decodeTags reads the tag section of a tagged envelope.
 func decodeTags(b []byte) ([]TagVersion, []byte, error) {
 	n, w := binary.Uvarint(b)
-	if w <= 0 || n == 0 || n > maxTags || n > uint64(len(b)) {
+	if w <= 0 || n == 0 || n > MaxTags || n > uint64(len(b)) {
 		return nil, nil, fmt.Errorf("%w: tag count", ErrCorrupt)
 	}
 	b = b[w:]
@@ -182,7 +185,7 @@ func decodeTags(b []byte) ([]TagVersion, []byte, error) {
 
 func readField(b []byte) (field, rest []byte, err error) {
 	l, w := binary.Uvarint(b)
-	if w <= 0 || l > maxTagBytes || l > uint64(len(b)-w) {
+	if w <= 0 || l > MaxTagBytes || l > uint64(len(b)-w) {
 		return nil, nil, fmt.Errorf("%w: tag length", ErrCorrupt)
 	}
 	return b[w : w+int(l)], b[w+int(l):], nil

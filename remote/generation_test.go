@@ -210,6 +210,37 @@ func TestTagsAreVersions(t *testing.T) {
 	assert.False(t, r.Found)
 }
 
+// A tag's version is read back from Redis, where anything may have
+// written it: one longer than an envelope can carry would make every value
+// recording it unreadable, so it is replaced as a missing one is; and
+// Encode refuses an envelope it could not read back.
+func TestATagVersionTooLongToCarryIsReplaced(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{TTL: time.Minute})
+	ctx := context.Background()
+	_, err := s.Settle(ctx)
+	require.NoError(t, err)
+	g := s.state.Load()
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(g.tagVersionKey("t")).Value(strings.Repeat("v", MaxTagBytes+1)).Build()).Error())
+	tv, err := s.TagVersions(ctx, []string{"t"}, 0)
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(tv[0].Version), MaxTagBytes)
+	require.NoError(t, s.Set(ctx, "k", &Envelope{Payload: []byte("v"), Tags: tv}, Publication{}))
+	got, err := s.Get(ctx, "k")
+	require.NoError(t, err, "a value written with the new version reads back")
+	assert.Equal(t, tv, got.Tags)
+
+	for name, tags := range map[string][]TagVersion{
+		"long version": {{Tag: "t", Version: strings.Repeat("v", MaxTagBytes+1)}},
+		"long tag":     {{Tag: strings.Repeat("t", MaxTagBytes+1), Version: "1"}},
+		"many tags":    make([]TagVersion, MaxTags+1),
+	} {
+		_, err := s.Encode(&Envelope{Payload: []byte("v"), Tags: tags})
+		assert.ErrorIs(t, err, ErrTooLarge, name)
+	}
+}
+
 func TestEnvelopeCarriesTags(t *testing.T) {
 	e := Envelope{WrittenAt: 1, Payload: []byte("p"), Tags: []TagVersion{{"a", "1"}, {"b", "2.x"}}}
 	got, err := DecodeEnvelope(e.encode(-1), 100)

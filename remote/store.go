@@ -244,6 +244,14 @@ func (s *Store) Encode(e *Envelope) ([]byte, error) {
 	if len(e.Payload) > s.opts.MaxValueBytes {
 		return nil, fmt.Errorf("%w: %d bytes over the %d limit", ErrTooLarge, len(e.Payload), s.opts.MaxValueBytes)
 	}
+	if len(e.Tags) > MaxTags {
+		return nil, fmt.Errorf("%w: %d tags, at most %d", ErrTooLarge, len(e.Tags), MaxTags)
+	}
+	for _, t := range e.Tags {
+		if len(t.Tag) > MaxTagBytes || len(t.Version) > MaxTagBytes {
+			return nil, fmt.Errorf("%w: a tag or version of %d bytes, at most %d", ErrTooLarge, max(len(t.Tag), len(t.Version)), MaxTagBytes)
+		}
+	}
 	return e.encode(s.opts.CompressAbove), nil
 }
 

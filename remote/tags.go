@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,11 +35,14 @@ func (s *Store) TagOf(redisKey string) (string, bool) {
 	return rest[:len(rest)-1], true
 }
 
+// A version longer than an envelope can carry (MaxTagBytes, ARGV[3]: not
+// one tiercache made) is replaced as if it were missing: values recording
+// it could not be read back.
 var tagVersionsScript = newScript(`
 local out = {}
 for i = 1, nkeys do
   local v = redis.call('GET', KEYS[i])
-  if v then
+  if v and #v <= tonumber(ARGV[3]) then
     redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
   else
     v = ARGV[1] .. '.' .. i
@@ -48,6 +52,8 @@ for i = 1, nkeys do
 end
 return out
 `)
+
+var maxTagBytesArg = strconv.Itoa(MaxTagBytes)
 
 // TagVersions returns the current version of each tag, creating the
 // missing ones, and makes each live at least ttl (a tagged value's TTL):
@@ -70,7 +76,7 @@ func (s *Store) TagVersions(ctx context.Context, tags []string, ttl time.Duratio
 			for i, t := range group {
 				keys[i] = g.tagVersionKey(t)
 			}
-			return call{keys: keys, args: []string{NewToken(), ttlMs}}
+			return call{keys: keys, args: []string{NewToken(), ttlMs, maxTagBytesArg}}
 		}).AsStrSlice()
 		if err != nil {
 			return nil, err

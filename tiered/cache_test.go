@@ -279,6 +279,34 @@ func TestALeaseMarkerWithoutTTLEnds(t *testing.T) {
 	assert.LessOrEqual(t, c.Stats().LeaseWaits, uint64(8), "paced waits until the lease's end, not a round every millisecond")
 }
 
+// A tag's version another program left longer than an envelope can carry
+// made every value with the tag unreadable: each replica found it corrupt
+// and loaded again, writing it back as unreadable as before. The version
+// is replaced, and a value loaded once is read by the others.
+func TestATagVersionTooLongIsReplaced(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[string](t, srv, 2, testOptions[string]("longtag"))
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	versionKey := strings.Replace(rs[0].remote.ValueKey("x"), "{x}", "tagv:{t}", 1)
+	require.NoError(t, rc.Do(ctx, rc.B().Set().Key(versionKey).Value(strings.Repeat("v", remote.MaxTagBytes+1)).Build()).Error())
+	var loads atomic.Int32
+	load := func(context.Context) (string, error) { loads.Add(1); return "loaded", nil }
+	for _, r := range rs {
+		v, err := r.GetOrLoad(ctx, "k", load, WithTags("t"))
+		require.NoError(t, err)
+		assert.Equal(t, "loaded", v)
+	}
+	assert.Equal(t, int32(1), loads.Load(), "the second replica read the first one's value")
+	assert.Zero(t, rs[1].Stats().Corrupt)
+
+	o := testOptions[string]("longtag")
+	o.MaxKeyBytes = 2 * remote.MaxTagBytes
+	c := newCache[string](t, srv, o)
+	assert.ErrorIs(t, c.Set(ctx, "k", "v", WithTags(strings.Repeat("t", remote.MaxTagBytes+1))), ErrInvalidTag,
+		"a tag no envelope can carry is refused, whatever MaxKeyBytes")
+}
+
 func TestOptionsValidate(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
@@ -292,6 +320,7 @@ func TestOptionsValidate(t *testing.T) {
 		"local over remote":  func(o *Options[string]) { o.LocalTTL = time.Hour },
 		"jitter 1":           func(o *Options[string]) { o.TTLJitter = 1 },
 		"negative cost":      func(o *Options[string]) { o.LocalMaxCost = -1 },
+		"too many tags":      func(o *Options[string]) { o.MaxTags = remote.MaxTags + 1 },
 	} {
 		o := good
 		mutate(&o)

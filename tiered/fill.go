@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -21,6 +22,11 @@ func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, toke
 	switch {
 	case err != nil:
 		c.remoteFailed("fill", err) // fail open: cache it locally
+		if errors.Is(err, remote.ErrTooLarge) {
+			// Refused before it was sent: the lease is still ours, and
+			// the replicas that wait for it would wait it out.
+			c.release(ctx, key, token, 0)
+		}
 	case !stored:
 		// A write landed while we loaded: what we loaded may be older
 		// than it. It was served to the callers who asked before; it is

@@ -115,7 +115,8 @@ type Options[V any] struct {
 	// Default: V's package path and name, and the Codec's type (for
 	// example "example.com/svc.User remote.JSON").
 	ValueType string
-	// MaxKeyBytes bounds key length. Default DefaultMaxKeyBytes.
+	// MaxKeyBytes bounds key length, and a tag's (a tag is also bounded
+	// by remote.MaxTagBytes). Default DefaultMaxKeyBytes.
 	MaxKeyBytes int
 	// MaxValueBytes bounds an encoded value (before compression); a loaded
 	// value over it is returned to its callers uncached. Default
@@ -128,7 +129,8 @@ type Options[V any] struct {
 	// in [0, TTLJitter), so entries filled together do not expire together.
 	// Default DefaultTTLJitter; negative disables; must be below 1.
 	TTLJitter float64
-	// MaxTags bounds the tags of one call. Default DefaultMaxTags.
+	// MaxTags bounds the tags of one call, at most remote.MaxTags. Default
+	// DefaultMaxTags.
 	MaxTags int
 
 	// Loads and freshness.
@@ -304,8 +306,8 @@ func (o *Options[V]) validate() error {
 		return bad("InvalidationLogAge %v is under 5s", o.InvalidationLogAge)
 	case o.FreshFor < 0 || o.LoadBackoff < 0 || o.DoubleDeleteDelay < 0:
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
-	case o.MaxTags < 0:
-		return bad("MaxTags %d < 0", o.MaxTags)
+	case o.MaxTags < 0 || o.MaxTags > remote.MaxTags:
+		return bad("MaxTags %d not in 0–%d", o.MaxTags, remote.MaxTags)
 	case o.WriteBehindLimit < 0:
 		return bad("WriteBehindLimit %d < 0", o.WriteBehindLimit)
 	case o.SampleEvery < 0:

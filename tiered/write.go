@@ -113,9 +113,10 @@ func (c *Cache[V]) checkTags(tags []string) error {
 	if len(tags) > c.opts.MaxTags {
 		return fmt.Errorf("%w: %d tags, at most %d", ErrInvalidTag, len(tags), c.opts.MaxTags)
 	}
+	most := min(c.opts.MaxKeyBytes, remote.MaxTagBytes) // what an envelope can carry
 	for _, t := range tags {
-		if t == "" || len(t) > c.opts.MaxKeyBytes {
-			return fmt.Errorf("%w: length %d not in 1–%d", ErrInvalidTag, len(t), c.opts.MaxKeyBytes)
+		if t == "" || len(t) > most {
+			return fmt.Errorf("%w: length %d not in 1–%d", ErrInvalidTag, len(t), most)
 		}
 	}
 	return nil
