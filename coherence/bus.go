@@ -178,6 +178,7 @@ type Bus struct {
 	lastErr  lastError
 
 	lastPingEcho atomic.Int64 // PublishedAt of the newest own ping received
+	lastPingSent atomic.Int64 // PublishedAt of the newest ping published
 	// down: the subscription was lost and is not back; the local tier is
 	// held meanwhile (receive takes the hold, the next confirmation
 	// hands it over to the gap it queues).
@@ -398,6 +399,15 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 	b.up() // the gap's own hold covers the tier from here
 }
 
+// ownPing reports whether msg, read on the ping channel, is one of this
+// bus's pings: its origin, and a time at which the bus had published one.
+// Anything may publish on the channel; a ping from ahead of time would
+// hide ping timeouts and move the slot logs' checkpoint past messages not
+// read yet, so that a replay found nothing to apply.
+func (b *Bus) ownPing(msg Message) bool {
+	return msg.Origin == b.opts.Origin && msg.PublishedAt > 0 && msg.PublishedAt <= b.lastPingSent.Load()
+}
+
 // up ends the hold taken when the subscription was lost, if any.
 func (b *Bus) up() {
 	if b.down.Swap(false) {
@@ -407,7 +417,7 @@ func (b *Bus) up() {
 
 func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == b.pingChan {
-		if msg, err := decodeMessage(m.Message); err == nil && msg.Kind == kindPing {
+		if msg, err := decodeMessage(m.Message); err == nil && msg.Kind == kindPing && b.ownPing(msg) {
 			b.pings.Add(1)
 			b.lastPingEcho.Store(msg.PublishedAt)
 			if b.opts.SlotLogKey != nil {

@@ -28,6 +28,7 @@ func (b *Bus) ping(ctx context.Context) {
 			b.enqueueGap(GapPingTimeout)
 		}
 		msg := Message{Origin: b.opts.Origin, Namespace: b.opts.Namespace, Kind: kindPing, PublishedAt: now}
+		b.lastPingSent.Store(now) // before it can come back
 		pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 		to := *b.pingTo.Load()
 		receivers, err := c.Do(pctx, c.B().Publish().Channel(to).Message(rueidis.BinaryString(msg.Encode())).Build()).AsInt64()

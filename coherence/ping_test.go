@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 // TestPingWatch: a ping's time to come back runs from Redis's acceptance;
@@ -41,4 +44,23 @@ func TestPingWatch(t *testing.T) {
 		w.accept(ms(1100), ms(1101), 0, timeout)
 		assert.True(t, w.overdue(ms(1120), ms(950), timeout), "the last came back 150 ms before it: gone")
 	})
+}
+
+// TestForeignPingsAreNotOwn: anything may publish on a bus's ping channel.
+// A ping stating this bus's origin and a time ahead of any it sent (which
+// would move a Cluster's slot-log checkpoint past unread messages, and
+// hide ping timeouts), or another origin's, is not taken for an echo.
+func TestForeignPingsAreNotOwn(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redistest.Client(t, srv)
+	b, rec := startBus(t, srv, Options{Origin: 7, PingInterval: time.Hour})
+	ahead := time.Now().Add(time.Hour).UnixNano()
+	publish(t, admin, b.pingChan, (&Message{Origin: 7, Namespace: "ns", Kind: kindPing, PublishedAt: ahead}).Encode())
+	publish(t, admin, b.pingChan, (&Message{Origin: 8, Namespace: "ns", Kind: kindPing, PublishedAt: 1}).Encode())
+	// Delivered after the pings (one connection, in order): once it is
+	// here, the pings were read.
+	publish(t, admin, "ns:inv", (&Message{Origin: 3, Namespace: "ns", Kind: KindKeys, Keys: []string{"after"}}).Encode())
+	require.Eventually(t, func() bool { return len(rec.messages()) == 1 }, 5*time.Second, time.Millisecond)
+	assert.Zero(t, b.lastPingEcho.Load(), "no ping taken for an echo")
+	assert.Zero(t, b.Stats().Pings)
 }

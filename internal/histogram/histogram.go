@@ -49,10 +49,15 @@ type Recorder struct {
 	count, sum atomic.Uint64
 }
 
+// maxObserved is the longest duration a Recorder records as it is: a
+// figure measured against another host's clock (a message's publication
+// time) may be anything, and the sum must not overflow.
+const maxObserved = time.Hour
+
 // Observe records d (negative counts as 0: clocks of different hosts may
-// disagree).
+// disagree; over maxObserved, as maxObserved).
 func (r *Recorder) Observe(d time.Duration) {
-	d = max(d, 0)
+	d = min(max(d, 0), maxObserved)
 	i := min(bits.Len64(uint64(d/time.Microsecond)), Buckets-1)
 	r.buckets[i].Add(1)
 	r.count.Add(1)

@@ -28,3 +28,16 @@ func TestQuantiles(t *testing.T) {
 		t.Error("an empty histogram has no quantile")
 	}
 }
+
+// A duration measured against another host's clock may be anything: past
+// maxObserved it counts as maxObserved, so the sum cannot overflow.
+func TestAbsurdDurationsDoNotOverflowTheSum(t *testing.T) {
+	var r Recorder
+	for range 10 {
+		r.Observe(time.Duration(1<<62) + 5) // a PublishedAt far in the past
+	}
+	s := r.Snapshot()
+	if want := 10 * uint64(maxObserved); s.SumNs != want {
+		t.Fatalf("sum %d, want %d", s.SumNs, want)
+	}
+}
