@@ -350,6 +350,27 @@ func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	assert.Equal(t, 2, v)
 }
 
+// TestALeaderLeaseWithoutTTLEnds: a flusher lease left with no TTL (a
+// PERSIST, a DUMP and RESTORE at TTL 0, another program) kept every
+// flusher on standby for good, and the queue filled up. A standby gives it
+// a lease's life, and takes over when it ends.
+func TestALeaderLeaseWithoutTTLEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := replicas[int](t, srv, 1, cachetest.Options[int]("endless"))
+	admin := redistest.Client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, admin.Do(ctx, admin.B().Set().Key("endless:v1:wb:leader").Value("someone else").Build()).Error())
+	src := newFakeSource()
+	f, err := newFlusher(rs[0], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	require.NoError(t, rs[0].SetBehind(ctx, "a", 1))
+	require.Eventually(t, func() bool { return f.Stats().Leader }, 10*time.Second, time.Millisecond, "the endless lease ended")
+	waitDrained(t, rs[0])
+	v, _ := src.get("a")
+	assert.Equal(t, 1, v)
+}
+
 // TestStandbyRoundDoesNotBackOff: a standby's round counts as settled, so
 // its pause does not grow towards MaxBackoff while it waits, which would
 // delay its takeover by up to MaxBackoff.

@@ -264,12 +264,17 @@ func (q *queue) dropIdleConsumers(ctx context.Context, keep string) error {
 	return dropIdleConsumersScript.Exec(ctx, q.client, []string{q.key}, []string{queueGroup, keep}).Error()
 }
 
+// holdLeaderScript extends the lease for its holder or takes it when
+// free. A lease with no TTL (a PERSIST, a DUMP and RESTORE at TTL 0,
+// another program) would keep every flusher on standby for good: it is
+// given a lease's life (PEXPIRE NX, a no-op on a lease a flusher took).
 var holdLeaderScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 2 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
 return 0
 `)
 
