@@ -30,7 +30,9 @@
 //
 // Any key may be evicted and any restart may lose everything: losing a
 // value is a miss, a tag's version invalidates the tag's values, a lease or
-// wait marker delays a waiter by about one load, and the generation key is
+// wait marker delays a waiter by about one load (and a lease found with no
+// TTL, as a PERSIST or a copy at TTL 0 leaves it, is given a lease's life,
+// so that it ends), and the generation key is
 // settled (generation.go): a store that finds it missing, behind, or set
 // under another Redis process moves the namespace to a new generation. On a
 // single Redis every script writing a generation's keys is fenced by it
