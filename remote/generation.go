@@ -54,12 +54,22 @@ func (g *genState) fenceValue() string {
 	return g.value
 }
 
+// maxGeneration bounds the generations a store reads or makes. They are
+// milliseconds since the epoch, or one past the newest seen, so one at or
+// beyond it (some 146 million years on) is another program's, and moving
+// on from it (+1) would overflow and go backwards.
+const maxGeneration = 1 << 62
+
 // parseGeneration reads a generation key's value: "<gen>@<run id>", or a
-// bare number (written before run ids were recorded).
+// bare number (written before run ids were recorded). A generation outside
+// [0, maxGeneration) is unreadable (gen 0, !ok).
 func parseGeneration(v string) (gen int64, runID string, ok bool) {
 	num, runID, _ := strings.Cut(v, "@")
 	gen, err := strconv.ParseInt(num, 10, 64)
-	return gen, runID, err == nil && gen >= 0
+	if err != nil || gen < 0 || gen >= maxGeneration {
+		return 0, runID, false
+	}
+	return gen, runID, true
 }
 
 // newGenState is generation gen of namespace ns, whose key was read or set
@@ -234,7 +244,10 @@ func (s *Store) move(ctx context.Context, seen *genState, force bool) (int64, er
 		default:
 			lost = LostGenerationBehind
 		}
-		next := max(time.Now().UnixMilli(), cur.gen+1, gen+1)
+		next := max(time.Now().UnixMilli(), gen+1)
+		if cur.gen < maxGeneration { // else numbering starts again from now
+			next = max(next, cur.gen+1)
+		}
 		value := strconv.FormatInt(next, 10) + "@" + runID
 		set, err := s.compareAndSetGeneration(ctx, stored, value)
 		if err != nil {

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,31 @@ func TestFencedWritesNeverLandInALostGeneration(t *testing.T) {
 		require.NoError(t, op(), name)
 		assert.Greater(t, s.Generation(), before, name)
 	}
+}
+
+// A generation no store makes (another program's, at the top of int64)
+// is unreadable: the store moves to a new generation of its own, once,
+// instead of adopting one whose successor would overflow backwards; and a
+// flush message carrying one is not adopted.
+func TestAnAbsurdGenerationIsUnreadable(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv)
+	s := newStore(t, c, Options{GenerationMessage: genMessage})
+	ctx := context.Background()
+	g, err := s.Settle(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.GenerationKey()).Value(strconv.FormatInt(math.MaxInt64, 10)+"@"+runID(t, srv)).Build()).Error())
+	now, err := s.Settle(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, now, g, "never back")
+	assert.Less(t, now, int64(maxGeneration), "not the absurd one")
+	again, err := s.Settle(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, now, again, "settled: no move on every look")
+	assert.Equal(t, uint64(1), s.Stats().Lost.GenerationMissing, "counted as unreadable")
+
+	assert.False(t, s.AdoptGeneration(strconv.FormatInt(math.MaxInt64, 10)+"@x"))
+	assert.Equal(t, now, s.Generation())
 }
 
 // runID is the run id of the Redis at addr.
