@@ -104,6 +104,18 @@ func answered(err error) bool {
 	return isReply
 }
 
+// Refused reports whether a call was refused by Redis with an error reply
+// (out of memory, read-only, busy, a refused permission) or by the store
+// before it was sent (ErrTooLarge): Redis is reachable, and the call
+// changed nothing it would have changed.
+func Refused(err error) bool {
+	if errors.Is(err, ErrTooLarge) {
+		return true
+	}
+	_, isReply := rueidis.IsRedisErr(err)
+	return isReply
+}
+
 // ResetBreaker closes the breaker at once: the caller has seen Redis answer
 // (e.g. a resubscribe), so waiting out the cooldown would only delay
 // recovery. gobreaker has no reset, so a fresh breaker replaces it.

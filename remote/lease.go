@@ -219,7 +219,14 @@ func (s *Store) LeaseOrRead(ctx context.Context, key, token string) (_ LeaseResu
 	if err := res[0].Error(); err != nil {
 		return LeaseResult{}, err
 	}
-	left, _ := res[2].AsInt64()
+	left, err := res[2].AsInt64()
+	if err != nil || left == -1 {
+		// Refused (an ACL without PTTL), or a TTL-less lease that would
+		// not take one: without a figure a waiter would look again
+		// every millisecond; it assumes a whole lease instead (the
+		// fill's wake-up still ends its wait).
+		left = s.opts.LeaseTTL.Milliseconds()
+	}
 	r.HeldFor = waitMillis(left)
 	b, err := res[3].AsBytes()
 	if rueidis.IsRedisNil(err) {

@@ -536,3 +536,22 @@ func TestHolderExpectsReadsWhatLeaseTokenStates(t *testing.T) {
 	}
 	assert.Equal(t, maxLeaseWait, holderExpects(LeaseToken(100*maxLeaseWait)), "at most maxLeaseWait")
 }
+
+// A waiter that cannot read the lease's time left (an ACL without PTTL)
+// assumes a whole lease, rather than none, which had it look again every
+// millisecond while the holder loaded.
+func TestAWaiterWithoutPTTLAssumesAWholeLease(t *testing.T) {
+	srv := redistest.Start(t)
+	_, err := srv.Command("ACL", "SETUSER", "nopttl", "on", ">pw", "~*", "&*", "+@all", "-pttl")
+	require.NoError(t, err)
+	c := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "nopttl", Password: "pw", DisableCache: true})
+	s := newStore(t, c, Options{LeaseTTL: 3 * time.Second})
+	ctx := context.Background()
+	r, err := s.LeaseOrRead(ctx, "k", LeaseToken(0))
+	require.NoError(t, err)
+	require.True(t, r.Leased)
+	r, err = s.LeaseOrRead(ctx, "k", LeaseToken(0))
+	require.NoError(t, err)
+	require.False(t, r.Leased || r.Found)
+	assert.Equal(t, 3*time.Second, r.HeldFor)
+}

@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -22,9 +21,12 @@ func (c *Cache[V]) fill(ctx context.Context, key string, fence local.Fence, toke
 	switch {
 	case err != nil:
 		c.remoteFailed("fill", err) // fail open: cache it locally
-		if errors.Is(err, remote.ErrTooLarge) {
-			// Refused before it was sent: the lease is still ours, and
-			// the replicas that wait for it would wait it out.
+		if remote.Refused(err) {
+			// Refused (out of memory, read-only, busy; or before it was
+			// sent): the lease is still ours, and the replicas that wait
+			// for it would wait it out. Redis answers, so give it back
+			// (a release needs no memory). After a timeout it is left to
+			// expire: Redis is not answering.
 			c.release(ctx, key, token, 0)
 		}
 	case !stored:
@@ -51,6 +53,9 @@ func (c *Cache[V]) fillTombstone(ctx context.Context, key string, fence local.Fe
 	env.Negative, env.Tags = true, tags
 	stored, err := c.remote.Fill(ctx, key, token, &env, remote.FillOptions{TTL: c.ttlOf(&env)})
 	c.waiting.wake(key)
+	if remote.Refused(err) {
+		c.release(ctx, key, token, 0) // as fill does
+	}
 	if err == nil && stored {
 		var zero V
 		c.fillLocal(fence, key, zero, &env, 0, afterMiss)

@@ -235,3 +235,34 @@ func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 	}
 	assert.Equal(t, uint64(1), c.Stats().Loads, "one load, one panic, twenty callers told")
 }
+
+// TestARefusedFillGivesItsLeaseBack: a fill Redis refuses (here out of
+// memory: maxmemory with noeviction, set while the load ran) writes
+// nothing, and its lease stayed: every other replica waited it out. Redis
+// answers, and a release needs no memory, so the lease is given back at
+// once and the next replica loads without waiting.
+func TestARefusedFillGivesItsLeaseBack(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[string]("oomfill")
+	o.LeaseTTL = time.Minute // a wait for it would outlast the test
+	rs := replicas[string](t, srv, 2, o)
+	ctx := context.Background()
+	full := func(on bool) {
+		t.Helper()
+		limit := map[bool]string{true: "1", false: "0"}[on]
+		_, err := srv.Command("CONFIG", "SET", "maxmemory", limit)
+		require.NoError(t, err)
+	}
+	_, err := srv.Command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+	require.NoError(t, err)
+	v, err := rs[0].GetOrLoad(ctx, "k", func(context.Context) (string, error) { full(true); return "a", nil })
+	full(false)
+	require.NoError(t, err)
+	assert.Equal(t, "a", v, "fail open: the load is served")
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err = rs[1].GetOrLoad(lctx, "k", func(context.Context) (string, error) { return "b", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "b", v, "loaded again: the refused fill wrote nothing")
+	assert.Zero(t, rs[1].Stats().LeaseWaits, "and no lease was left to wait out")
+}
