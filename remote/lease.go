@@ -296,30 +296,50 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 	out := make([]LeaseResult, len(keys))
 	var tagged []*Envelope
 	var at []int
+	var unreachable error
 	for i, r := range res {
 		var err error
 		if out[i], err = s.leaseReply(r); err != nil {
-			return nil, err
+			if !Refused(err) {
+				unreachable = err
+			}
+			// Refused (a value of another type, a node out of memory
+			// or loading): neither found nor leased, resolved alone.
+			out[i] = LeaseResult{}
+			continue
 		}
 		if out[i].Found && len(out[i].Envelope.Tags) > 0 {
 			tagged, at = append(tagged, &out[i].Envelope), append(at, i)
 		}
 	}
+	if unreachable != nil {
+		// The caller loads without Redis: the leases taken here are
+		// given back, or the other replicas would wait them out.
+		s.releaseLeased(ctx, keys, out, token)
+		return nil, unreachable
+	}
 	if len(tagged) == 0 {
 		return out, nil
 	}
 	valid, err := s.tagsValid(ctx, tagged)
-	if err != nil {
-		return nil, err
-	}
 	for j, i := range at {
-		if !valid[j] {
+		if err != nil || !valid[j] {
 			// Neither found nor leased: the caller resolves it alone
-			// (getOrLease), which removes it and takes the lease.
+			// (getOrLease), which removes it and takes the lease. (When
+			// the tags could not be read, the leases taken stay in play.)
 			out[i] = LeaseResult{}
 		}
 	}
 	return out, nil
+}
+
+// releaseLeased gives back the leases GetOrLeaseMany took with token.
+func (s *Store) releaseLeased(ctx context.Context, keys []string, got []LeaseResult, token string) {
+	for i, r := range got {
+		if r.Leased {
+			s.Release(context.WithoutCancel(ctx), keys[i], token, 0, s.opts.WakeMessage(keys[i]))
+		}
+	}
 }
 
 func (s *Store) leaseArgs(token string) []string {

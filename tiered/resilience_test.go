@@ -266,3 +266,34 @@ func TestARefusedFillGivesItsLeaseBack(t *testing.T) {
 	assert.Equal(t, "b", v, "loaded again: the refused fill wrote nothing")
 	assert.Zero(t, rs[1].Stats().LeaseWaits, "and no lease was left to wait out")
 }
+
+// TestABatchWithARefusedKeyKeepsTheOthersLeases: one key of a
+// GetOrLoadMany that Redis refuses (a value of another type in its place)
+// failed the whole batch's lease read; the batch loaded without Redis and
+// the leases it had taken for the other keys were neither filled nor
+// given back, so every other replica waited them out. The refused key is
+// now resolved alone, and the others are loaded and filled as usual.
+func TestABatchWithARefusedKeyKeepsTheOthersLeases(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[string]("refusedbatch")
+	o.LeaseTTL = time.Minute // a wait for it would outlast the test
+	rs := replicas[string](t, srv, 2, o)
+	rc := redistest.Client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, rc.Do(ctx, rc.B().Rpush().Key(rs[0].remote.ValueKey("b")).Element("a list").Build()).Error())
+	loadMany := func(_ context.Context, keys []string) (map[string]string, error) {
+		m := map[string]string{}
+		for _, k := range keys {
+			m[k] = "loaded " + k
+		}
+		return m, nil
+	}
+	got, _ := rs[0].GetOrLoadMany(ctx, []string{"a", "b"}, loadMany)
+	assert.Equal(t, "loaded a", got["a"])
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := rs[1].GetOrLoad(lctx, "a", func(context.Context) (string, error) { return "again", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "loaded a", v, "the batch filled a")
+	assert.Zero(t, rs[1].Stats().LeaseWaits)
+}
