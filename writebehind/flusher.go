@@ -272,6 +272,8 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 	f.stats.batches.Add(1)
 
 	var accepted []string
+	var refused []*pendingWrite // for good: to the dead letters
+	var reasons []error
 	allDone := true
 	for i, p := range kept {
 		switch err := outcome[i]; {
@@ -292,11 +294,11 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 				f.stats.retries.Add(1)
 				continue
 			}
-			if err := f.deadLetterAll(ctx, p, err); err != nil {
-				return false, err
-			}
+			refused, reasons = append(refused, p), append(reasons, err)
 		}
 	}
+	// The writes taken are acknowledged first: a dead-lettering that
+	// fails must not have them delivered again.
 	if len(accepted) > 0 {
 		// If this fails the writes stay pending and are delivered again:
 		// at least once.
@@ -305,6 +307,11 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 		}
 		for _, id := range accepted {
 			delete(f.attempts, id)
+		}
+	}
+	for i, p := range refused {
+		if err := f.deadLetterAll(ctx, p, reasons[i]); err != nil {
+			return false, err
 		}
 	}
 	return allDone, nil

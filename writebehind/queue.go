@@ -107,8 +107,7 @@ func (q *queue) readGroup(ctx context.Context, consumer, from string, count int,
 		// before a loss is gone: if this store has read the group before,
 		// that is said, never passed off as a drained queue.
 		lost = q.seen.Load()
-		err = c.Do(ctx, c.B().XgroupCreate().Key(q.key).Group(queueGroup).Id("0").Mkstream().Build()).Error()
-		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		if err := createGroupScript.Exec(ctx, c, []string{q.key}, []string{queueGroup}).Error(); err != nil {
 			return nil, err
 		}
 		m, err = read()
@@ -179,7 +178,21 @@ func (q *queue) ack(ctx context.Context, ids []string) (err error) {
 	return nil
 }
 
-var deadLetterScript = rueidis.NewLuaScript(`
+// createGroupScript creates the queue's consumer group reading from its
+// start (and the stream, if missing), unless it exists; on a full Redis
+// too (allow-oom, as below): without the group the queue cannot drain.
+var createGroupScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(r) == 'table' and r.err and string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then return r end
+return 1
+`)
+
+// deadLetterScript and holdLeaderScript run when Redis is full, too
+// (allow-oom): write-behind needs noeviction, so a full Redis refuses
+// writes, and draining the queue, which these let go on, is what frees
+// memory. (Moving an entry to the dead letters, or taking the lease,
+// writes a little; Redis otherwise refused the script's first write.)
+var deadLetterScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'k', ARGV[3], 'e', ARGV[4], 'attempts', ARGV[5], 'err', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -268,7 +281,7 @@ func (q *queue) dropIdleConsumers(ctx context.Context, keep string) error {
 // free. A lease with no TTL (a PERSIST, a DUMP and RESTORE at TTL 0,
 // another program) would keep every flusher on standby for good: it is
 // given a lease's life (PEXPIRE NX, a no-op on a lease a flusher took).
-var holdLeaderScript = rueidis.NewLuaScript(`
+var holdLeaderScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
