@@ -81,6 +81,7 @@
 // is retried every second. An error reply proves a connection alive: it is
 // never treated as a lost connection, and never flushes.
 //
-// The package imports nothing from the rest of tiercache but two internal
-// helpers (the pause of its retry loops, and the order of stream ids).
+// The package imports nothing from the rest of tiercache but three internal
+// helpers (the pause of its retry loops, the order of stream ids, and what
+// a Redis error reply means).
 package coherence

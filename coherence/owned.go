@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/replies"
 )
 
 // Both transports receive on connections they own: rueidis's Dedicate takes
@@ -41,36 +42,17 @@ const refusedRetry = time.Second
 // connection error or timeout, or a reply that says "later". err names the
 // command refused.
 func refusal(err error) error {
-	re, ok := redisReply(err)
-	if !ok || transientReply(re) {
+	re, ok := replies.Of(err)
+	if !ok || replies.Transient(re) {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", errRefused, err)
 }
 
-// redisReply returns the Redis error reply err is or wraps.
-func redisReply(err error) (*rueidis.RedisError, bool) {
-	var re *rueidis.RedisError
-	if !errors.As(err, &re) || re.IsNil() {
-		return nil, false
-	}
-	return re, true
-}
-
-// transientReply reports whether a Redis error reply says "try later":
-// loading, a Cluster or master in transition, a busy script.
-func transientReply(re *rueidis.RedisError) bool {
-	if re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() {
-		return true
-	}
-	msg := re.Error()
-	return strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "BUSY ")
-}
-
 // isReply reports whether err is (or wraps) an error reply from Redis: the
 // connection that carried it is alive.
 func isReply(err error) bool {
-	_, ok := redisReply(err)
+	_, ok := replies.Of(err)
 	return ok
 }
 

@@ -11,5 +11,7 @@
 //     ledger (the staleness ledger of the tests and the bench scenarios);
 //   - readmecheck: the test that compiles every Go block of README.md;
 //   - carry: a group's goroutines' panic carried to the goroutine that
-//     waits for them (tiered's GetOrLoadMany, warmup's Preload).
+//     waits for them (tiered's GetOrLoadMany, warmup's Preload);
+//   - replies: whether a Redis error reply says "later" or will not
+//     change (coherence's subscription loops, remote's durability check).
 package internal

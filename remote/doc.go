@@ -65,5 +65,6 @@
 // TTLs, tags, lease and wait marker) for operators and the CLI; it only
 // reads, and needs no Store.
 //
-// The package imports nothing from the rest of tiercache.
+// The package imports nothing from the rest of tiercache but one internal
+// helper (what a Redis error reply means).
 package remote

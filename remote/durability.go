@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/redis/rueidis"
+
+	"github.com/tiercache/tiercache/internal/replies"
 )
 
 // Durability is what Redis says about keeping the write-behind queue: a
@@ -65,20 +67,29 @@ func nodeDurability(ctx context.Context, c rueidis.Client) (Durability, error) {
 	if err == nil {
 		return Durability{Policy: m["maxmemory-policy"], AOF: m["appendonly"] == "yes", Known: true}, nil
 	}
-	if _, isReply := rueidis.IsRedisErr(err); !isReply {
-		return Durability{}, err
+	if !refusedForGood(err) {
+		return Durability{}, err // not answered, or "later": not judged
 	}
 	// CONFIG refused (an ACL, or renamed by a managed Redis): INFO says it
 	// too.
 	info, err := c.Do(ctx, c.B().Info().Section("memory").Section("persistence").Build()).ToString()
 	if err != nil {
-		if _, isReply := rueidis.IsRedisErr(err); isReply {
+		if refusedForGood(err) {
 			return Durability{}, nil // neither: unknown
 		}
 		return Durability{}, err
 	}
 	policy := InfoField(info, "maxmemory_policy")
 	return Durability{Policy: policy, AOF: InfoField(info, "aof_enabled") == "1", Known: policy != ""}, nil
+}
+
+// refusedForGood reports an error reply that asking again will not change
+// (a permission, a renamed command), as against one that says "later" (a
+// busy script, a dataset loading), which must not pass for "CONFIG is
+// forbidden here": the answer "unknown" is kept for a while.
+func refusedForGood(err error) bool {
+	re, ok := replies.Of(err)
+	return ok && !replies.Transient(re)
 }
 
 // infoValue is one field of an INFO reply.

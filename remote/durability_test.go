@@ -1,0 +1,60 @@
+package remote
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func TestReadDurability(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
+	c := redistest.Client(t, srv)
+	ctx := context.Background()
+	d, err := ReadDurability(ctx, c)
+	require.NoError(t, err)
+	assert.Equal(t, Durability{Policy: "allkeys-lru", Known: true}, d)
+	assert.True(t, d.CanEvictQueue())
+
+	// CONFIG forbidden: INFO answers.
+	_, err = srv.Command("ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config")
+	require.NoError(t, err)
+	nc := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "noconfig", Password: "pw", DisableCache: true})
+	d, err = ReadDurability(ctx, nc)
+	require.NoError(t, err)
+	assert.Equal(t, Durability{Policy: "allkeys-lru", Known: true}, d)
+}
+
+// A Redis busy with a long script answers CONFIG GET with BUSY, which
+// says "later": it is an error (not judged, asked again), never "CONFIG
+// is forbidden, the policy is unknown", an answer kept for a minute in
+// which write-behind would run on an evicting Redis.
+func TestReadDurabilityOfABusyRedisIsNotUnknown(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru", "--busy-reply-threshold", "50")
+	c := redistest.Client(t, srv)
+	blocker := redistest.Client(t, srv)
+	ctx := context.Background()
+	go blocker.Do(context.Background(), blocker.B().Eval().Script("local i = 0 while true do i = i + 1 end").Numkeys(0).Build())
+	t.Cleanup(func() {
+		require.Eventually(t, func() bool {
+			err := c.Do(ctx, c.B().ScriptKill().Build()).Error()
+			return err == nil || !isBusy(err)
+		}, 10*time.Second, 10*time.Millisecond)
+	})
+	require.Eventually(t, func() bool {
+		return isBusy(c.Do(ctx, c.B().Ping().Build()).Error())
+	}, 10*time.Second, 10*time.Millisecond, "the script holds Redis")
+	d, err := ReadDurability(ctx, c)
+	require.Error(t, err)
+	assert.False(t, d.Known)
+}
+
+func isBusy(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && len(re.Error()) >= 4 && re.Error()[:4] == "BUSY"
+}
