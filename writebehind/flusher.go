@@ -96,13 +96,15 @@ func New[V any](opts Options[V]) (*Flusher[V], error) {
 
 // Run flushes until ctx ends, then gives the lease up (what it read and did
 // not flush stays queued for the next holder) and returns nil. Redis
-// failures are counted and retried; Run returns an error only at once, with
+// failures are counted and retried; Run returns an error only with
 // ErrQueueUnsafe, on a Redis that may evict the queue (see
-// Options.AllowQueueEviction). A queue Redis lost meanwhile is logged as an
-// error and counted (Stats.QueueLost), and flushing goes on with what is
-// queued since.
+// Options.AllowQueueEviction): at once, or as soon as a Redis that could
+// not be asked at first (down, loading, busy) answers. A queue Redis lost
+// meanwhile is logged as an error and counted (Stats.QueueLost), and
+// flushing goes on with what is queued since.
 func (f *Flusher[V]) Run(ctx context.Context) error {
-	if err := f.checkDurability(ctx); err != nil {
+	judged, err := f.checkDurability(ctx)
+	if err != nil {
 		return err
 	}
 	defer f.stats.leader.Store(false)
@@ -111,6 +113,11 @@ func (f *Flusher[V]) Run(ctx context.Context) error {
 	}()
 	var pause time.Duration // the current back-off
 	for ctx.Err() == nil {
+		if !judged {
+			if judged, err = f.checkDurability(ctx); err != nil {
+				return err
+			}
+		}
 		settled, err := f.round(ctx)
 		switch {
 		case errors.Is(err, errQueueLost):
@@ -221,11 +228,15 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 	byKey := make(map[string]*pendingWrite, len(entries))
 	var order []*pendingWrite
 	writes := make([]Write[V], 0, len(entries))
+	// Entries that cannot be delivered go to the dead letters last, after
+	// the writes taken are acknowledged: a full Redis refuses that move
+	// (it copies the entry), and must not hold the others back.
+	var broken []entry // unreadable
+	var refused []*pendingWrite
+	var reasons []error
 	for _, e := range entries {
 		if e.Err != nil {
-			if err := f.deadLetter(ctx, e, 0, e.Err); err != nil {
-				return false, err
-			}
+			broken = append(broken, e)
 			continue
 		}
 		p := byKey[e.Key]
@@ -237,12 +248,11 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 		p.entries = append(p.entries, e)
 		p.last = e
 	}
-	var poison []*pendingWrite
 	kept := order[:0]
 	for _, p := range order {
 		v, err := f.decode(p.last.Envelope.Payload)
 		if err != nil {
-			poison = append(poison, p)
+			refused, reasons = append(refused, p), append(reasons, ErrCodec)
 			continue
 		}
 		kept = append(kept, p)
@@ -255,12 +265,10 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 			Coalesced: len(p.entries) - 1,
 		})
 	}
-	for _, p := range poison {
-		if err := f.deadLetterAll(ctx, p, ErrCodec); err != nil {
+	if len(writes) == 0 {
+		if err := f.deadLetterRest(ctx, broken, refused, reasons); err != nil {
 			return false, err
 		}
-	}
-	if len(writes) == 0 {
 		return true, nil
 	}
 
@@ -272,8 +280,6 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 	f.stats.batches.Add(1)
 
 	var accepted []string
-	var refused []*pendingWrite // for good: to the dead letters
-	var reasons []error
 	allDone := true
 	for i, p := range kept {
 		switch err := outcome[i]; {
@@ -297,8 +303,6 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 			refused, reasons = append(refused, p), append(reasons, err)
 		}
 	}
-	// The writes taken are acknowledged first: a dead-lettering that
-	// fails must not have them delivered again.
 	if len(accepted) > 0 {
 		// If this fails the writes stay pending and are delivered again:
 		// at least once.
@@ -309,12 +313,27 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 			delete(f.attempts, id)
 		}
 	}
-	for i, p := range refused {
-		if err := f.deadLetterAll(ctx, p, reasons[i]); err != nil {
-			return false, err
-		}
+	if err := f.deadLetterRest(ctx, broken, refused, reasons); err != nil {
+		return false, err
 	}
 	return allDone, nil
+}
+
+// deadLetterRest moves a round's undeliverable entries to the dead
+// letters: the unreadable ones, then the writes refused for good (or not
+// decodable), each for its reason.
+func (f *Flusher[V]) deadLetterRest(ctx context.Context, broken []entry, refused []*pendingWrite, reasons []error) error {
+	for _, e := range broken {
+		if err := f.deadLetter(ctx, e, 0, e.Err); err != nil {
+			return err
+		}
+	}
+	for i, p := range refused {
+		if err := f.deadLetterAll(ctx, p, reasons[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errUnavailable marks writes the writer did not take because the source

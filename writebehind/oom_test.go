@@ -3,10 +3,12 @@ package writebehind
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,12 +21,13 @@ import (
 // Redis it runs on refuses writes when it is full (-OOM): draining the
 // queue is then what frees memory, and must go on.
 
-// full makes srv refuse writes for want of memory (on), or not.
+// full makes srv refuse writes for want of memory (on), or not. It may be
+// called off the test's goroutine (from a writer): it only reports.
 func full(t *testing.T, srv *redisserver.Server, on bool) {
 	t.Helper()
 	limit := map[bool]string{true: "1", false: "0"}[on]
 	_, err := srv.Command("CONFIG", "SET", "maxmemory", limit)
-	require.NoError(t, err)
+	assert.NoError(t, err)
 }
 
 // TestAFlusherTakesOverOnAFullRedis: a flusher that starts while Redis is
@@ -54,9 +57,10 @@ func TestAFlusherTakesOverOnAFullRedis(t *testing.T) {
 }
 
 // TestDeadLetteringOnAFullRedis: a write its writer refuses for good is
-// moved to the dead letters; on a full Redis that move's XADD was refused,
-// the round ended before the writes the writer had taken were
-// acknowledged, and every round delivered the same batch again.
+// moved to the dead letters, a copy that a full Redis refuses. The writes
+// the writer took in the same round were then left unacknowledged, and
+// every round delivered them again. They are acknowledged (XACK and XDEL
+// need no memory); the refused one waits in the queue for room.
 func TestDeadLetteringOnAFullRedis(t *testing.T) {
 	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
 	rs := replicas[int](t, srv, 1, cachetest.Options[int]("oomdead"))
@@ -78,16 +82,21 @@ func TestDeadLetteringOnAFullRedis(t *testing.T) {
 	require.NoError(t, err)
 	runFlusher(t, f)
 	require.Eventually(t, func() bool {
+		n, _, err := queueDepth(rs[0], ctx)
+		return err == nil && n == 1
+	}, 10*time.Second, 5*time.Millisecond, "the writes taken are acknowledged on a full Redis")
+	full(t, srv, false)
+	require.Eventually(t, func() bool {
 		n, dead, err := queueDepth(rs[0], ctx)
 		return err == nil && n == 0 && dead == 1
-	}, 10*time.Second, 5*time.Millisecond, "the refused write is dead-lettered and the queue drains")
+	}, 10*time.Second, 5*time.Millisecond, "with room, the refused write is dead-lettered")
+	src.mu.Lock()
+	defer src.mu.Unlock()
 	for _, k := range []string{"good1", "good2"} {
-		src.mu.Lock()
 		assert.Len(t, src.delivered[k], 1, "%s delivered", k)
 		for _, n := range src.delivered[k] {
 			assert.Equal(t, 1, n, "%s delivered once", k)
 		}
-		src.mu.Unlock()
 	}
 	assert.EqualValues(t, 2, f.Stats().Written)
 }
@@ -124,4 +133,68 @@ func TestWritesTakenAreAcknowledgedBeforeDeadLettering(t *testing.T) {
 			assert.Equal(t, 1, n, "%s=%d delivered once", k, v)
 		}
 	}
+}
+
+// TestAFlusherStartedOnABusyRedisChecksItLater: a flusher started while
+// Redis could not answer its check of the eviction policy (busy with a
+// long script; loading, after a restart) was never judged, and flushed on
+// an evicting Redis. It asks again, and refuses when Redis answers.
+func TestAFlusherStartedOnABusyRedisChecksItLater(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru", "--busy-reply-threshold", "50")
+	rs := replicas[int](t, srv, 1, cachetest.Options[int]("busycheck"))
+	admin := redistest.Client(t, srv)
+	blocker := redistest.Client(t, srv)
+	ctx := context.Background()
+	go blocker.Do(context.Background(), blocker.B().Eval().Script("local i = 0 while true do i = i + 1 end").Numkeys(0).Build())
+	busy := func() bool {
+		re, ok := rueidis.IsRedisErr(admin.Do(ctx, admin.B().Ping().Build()).Error())
+		return ok && strings.HasPrefix(re.Error(), "BUSY")
+	}
+	require.Eventually(t, busy, 10*time.Second, 10*time.Millisecond, "the script holds Redis")
+	f, err := newFlusher(rs[0], fastFlusher(newFakeSource()))
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- f.Run(rctx) }()
+	require.Eventually(t, func() bool { return f.Stats().RedisErrors > 0 }, 10*time.Second, time.Millisecond, "its rounds meet the busy Redis")
+	require.Eventually(t, func() bool {
+		err := admin.Do(ctx, admin.B().ScriptKill().Build()).Error()
+		return err == nil || !busy()
+	}, 10*time.Second, 10*time.Millisecond)
+	select {
+	case err := <-ran:
+		assert.ErrorIs(t, err, ErrQueueUnsafe)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flusher runs on, unchecked, on an evicting Redis")
+	}
+}
+
+// TestAnUnreadableEntryOnAFullRedisHoldsNothingBack: an entry that cannot
+// be read goes to the dead letters, a copy a full Redis refuses; the
+// writes queued beside it are delivered and acknowledged all the same.
+func TestAnUnreadableEntryOnAFullRedisHoldsNothingBack(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
+	rs := replicas[int](t, srv, 1, cachetest.Options[int]("oomjunk"))
+	admin := redistest.Client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, admin.Do(ctx, admin.B().Xadd().Key("oomjunk:v1:wb:{oomjunk}").Id("*").FieldValue().FieldValue("k", "junk").FieldValue("e", "not an envelope").Build()).Error())
+	require.NoError(t, rs[0].SetBehind(ctx, "good", 1))
+	full(t, srv, true)
+	t.Cleanup(func() { full(t, srv, false) })
+	src := newFakeSource()
+	f, err := newFlusher(rs[0], fastFlusher(src))
+	require.NoError(t, err)
+	runFlusher(t, f)
+	require.Eventually(t, func() bool {
+		n, _, err := queueDepth(rs[0], ctx)
+		return err == nil && n == 1
+	}, 10*time.Second, 5*time.Millisecond, "the good write is taken and acknowledged on a full Redis")
+	v, _ := src.get("good")
+	assert.Equal(t, 1, v)
+	full(t, srv, false)
+	require.Eventually(t, func() bool {
+		n, dead, err := queueDepth(rs[0], ctx)
+		return err == nil && n == 0 && dead == 1
+	}, 10*time.Second, 5*time.Millisecond, "with room, the unreadable entry is dead-lettered")
 }

@@ -180,19 +180,18 @@ func (q *queue) ack(ctx context.Context, ids []string) (err error) {
 
 // createGroupScript creates the queue's consumer group reading from its
 // start (and the stream, if missing), unless it exists; on a full Redis
-// too (allow-oom, as below): without the group the queue cannot drain.
+// too (allow-oom: a few bytes, and without the group the queue cannot
+// drain).
 var createGroupScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 if type(r) == 'table' and r.err and string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then return r end
 return 1
 `)
 
-// deadLetterScript and holdLeaderScript run when Redis is full, too
-// (allow-oom): write-behind needs noeviction, so a full Redis refuses
-// writes, and draining the queue, which these let go on, is what frees
-// memory. (Moving an entry to the dead letters, or taking the lease,
-// writes a little; Redis otherwise refused the script's first write.)
-var deadLetterScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
+// deadLetterScript copies an entry, value and all, to the dead letters:
+// on a full Redis it is refused (the entry stays queued until there is
+// room), while the writes taken in the same round are acknowledged.
+var deadLetterScript = rueidis.NewLuaScript(`
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'k', ARGV[3], 'e', ARGV[4], 'attempts', ARGV[5], 'err', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -278,7 +277,9 @@ func (q *queue) dropIdleConsumers(ctx context.Context, keep string) error {
 }
 
 // holdLeaderScript extends the lease for its holder or takes it when
-// free. A lease with no TTL (a PERSIST, a DUMP and RESTORE at TTL 0,
+// free, on a full Redis too (allow-oom, as createGroupScript): write-behind
+// needs noeviction, so a full Redis refuses writes, and draining the
+// queue is what frees memory; the lease is a few bytes. A lease with no TTL (a PERSIST, a DUMP and RESTORE at TTL 0,
 // another program) would keep every flusher on standby for good: it is
 // given a lease's life (PEXPIRE NX, a no-op on a lease a flusher took).
 var holdLeaderScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
