@@ -399,8 +399,9 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 	b.up() // the gap's own hold covers the tier from here
 }
 
-// ownPing reports whether msg, read on the ping channel, is one of this
-// bus's pings: its origin, and a time at which the bus had published one.
+// ownPing reports whether msg, read on the ping channel, may be one of
+// this bus's pings: its origin, and a time no later than the newest ping
+// the bus published.
 // Anything may publish on the channel; a ping from ahead of time would
 // hide ping timeouts and move the slot logs' checkpoint past messages not
 // read yet, so that a replay found nothing to apply.

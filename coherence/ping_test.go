@@ -47,20 +47,26 @@ func TestPingWatch(t *testing.T) {
 }
 
 // TestForeignPingsAreNotOwn: anything may publish on a bus's ping channel.
-// A ping stating this bus's origin and a time ahead of any it sent (which
-// would move a Cluster's slot-log checkpoint past unread messages, and
-// hide ping timeouts), or another origin's, is not taken for an echo.
+// A ping stating this bus's origin and a time later than any it sent
+// (which would move a Cluster's slot-log checkpoint past unread messages,
+// and hide ping timeouts), or another origin's at a time it did send one,
+// is not taken for an echo.
 func TestForeignPingsAreNotOwn(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := redistest.Client(t, srv)
 	b, rec := startBus(t, srv, Options{Origin: 7, PingInterval: time.Hour})
-	ahead := time.Now().Add(time.Hour).UnixNano()
-	publish(t, admin, b.pingChan, (&Message{Origin: 7, Namespace: "ns", Kind: kindPing, PublishedAt: ahead}).Encode())
-	publish(t, admin, b.pingChan, (&Message{Origin: 8, Namespace: "ns", Kind: kindPing, PublishedAt: 1}).Encode())
+	sent := time.Now().UnixNano()
+	b.lastPingSent.Store(sent) // as if the bus had just sent a ping
+	publish(t, admin, b.pingChan, (&Message{Origin: 7, Namespace: "ns", Kind: kindPing, PublishedAt: sent + int64(time.Hour)}).Encode())
+	publish(t, admin, b.pingChan, (&Message{Origin: 8, Namespace: "ns", Kind: kindPing, PublishedAt: sent}).Encode())
 	// Delivered after the pings (one connection, in order): once it is
 	// here, the pings were read.
 	publish(t, admin, "ns:inv", (&Message{Origin: 3, Namespace: "ns", Kind: KindKeys, Keys: []string{"after"}}).Encode())
 	require.Eventually(t, func() bool { return len(rec.messages()) == 1 }, 5*time.Second, time.Millisecond)
 	assert.Zero(t, b.lastPingEcho.Load(), "no ping taken for an echo")
 	assert.Zero(t, b.Stats().Pings)
+
+	// Its own ping, back: an echo.
+	publish(t, admin, b.pingChan, (&Message{Origin: 7, Namespace: "ns", Kind: kindPing, PublishedAt: sent}).Encode())
+	require.Eventually(t, func() bool { return b.lastPingEcho.Load() == sent }, 5*time.Second, time.Millisecond)
 }

@@ -106,8 +106,10 @@ func answered(err error) bool {
 
 // Refused reports whether a call was refused by Redis with an error reply
 // (out of memory, read-only, busy, a refused permission) or by the store
-// before it was sent (ErrTooLarge): Redis is reachable, and the call
-// changed nothing it would have changed.
+// before it was sent (ErrTooLarge): Redis is reachable. A command refused
+// wrote nothing; a script refused part-way may have written before the
+// refusal (Redis does not roll scripts back), so what follows must hold
+// either way (a release checks its token).
 func Refused(err error) bool {
 	if errors.Is(err, ErrTooLarge) {
 		return true

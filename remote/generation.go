@@ -244,9 +244,10 @@ func (s *Store) move(ctx context.Context, seen *genState, force bool) (int64, er
 		default:
 			lost = LostGenerationBehind
 		}
-		next := max(time.Now().UnixMilli(), gen+1)
-		if cur.gen < maxGeneration { // else numbering starts again from now
-			next = max(next, cur.gen+1)
+		now := time.Now().UnixMilli()
+		next := max(now, cur.gen+1, gen+1)
+		if next >= maxGeneration {
+			next = now // numbering starts again: the bound is no generation
 		}
 		value := strconv.FormatInt(next, 10) + "@" + runID
 		set, err := s.compareAndSetGeneration(ctx, stored, value)

@@ -176,6 +176,19 @@ func TestAnAbsurdGenerationIsUnreadable(t *testing.T) {
 
 	assert.False(t, s.AdoptGeneration(strconv.FormatInt(math.MaxInt64, 10)+"@x"))
 	assert.Equal(t, now, s.Generation())
+
+	// The last readable generation: the next is past the bound, so
+	// numbering starts again, once, rather than write one no store reads.
+	require.NoError(t, c.Do(ctx, c.B().Set().Key(s.GenerationKey()).Value(strconv.FormatInt(maxGeneration-1, 10)+"@"+runID(t, srv)).Build()).Error())
+	g, err = s.Settle(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(maxGeneration-1), g, "followed: a readable generation")
+	bumped, err := s.BumpGeneration(ctx)
+	require.NoError(t, err)
+	assert.Less(t, bumped, int64(maxGeneration))
+	again, err = s.Settle(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, bumped, again, "the bumped generation reads back")
 }
 
 // runID is the run id of the Redis at addr.

@@ -296,15 +296,15 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 	out := make([]LeaseResult, len(keys))
 	var tagged []*Envelope
 	var at []int
-	var unreachable error
+	var failed error
 	for i, r := range res {
 		var err error
 		if out[i], err = s.leaseReply(r); err != nil {
-			if !Refused(err) {
-				unreachable = err
+			if !wrongType(err) {
+				failed = err
 			}
-			// Refused (a value of another type, a node out of memory
-			// or loading): neither found nor leased, resolved alone.
+			// A value of another type in the key's place: neither found
+			// nor leased, resolved alone (as a corrupt value is).
 			out[i] = LeaseResult{}
 			continue
 		}
@@ -312,11 +312,13 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 			tagged, at = append(tagged, &out[i].Envelope), append(at, i)
 		}
 	}
-	if unreachable != nil {
-		// The caller loads without Redis: the leases taken here are
-		// given back, or the other replicas would wait them out.
+	if failed != nil {
+		// Redis (or a node) did not answer, or refused for its state
+		// (out of memory, loading, read-only, busy): the caller loads
+		// the batch without Redis, and the leases taken here are given
+		// back, or the other replicas would wait them out.
 		s.releaseLeased(ctx, keys, out, token)
-		return nil, unreachable
+		return nil, failed
 	}
 	if len(tagged) == 0 {
 		return out, nil
@@ -331,6 +333,13 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, token string)
 		}
 	}
 	return out, nil
+}
+
+// wrongType reports Redis's refusal of a command on a key that holds
+// another type: a refusal of that key alone, not of the node's state.
+func wrongType(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), "WRONGTYPE")
 }
 
 // releaseLeased gives back the leases GetOrLeaseMany took with token.

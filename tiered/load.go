@@ -287,12 +287,12 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, load func(context
 // carriedOver is the TTL and freshness a refresh keeps from the copy it
 // refreshes (0 and freshFor when it keeps none). They are read back from
 // Redis, where anything may have written the copy: a TTL no call could
-// have set (over MaxTTL: stamps another program wrote) is not kept, nor
-// the freshness measured from the same stamps, which would otherwise
-// carry on from refresh to refresh.
-func carriedOver(env *remote.Envelope, freshFor time.Duration) (time.Duration, time.Duration) {
+// have set (over limit, the longest of MaxTTL and RemoteTTL: stamps
+// another program wrote) is not kept, nor the freshness measured from the
+// same stamps, which would otherwise carry on from refresh to refresh.
+func carriedOver(env *remote.Envelope, freshFor, limit time.Duration) (time.Duration, time.Duration) {
 	ttl := env.TTL()
-	if ttl <= 0 || ttl > MaxTTL {
+	if ttl <= 0 || ttl > limit {
 		return 0, freshFor
 	}
 	if env.FreshUntil != 0 {
@@ -343,7 +343,7 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 				}
 				return
 			}
-			keepTTL, freshFor = carriedOver(&env, freshFor)
+			keepTTL, freshFor = carriedOver(&env, freshFor, max(MaxTTL, c.opts.RemoteTTL))
 		}
 		versions, err := c.remote.TagVersions(ctx, tags, 0)
 		if err != nil {

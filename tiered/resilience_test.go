@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,11 +248,11 @@ func TestARefusedFillGivesItsLeaseBack(t *testing.T) {
 	o.LeaseTTL = time.Minute // a wait for it would outlast the test
 	rs := replicas[string](t, srv, 2, o)
 	ctx := context.Background()
-	full := func(on bool) {
+	full := func(on bool) { // also called from the loader: it only reports
 		t.Helper()
 		limit := map[bool]string{true: "1", false: "0"}[on]
 		_, err := srv.Command("CONFIG", "SET", "maxmemory", limit)
-		require.NoError(t, err)
+		assert.NoError(t, err)
 	}
 	_, err := srv.Command("CONFIG", "SET", "maxmemory-policy", "noeviction")
 	require.NoError(t, err)
@@ -296,4 +297,32 @@ func TestABatchWithARefusedKeyKeepsTheOthersLeases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "loaded a", v, "the batch filled a")
 	assert.Zero(t, rs[1].Stats().LeaseWaits)
+}
+
+// TestABatchOnAFullRedisLoadsOnce: a GetOrLoadMany on a Redis that
+// refuses the whole lease read (full, under noeviction) loads the batch
+// once without Redis, not each key alone.
+func TestABatchOnAFullRedisLoadsOnce(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
+	c := newCache[string](t, srv, testOptions[string]("fullbatch"))
+	ctx := context.Background()
+	_, err := srv.Command("CONFIG", "SET", "maxmemory", "1")
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Command("CONFIG", "SET", "maxmemory", "0") })
+	keys := make([]string, 20)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	var calls atomic.Int32
+	got, err := c.GetOrLoadMany(ctx, keys, func(_ context.Context, ks []string) (map[string]string, error) {
+		calls.Add(1)
+		m := map[string]string{}
+		for _, k := range ks {
+			m[k] = "v" + k
+		}
+		return m, nil
+	})
+	require.NoError(t, err)
+	assert.Len(t, got, len(keys), "fail open: every key loaded")
+	assert.Equal(t, int32(1), calls.Load(), "one load for the batch")
 }

@@ -4,6 +4,7 @@
 package histogram
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -49,19 +50,24 @@ type Recorder struct {
 	count, sum atomic.Uint64
 }
 
-// maxObserved is the longest duration a Recorder records as it is: a
-// figure measured against another host's clock (a message's publication
-// time) may be anything, and the sum must not overflow.
-const maxObserved = time.Hour
-
 // Observe records d (negative counts as 0: clocks of different hosts may
-// disagree; over maxObserved, as maxObserved).
+// disagree). The sum saturates rather than wrap: a figure measured against
+// another host's clock (a message's publication time) may be anything.
 func (r *Recorder) Observe(d time.Duration) {
-	d = min(max(d, 0), maxObserved)
+	d = max(d, 0)
 	i := min(bits.Len64(uint64(d/time.Microsecond)), Buckets-1)
 	r.buckets[i].Add(1)
 	r.count.Add(1)
-	r.sum.Add(uint64(d))
+	for {
+		old := r.sum.Load()
+		sum := old + uint64(d)
+		if sum < old {
+			sum = math.MaxUint64
+		}
+		if r.sum.CompareAndSwap(old, sum) {
+			return
+		}
+	}
 }
 
 // Snapshot reads the counts.
