@@ -30,6 +30,25 @@ func full(t *testing.T, srv *redisserver.Server, on bool) {
 	assert.NoError(t, err)
 }
 
+// startFlusher runs a flusher of c's queue with o until the test ends.
+func startFlusher(t *testing.T, c *replica[int], o Options[int]) *Flusher[int] {
+	t.Helper()
+	f, err := newFlusher(c, o)
+	require.NoError(t, err)
+	runFlusher(t, f)
+	return f
+}
+
+// waitDepth waits until c's queue holds queued entries and its dead
+// letters dead (any number when dead < 0).
+func waitDepth(t *testing.T, c *replica[int], queued, dead int64, why string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n, d, err := queueDepth(c, context.Background())
+		return err == nil && n == queued && (dead < 0 || d == dead)
+	}, 10*time.Second, 5*time.Millisecond, why)
+}
+
 // TestAFlusherTakesOverOnAFullRedis: a flusher that starts while Redis is
 // full (after a crash or a deploy of the one that led) could not take the
 // lease, whose SET Redis refused, and the queue was never drained.
@@ -43,13 +62,8 @@ func TestAFlusherTakesOverOnAFullRedis(t *testing.T) {
 	full(t, srv, true)
 	t.Cleanup(func() { full(t, srv, false) })
 	src := newFakeSource()
-	f, err := newFlusher(rs[0], fastFlusher(src))
-	require.NoError(t, err)
-	runFlusher(t, f)
-	require.Eventually(t, func() bool {
-		n, _, err := queueDepth(rs[0], ctx)
-		return err == nil && n == 0
-	}, 10*time.Second, 5*time.Millisecond, "the queue drains on a full Redis")
+	startFlusher(t, rs[0], fastFlusher(src))
+	waitDepth(t, rs[0], 0, -1, "the queue drains on a full Redis")
 	for i, k := range []string{"a", "b", "c"} {
 		v, _ := src.get(k)
 		assert.Equal(t, i+1, v, k)
@@ -78,18 +92,10 @@ func TestDeadLetteringOnAFullRedis(t *testing.T) {
 	})
 	o := fastFlusher(src)
 	o.MaxAttempts = 1
-	f, err := newFlusher(rs[0], o)
-	require.NoError(t, err)
-	runFlusher(t, f)
-	require.Eventually(t, func() bool {
-		n, _, err := queueDepth(rs[0], ctx)
-		return err == nil && n == 1
-	}, 10*time.Second, 5*time.Millisecond, "the writes taken are acknowledged on a full Redis")
+	f := startFlusher(t, rs[0], o)
+	waitDepth(t, rs[0], 1, -1, "the writes taken are acknowledged on a full Redis")
 	full(t, srv, false)
-	require.Eventually(t, func() bool {
-		n, dead, err := queueDepth(rs[0], ctx)
-		return err == nil && n == 0 && dead == 1
-	}, 10*time.Second, 5*time.Millisecond, "with room, the refused write is dead-lettered")
+	waitDepth(t, rs[0], 0, 1, "with room, the refused write is dead-lettered")
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	for _, k := range []string{"good1", "good2"} {
@@ -118,9 +124,7 @@ func TestWritesTakenAreAcknowledgedBeforeDeadLettering(t *testing.T) {
 	src.setRefuse(refuseKey("bad", errors.New("row rejected")))
 	o := fastFlusher(src)
 	o.MaxAttempts = 1
-	f, err := newFlusher(rs[0], o)
-	require.NoError(t, err)
-	runFlusher(t, f)
+	startFlusher(t, rs[0], o)
 	require.Eventually(t, func() bool {
 		src.mu.Lock()
 		defer src.mu.Unlock()
@@ -183,18 +187,10 @@ func TestAnUnreadableEntryOnAFullRedisHoldsNothingBack(t *testing.T) {
 	full(t, srv, true)
 	t.Cleanup(func() { full(t, srv, false) })
 	src := newFakeSource()
-	f, err := newFlusher(rs[0], fastFlusher(src))
-	require.NoError(t, err)
-	runFlusher(t, f)
-	require.Eventually(t, func() bool {
-		n, _, err := queueDepth(rs[0], ctx)
-		return err == nil && n == 1
-	}, 10*time.Second, 5*time.Millisecond, "the good write is taken and acknowledged on a full Redis")
+	startFlusher(t, rs[0], fastFlusher(src))
+	waitDepth(t, rs[0], 1, -1, "the good write is taken and acknowledged on a full Redis")
 	v, _ := src.get("good")
 	assert.Equal(t, 1, v)
 	full(t, srv, false)
-	require.Eventually(t, func() bool {
-		n, dead, err := queueDepth(rs[0], ctx)
-		return err == nil && n == 0 && dead == 1
-	}, 10*time.Second, 5*time.Millisecond, "with room, the unreadable entry is dead-lettered")
+	waitDepth(t, rs[0], 0, 1, "with room, the unreadable entry is dead-lettered")
 }
