@@ -36,10 +36,12 @@ type Cache[V any] struct {
 	queueGuard queueGuard
 
 	// life ends at Close; background work (refreshes, second deletes)
-	// runs under it and is waited for.
+	// runs under it and is waited for. It is counted under bgMu, which
+	// Close holds to close (startBackground).
 	life       context.Context
 	endLife    context.CancelFunc
 	background sync.WaitGroup
+	bgMu       sync.Mutex
 
 	closed atomic.Bool
 	close  sync.Once
@@ -147,13 +149,30 @@ func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 // caller's rueidis client stays open.
 func (c *Cache[V]) Close() {
 	c.close.Do(func() {
+		c.bgMu.Lock()
 		c.closed.Store(true)
+		c.bgMu.Unlock()
 		c.endLife()
 		c.background.Wait()
 		c.loads.close()
 		c.bus.Close()
 		c.local.Close()
 	})
+}
+
+// startBackground counts one more piece of background work, unless the
+// cache is closed. A call that checked closed at its start may start
+// such work after Close began to wait for it, which a WaitGroup does not
+// allow (it panics): the count and the check are one step, under the lock
+// Close takes to close.
+func (c *Cache[V]) startBackground() bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.background.Add(1)
+	return true
 }
 
 // checkKey validates a key. The local-hit path checks nothing else: a

@@ -317,7 +317,10 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 	if _, running := c.refreshing.LoadOrStore(key, struct{}{}); running {
 		return
 	}
-	c.background.Add(1)
+	if !c.startBackground() {
+		c.refreshing.Delete(key)
+		return
+	}
 	go func() {
 		defer c.background.Done()
 		defer c.refreshing.Delete(key)

@@ -154,6 +154,35 @@ func TestCloseWhileOperationsAreInFlight(t *testing.T) {
 	wg.Wait() // every worker saw ErrClosed and returned: nothing hung
 }
 
+// TestCloseRacingDoubleDeletes: a Delete checks closed at its start and,
+// with DoubleDeleteDelay, starts its second delete after its round trip.
+// One that did so while Close waited for the background work made the
+// WaitGroup panic ("reused before previous Wait has returned"), crashing
+// the process. Deletes racing Close now either start their second delete
+// before Close waits, or start none.
+func TestCloseRacingDoubleDeletes(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[string]("doubledelete")
+	o.DoubleDeleteDelay = time.Second
+	ctx := context.Background()
+	for range 10 {
+		c := newCache[string](t, srv, o)
+		var wg sync.WaitGroup
+		var deletes atomic.Int64
+		for range 8 {
+			wg.Go(func() {
+				for c.Delete(ctx, "k") == nil {
+					deletes.Add(1)
+				}
+			})
+		}
+		require.Eventually(t, func() bool { return deletes.Load() > 8 }, 5*time.Second, time.Millisecond)
+		c.Close()
+		wg.Wait()
+		assert.ErrorIs(t, c.Delete(ctx, "k"), ErrClosed)
+	}
+}
+
 func TestAuthenticatedACLClient(t *testing.T) {
 	srv := redistest.Start(t, "--user", "default", "off", "--user", "svc", "on", ">s3cret", "~*", "&*", "+@all")
 	good := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "s3cret", DisableCache: true})

@@ -170,7 +170,9 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 // that a reader loaded from a lagging database replica between the write
 // and the first delete. It runs under the cache's lifetime.
 func (c *Cache[V]) deleteLater(keys []string, after time.Duration) {
-	c.background.Add(1)
+	if !c.startBackground() {
+		return // closed meanwhile: the cache's life is over
+	}
 	go func() {
 		defer c.background.Done()
 		t := time.NewTimer(after)
