@@ -35,7 +35,9 @@ type tiercacheReplica struct {
 	tracker    *warmup.HotKeys
 	warm       *warmup.Warmup
 	stopWarmup context.CancelFunc
-	reads      atomic.Uint64 // exact: the cache samples its local-hit count
+	// reads counts the replica's reads, as naive's adapter counts its
+	// hits: each adapter pays one shared atomic per read (LocalHits).
+	reads atomic.Uint64
 	// preloadMisses are the local misses the preload's own reads made;
 	// they are not the replica's reads.
 	preloadMisses atomic.Uint64

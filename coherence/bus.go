@@ -401,10 +401,10 @@ func (b *Bus) onSubscription(s rueidis.PubSubSubscription) {
 
 // ownPing reports whether msg, read on the ping channel, may be one of
 // this bus's pings: its origin, and a time no later than the newest ping
-// the bus published.
-// Anything may publish on the channel; a ping from ahead of time would
-// hide ping timeouts and move the slot logs' checkpoint past messages not
-// read yet, so that a replay found nothing to apply.
+// the bus published. Anything may publish on the channel; a ping from
+// ahead of time would hide ping timeouts and move the slot logs'
+// checkpoint past messages not read yet, so that a replay found nothing to
+// apply.
 func (b *Bus) ownPing(msg Message) bool {
 	return msg.Origin == b.opts.Origin && msg.PublishedAt > 0 && msg.PublishedAt <= b.lastPingSent.Load()
 }

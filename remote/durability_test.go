@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
@@ -35,26 +34,11 @@ func TestReadDurability(t *testing.T) {
 // is forbidden, the policy is unknown", an answer kept for a minute in
 // which write-behind would run on an evicting Redis.
 func TestReadDurabilityOfABusyRedisIsNotUnknown(t *testing.T) {
-	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru", "--busy-reply-threshold", "50")
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
 	c := redistest.Client(t, srv)
-	blocker := redistest.Client(t, srv)
-	ctx := context.Background()
-	go blocker.Do(context.Background(), blocker.B().Eval().Script("local i = 0 while true do i = i + 1 end").Numkeys(0).Build())
-	t.Cleanup(func() {
-		require.Eventually(t, func() bool {
-			err := c.Do(ctx, c.B().ScriptKill().Build()).Error()
-			return err == nil || !isBusy(err)
-		}, 10*time.Second, 10*time.Millisecond)
-	})
-	require.Eventually(t, func() bool {
-		return isBusy(c.Do(ctx, c.B().Ping().Build()).Error())
-	}, 10*time.Second, 10*time.Millisecond, "the script holds Redis")
-	d, err := ReadDurability(ctx, c)
+	redistest.HoldBusy(t, srv)
+	d, err := ReadDurability(context.Background(), c)
 	require.Error(t, err)
+	assert.True(t, redistest.IsBusy(err), "%v", err)
 	assert.False(t, d.Known)
-}
-
-func isBusy(err error) bool {
-	re, ok := rueidis.IsRedisErr(err)
-	return ok && len(re.Error()) >= 4 && re.Error()[:4] == "BUSY"
 }

@@ -3,12 +3,10 @@ package writebehind
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -144,17 +142,10 @@ func TestWritesTakenAreAcknowledgedBeforeDeadLettering(t *testing.T) {
 // long script; loading, after a restart) was never judged, and flushed on
 // an evicting Redis. It asks again, and refuses when Redis answers.
 func TestAFlusherStartedOnABusyRedisChecksItLater(t *testing.T) {
-	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru", "--busy-reply-threshold", "50")
+	srv := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
 	rs := replicas[int](t, srv, 1, cachetest.Options[int]("busycheck"))
-	admin := redistest.Client(t, srv)
-	blocker := redistest.Client(t, srv)
 	ctx := context.Background()
-	go blocker.Do(context.Background(), blocker.B().Eval().Script("local i = 0 while true do i = i + 1 end").Numkeys(0).Build())
-	busy := func() bool {
-		re, ok := rueidis.IsRedisErr(admin.Do(ctx, admin.B().Ping().Build()).Error())
-		return ok && strings.HasPrefix(re.Error(), "BUSY")
-	}
-	require.Eventually(t, busy, 10*time.Second, 10*time.Millisecond, "the script holds Redis")
+	release := redistest.HoldBusy(t, srv)
 	f, err := newFlusher(rs[0], fastFlusher(newFakeSource()))
 	require.NoError(t, err)
 	rctx, cancel := context.WithCancel(ctx)
@@ -162,10 +153,7 @@ func TestAFlusherStartedOnABusyRedisChecksItLater(t *testing.T) {
 	ran := make(chan error, 1)
 	go func() { ran <- f.Run(rctx) }()
 	require.Eventually(t, func() bool { return f.Stats().RedisErrors > 0 }, 10*time.Second, time.Millisecond, "its rounds meet the busy Redis")
-	require.Eventually(t, func() bool {
-		err := admin.Do(ctx, admin.B().ScriptKill().Build()).Error()
-		return err == nil || !busy()
-	}, 10*time.Second, 10*time.Millisecond)
+	release()
 	select {
 	case err := <-ran:
 		assert.ErrorIs(t, err, ErrQueueUnsafe)

@@ -279,9 +279,10 @@ func (q *queue) dropIdleConsumers(ctx context.Context, keep string) error {
 // holdLeaderScript extends the lease for its holder or takes it when
 // free, on a full Redis too (allow-oom, as createGroupScript): write-behind
 // needs noeviction, so a full Redis refuses writes, and draining the
-// queue is what frees memory; the lease is a few bytes. A lease with no TTL (a PERSIST, a DUMP and RESTORE at TTL 0,
-// another program) would keep every flusher on standby for good: it is
-// given a lease's life (PEXPIRE NX, a no-op on a lease a flusher took).
+// queue is what frees memory; the lease is a few bytes. A lease with no
+// TTL (a PERSIST, a DUMP and RESTORE at TTL 0, another program) would keep
+// every flusher on standby for good: it is given a lease's life (PEXPIRE
+// NX, a no-op on a lease a flusher took).
 var holdLeaderScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
