@@ -30,10 +30,11 @@ const (
 	OpTags
 	OpGeneration
 	OpQueue // the write-behind queue and its flusher
+	OpScan  // Scan: a walk of the namespace's keys
 	numOps
 )
 
-var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation", "queue"}
+var opNames = [numOps]string{"get", "get_or_lease", "lease", "fill", "release", "set", "delete", "mget", "tags", "generation", "queue", "scan"}
 
 func (o Op) String() string { return opNames[o] }
 

@@ -202,6 +202,37 @@ func (s *Store) KeyOf(redisKey string) (string, bool) {
 	return rest[:len(rest)-1], true
 }
 
+// Scan is one step of a SCAN walk of the value keys whose cache key
+// matches glob, from cursor (0 to begin; the entry's Cursor is 0 at the
+// end). Like every call of the store it is bounded by Options.Timeout
+// and the breaker: a walk on a Redis that stopped answering ends.
+func (s *Store) Scan(ctx context.Context, cursor uint64, glob string) (_ rueidis.ScanEntry, err error) {
+	ctx, inf, err := s.begin(ctx, OpScan)
+	if err != nil {
+		return rueidis.ScanEntry{}, err
+	}
+	defer inf.end(&err)
+	c := s.opts.Client
+	pattern := escapeGlob(s.state.Load().prefix) + "{" + glob + "}"
+	return c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+}
+
+// escapeGlob quotes the characters special to Redis's glob in s (a
+// namespace may hold them: "a*" must not match namespace "ab"'s keys).
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // leaseKey is the Redis key holding key's fill lease.
 func (s *Store) leaseKey(key string) string { return s.state.Load().prefix + "{" + key + "}:lease" }
 

@@ -21,11 +21,9 @@ func (c *Cache[V]) Keys(ctx context.Context, glob string) iter.Seq2[string, erro
 			yield("", ErrClosed)
 			return
 		}
-		rc := c.opts.Client
-		pattern := c.remote.ValueKey(glob)
 		var cursor uint64
 		for {
-			e, err := rc.Do(ctx, rc.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			e, err := c.remote.Scan(ctx, cursor, glob)
 			if err != nil {
 				yield("", fmt.Errorf("%w: scan: %w", ErrRemote, err))
 				return
