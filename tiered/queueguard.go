@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Write-behind is only as durable as the Redis under it. The queue is a
@@ -24,33 +26,71 @@ type queueGuard struct {
 	mu      sync.Mutex
 	checked time.Time
 	err     error
+	// checking is closed when the check under way ends (nil: none). The
+	// check is a Redis call: callers do not wait for it under mu, where
+	// each, on a Redis that does not answer, would have waited for every
+	// one before it, past its own ctx.
+	checking chan struct{}
 }
 
 // checkQueue says whether write-behind may use this Redis. A Redis that
-// cannot be asked (down) is not judged: the write itself will fail.
+// cannot be asked (down) is not judged: the write itself will fail. One
+// caller checks at a time; the others take the answer held, even a stale
+// one while it is renewed, and without one wait for the check (or their
+// ctx).
 func (c *Cache[V]) checkQueue(ctx context.Context) error {
 	g := &c.queueGuard
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.checked.IsZero() && time.Since(g.checked) < queueRecheck {
-		return g.err
+	held := !g.checked.IsZero()
+	if held && (time.Since(g.checked) < queueRecheck || g.checking != nil) {
+		err := g.err
+		g.mu.Unlock()
+		return err
 	}
+	if wait := g.checking; wait != nil {
+		g.mu.Unlock()
+		select {
+		case <-wait:
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.err // nil if that check could not judge
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	done := make(chan struct{})
+	g.checking = done
+	g.mu.Unlock()
 	d, err := c.remote.Durability(ctx)
-	if err != nil {
-		return nil
+	var verdict error
+	if err == nil {
+		verdict = c.judgeQueue(d)
 	}
-	g.checked, g.err = time.Now(), nil
+	g.mu.Lock()
+	if err == nil {
+		g.checked, g.err = time.Now(), verdict
+	}
+	out := g.err // unjudged: the answer held before, if any
+	g.checking = nil
+	g.mu.Unlock()
+	close(done)
+	return out
+}
+
+// judgeQueue is the verdict on a Redis's durability, logged.
+func (c *Cache[V]) judgeQueue(d remote.Durability) error {
+	var err error
 	switch {
 	case !d.Known:
 		c.log.Warn("queue:unverified", "write-behind: cannot read the eviction policy (CONFIG and INFO refused): make sure it is noeviction or volatile-*, and that persistence is on")
 	case d.CanEvictQueue() && !c.opts.AllowQueueEviction:
-		g.err = fmt.Errorf("%w: Redis maxmemory-policy is %s, which can evict the queue and every acknowledged write it holds; use noeviction or a volatile-* policy (every cache key has a TTL, the queue has none), or a dedicated Redis, or set Options.AllowQueueEviction to accept losses", ErrQueueUnsafe, d.Policy)
-		c.log.Error("queue:unsafe", "write-behind refused", "err", g.err)
+		err = fmt.Errorf("%w: Redis maxmemory-policy is %s, which can evict the queue and every acknowledged write it holds; use noeviction or a volatile-* policy (every cache key has a TTL, the queue has none), or a dedicated Redis, or set Options.AllowQueueEviction to accept losses", ErrQueueUnsafe, d.Policy)
+		c.log.Error("queue:unsafe", "write-behind refused", "err", err)
 	case d.CanEvictQueue():
 		c.log.Warn("queue:evictable", "write-behind on an evicting Redis (AllowQueueEviction): queued writes may be lost; losses are counted", "policy", d.Policy)
 	}
 	if d.Known && !d.AOF {
 		c.log.Warn("queue:no-aof", "write-behind: Redis persistence (appendonly) is off: a restart loses the queued writes")
 	}
-	return g.err
+	return err
 }

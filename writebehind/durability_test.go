@@ -50,6 +50,35 @@ func TestWriteBehindRefusesAnEvictingRedis(t *testing.T) {
 	}
 }
 
+// TestSetBehindCallersDoNotQueueOnADurabilityCheck: the first SetBehind
+// reads Redis's eviction policy; on a Redis that does not answer, that
+// read lasts RemoteTimeout. The other callers wait for it only as long as
+// their own ctx, not, one after another, for every check before theirs.
+func TestSetBehindCallersDoNotQueueOnADurabilityCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := cachetest.Options[int]("checkwait")
+	opts.RemoteTimeout = 5 * time.Second
+	c := newCache[int](t, srv, opts)
+	require.NoError(t, srv.Pause())
+	t.Cleanup(func() { srv.Resume() })
+	first := make(chan error, 1)
+	go func() { first <- c.SetBehind(context.Background(), "a", 1) }()
+	queueCalls := func() remote.OpStats { return c.Stats().Remote.Ops[remote.OpQueue] }
+	require.Eventually(t, func() bool { return queueCalls().Calls > 0 }, 5*time.Second, time.Millisecond, "the first check is under way")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := c.SetBehind(ctx, "b", 2)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Zero(t, queueCalls().Timeouts, "the second caller left at its ctx's end, before the first check ended")
+	require.NoError(t, srv.Resume())
+	select {
+	case err := <-first:
+		assert.NoError(t, err, "the first caller's check and write, once Redis answers")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first SetBehind never returned")
+	}
+}
+
 // TestWriteBehindUnderMemoryPressureLosesNothing: a full Redis
 // (noeviction, 8 MB, filled by ballast) with the source of truth down for
 // seconds while three replicas write behind. A write Redis cannot take is
