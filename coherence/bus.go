@@ -60,8 +60,8 @@ type Options struct {
 	// OnGap is told that invalidations may have been lost. Required. It
 	// runs on the Bus's goroutine, ordered with OnMessage.
 	OnGap func(GapReason)
-	// QueueSize bounds the messages received but not yet applied.
-	// Default 4096.
+	// QueueSize bounds the messages received but not yet applied (their
+	// bytes are bounded too: maxQueuedBytes). Default 4096.
 	QueueSize int
 	// PingInterval is how often the bus probes its own subscription.
 	// Default 1s; negative disables.
@@ -422,33 +422,34 @@ func (b *Bus) onMessage(m rueidis.PubSubMessage) {
 			b.pings.Add(1)
 			b.lastPingEcho.Store(msg.PublishedAt)
 			if b.opts.SlotLogKey != nil {
-				b.enqueue(event{checkpoint: msg.PublishedAt})
+				b.enqueue(event{checkpoint: msg.PublishedAt}, 0)
 			}
 		}
 		return
 	}
+	size := len(m.Message) // what the event holds, decoded or not
 	if b.opts.OnArrival == nil {
-		b.enqueue(event{payload: m.Message})
+		b.enqueue(event{payload: m.Message}, size)
 		return
 	}
 	msg, err := decodeMessage(m.Message)
 	if err != nil {
-		b.enqueue(event{payload: m.Message}) // undecodable: a gap, in turn
+		b.enqueue(event{payload: m.Message}, size) // undecodable: a gap, in turn
 		return
 	}
 	if msg.Origin != b.opts.Origin && msg.Namespace == b.opts.Namespace {
 		b.opts.OnArrival(msg)
 	}
-	b.enqueue(event{msg: &msg})
+	b.enqueue(event{msg: &msg}, size)
 }
 
-func (b *Bus) enqueue(e event) { b.queue.push(e) }
+func (b *Bus) enqueue(e event, size int) { b.queue.push(e, size) }
 
 // enqueueGap queues a gap, holding the local tier until it is dealt with.
 // A gap the queue drops is held, and dealt with, as the overflow.
 func (b *Bus) enqueueGap(reason GapReason) {
 	b.hold(true)
-	if !b.queue.push(event{gap: reason, at: time.Now()}) {
+	if !b.queue.push(event{gap: reason, at: time.Now()}, 0) {
 		b.hold(false)
 	}
 }

@@ -6,11 +6,15 @@ import (
 )
 
 // eventQueue carries events from a connection's reader, which must never
-// block, to one goroutine that applies them in order. A full queue drops
-// the event: a lost invalidation, which the applying goroutine reports as
-// a GapOverflow before it next goes idle.
+// block, to one goroutine that applies them in order. It is bounded by
+// count (its size) and by the bytes its events hold (maxQueuedBytes): a
+// message may carry hundreds of keys, or be anyone's PUBLISH of any size
+// on the channel, so a count alone would bound nothing. A full queue
+// drops the event: a lost invalidation, which the applying goroutine
+// reports as a GapOverflow before it next goes idle.
 type eventQueue[E any] struct {
-	events    chan E
+	events    chan queued[E]
+	bytes     atomic.Int64 // held by the queued events
 	dropped   atomic.Bool
 	overflows atomic.Uint64
 	// onFirstDrop, optional, is called on the pushing goroutine when an
@@ -19,22 +23,36 @@ type eventQueue[E any] struct {
 	onFirstDrop func()
 }
 
-func newEventQueue[E any](size int) *eventQueue[E] {
-	return &eventQueue[E]{events: make(chan E, size)}
+type queued[E any] struct {
+	e     E
+	bytes int64
 }
 
-// push queues e without blocking, and reports whether it did.
-func (q *eventQueue[E]) push(e E) bool {
-	select {
-	case q.events <- e:
-		return true
-	default:
-		q.overflows.Add(1)
-		if !q.dropped.Swap(true) && q.onFirstDrop != nil {
-			q.onFirstDrop()
+// maxQueuedBytes bounds the bytes of the events waiting to be applied:
+// 4,096 messages of 512 keys of 32 bytes each.
+const maxQueuedBytes = 64 << 20
+
+func newEventQueue[E any](size int) *eventQueue[E] {
+	return &eventQueue[E]{events: make(chan queued[E], size)}
+}
+
+// push queues e, which holds size bytes, without blocking, and reports
+// whether it did.
+func (q *eventQueue[E]) push(e E, size int) bool {
+	n := int64(size)
+	if q.bytes.Add(n) <= maxQueuedBytes {
+		select {
+		case q.events <- queued[E]{e, n}:
+			return true
+		default:
 		}
-		return false
 	}
+	q.bytes.Add(-n)
+	q.overflows.Add(1)
+	if !q.dropped.Swap(true) && q.onFirstDrop != nil {
+		q.onFirstDrop()
+	}
+	return false
 }
 
 // drain applies events until ctx ends, and calls onOverflow after an event
@@ -45,7 +63,8 @@ func (q *eventQueue[E]) drain(ctx context.Context, apply func(E), onOverflow fun
 		case <-ctx.Done():
 			return
 		case e := <-q.events:
-			apply(e)
+			q.bytes.Add(-e.bytes)
+			apply(e.e)
 			if q.dropped.Swap(false) {
 				onOverflow()
 			}

@@ -44,7 +44,8 @@ type TrackingOptions struct {
 	// gap reported, so a local tier is not refilled from Redis while no
 	// push can arrive. Calls come in pairs, one pair per node at most.
 	OnHold func(held bool)
-	// QueueSize bounds the pushes received but not yet applied. Default 4096.
+	// QueueSize bounds the pushes received but not yet applied (their
+	// keys' bytes are bounded too: maxQueuedBytes). Default 4096.
 	QueueSize int
 	// PingInterval is how often the tracking connection is checked with a
 	// PING; one not answered within PingTimeout is closed and replaced.
@@ -318,7 +319,7 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 	if !first || gapFirst {
 		// Pushes were lost between the old connection and this one.
 		t.resubscribes.Add(1)
-		if !t.queue.push(trackingEvent{gap: GapResubscribe, release: *held}) && *held {
+		if !t.queue.push(trackingEvent{gap: GapResubscribe, release: *held}, 0) && *held {
 			t.hold(false) // dropped: the overflow's gap follows
 		}
 		*held = false
@@ -360,7 +361,13 @@ func (t *Tracker) session(ctx context.Context, c rueidis.Client, first bool, rea
 	}
 }
 
-func (t *Tracker) enqueue(e trackingEvent) { t.queue.push(e) }
+func (t *Tracker) enqueue(e trackingEvent) {
+	size := 0
+	for _, k := range e.keys {
+		size += len(k)
+	}
+	t.queue.push(e, size)
+}
 
 func (t *Tracker) hold(on bool) {
 	if t.opts.OnHold != nil {
