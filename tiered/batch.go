@@ -164,7 +164,7 @@ func (c *Cache[V]) localPass(keys []string) (out map[string]V, missing []string,
 		fences[k] = fence
 		missing = append(missing, k)
 	}
-	if len(missing) > 0 && c.closed.Load() {
+	if c.closed.Load() && (len(missing) > 0 || len(keys) == 0) {
 		return out, nil, nil, ErrClosed
 	}
 	return out, missing, fences, nil

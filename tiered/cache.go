@@ -32,8 +32,10 @@ type Cache[V any] struct {
 	loads      flights[V]
 	waiting    waiters
 	refreshing sync.Map     // keys with a background refresh running here
+	refreshes  atomic.Int64 // refreshes running here: at most MaxRefreshes
 	loadEWMA   atomic.Int64 // recent load time, ns (expectedLoad)
 	queueGuard queueGuard
+	later      *laterDeletes // with DoubleDeleteDelay
 
 	// life ends at Close; background work (refreshes, second deletes)
 	// runs under it and is waited for. It is counted under bgMu, which
@@ -138,23 +140,31 @@ func New[V any](ctx context.Context, opts Options[V]) (*Cache[V], error) {
 		c.background.Add(1)
 		go c.watchGeneration(pingEvery(p))
 	}
+	if opts.DoubleDeleteDelay > 0 {
+		c.later = newLaterDeletes()
+		c.background.Add(1)
+		go c.runLaterDeletes()
+	}
 	return c, nil
 }
 
 // Namespace is the cache's namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 
-// Close stops the subscription and background refreshes and releases the
-// local tier. Calls after Close return ErrClosed. Close is idempotent; the
-// caller's rueidis client stays open.
+// Close stops the subscription and releases the local tier. It cancels
+// the loads this cache runs (a GetOrLoad's, whose callers then get
+// ErrClosed, and background refreshes) and waits for them to return, so
+// nothing it started writes to Redis after it: a loader that ignores its
+// ctx holds Close until it returns. Calls after Close return ErrClosed.
+// Close is idempotent; the caller's rueidis client stays open.
 func (c *Cache[V]) Close() {
 	c.close.Do(func() {
 		c.bgMu.Lock()
 		c.closed.Store(true)
 		c.bgMu.Unlock()
 		c.endLife()
-		c.background.Wait()
 		c.loads.close()
+		c.background.Wait()
 		c.bus.Close()
 		c.local.Close()
 	})

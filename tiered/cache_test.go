@@ -345,6 +345,15 @@ func TestUseAfterClose(t *testing.T) {
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.ErrorIs(t, c.Set(ctx, "k", "v"), ErrClosed)
 	assert.ErrorIs(t, c.Delete(ctx, "k"), ErrClosed)
+	// Calls of no keys too: nothing to do is no reason to pretend.
+	assert.ErrorIs(t, c.Delete(ctx), ErrClosed)
+	_, err = c.GetMany(ctx, nil)
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = c.GetOrLoadMany(ctx, nil, func(context.Context, []string) (map[string]string, error) { return nil, nil })
+	assert.ErrorIs(t, err, ErrClosed)
+	_, _, err = c.Warm(ctx, nil)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, c.InvalidateTags(ctx), ErrClosed)
 }
 
 func TestNewFailsWhenRedisDoesNotAnswer(t *testing.T) {

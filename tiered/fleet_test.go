@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -325,6 +327,48 @@ func TestDoubleDelete(t *testing.T) {
 		_, err := rs[1].Get(ctx, "k")
 		return errors.Is(err, ErrNotFound)
 	}, 5*time.Second, time.Millisecond, "the second delete removed the lagging value everywhere")
+}
+
+// TestDoubleDeletesShareRounds: a burst of Deletes costs no goroutine
+// each while their second deletes wait, shares a few second rounds, and
+// every key is deleted again no sooner than the delay after its Delete.
+func TestDoubleDeletesShareRounds(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("ddburst")
+	const delay = 500 * time.Millisecond
+	opts.DoubleDeleteDelay = delay
+	c := newCache[string](t, srv, opts)
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	const n = 1000
+	for i := range n {
+		require.NoError(t, c.Delete(ctx, fmt.Sprint("k", i)))
+	}
+	grew := runtime.NumGoroutine() - before
+	// A lagging reader's copy of each key lands right after the Deletes
+	// (one pipeline: well within the delay).
+	raw := redistest.Client(t, srv)
+	plant := make(rueidis.Commands, n)
+	for i := range n {
+		plant[i] = raw.B().Set().Key(c.remote.ValueKey(fmt.Sprint("k", i))).Value("lagging").Build()
+	}
+	for _, r := range raw.DoMulti(ctx, plant...) {
+		require.NoError(t, r.Error())
+	}
+	assert.Less(t, grew, 20, "%d Deletes waiting for their second delete hold %d more goroutines", n, grew)
+	gone := func(i int) bool {
+		n, err := raw.Do(ctx, raw.B().Exists().Key(c.remote.ValueKey(fmt.Sprint("k", i))).Build()).AsInt64()
+		require.NoError(t, err)
+		return n == 0
+	}
+	require.Eventually(t, func() bool { return gone(n - 1) }, 10*time.Second, time.Millisecond)
+	for i := range n {
+		assert.True(t, gone(i), "key %d deleted again", i)
+	}
+	// Every copy, planted after the Deletes, is gone: no round came
+	// before its keys' copies were planted.
+	assert.GreaterOrEqual(t, c.Stats().SecondDeletes, uint64(2), "%d keys of 512 at most per round", n)
+	assert.Less(t, c.Stats().SecondDeletes, uint64(n/10), "Deletes close in time share rounds")
 }
 
 func TestBatchesLoadEachKeyOncePerFleet(t *testing.T) {

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -25,6 +26,10 @@ type flights[V any] struct {
 	// under way may answer with the value from before the write. (Nil:
 	// every flight is joined, for tests of flights alone.)
 	holds func(key string, f local.Fence) bool
+	// running counts the fetches on workers, for close to wait for. It
+	// is added to under a shard's lock while that shard is open, so no
+	// Add follows close's Wait.
+	running sync.WaitGroup
 }
 
 // flightShards spreads the flights over maps with a lock each. Every miss
@@ -40,7 +45,12 @@ const flightShards = 64
 type flightShard[V any] struct {
 	mu    sync.Mutex
 	calls map[string]*flight[V]
-	_     [48]byte // 64 bytes apart: neighbours' locks seldom share a line
+	// onWorkers holds the shard's flights whose fetch runs on a worker,
+	// for close to cancel: a flight may have left calls (a newer
+	// flight of its key took its place) while its fetch runs on.
+	onWorkers map[*flight[V]]struct{}
+	closed    bool     // by close: no fetch starts on a worker
+	_         [32]byte // 64 bytes apart: neighbours' locks seldom share a line
 }
 
 // flightSeed hashes keys to their flightShard.
@@ -115,11 +125,23 @@ func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, ti
 			f.finish(key, c)
 			return v, err
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			var zero V
+			c.err = ErrClosed
+			f.finish(key, c)
+			return zero, ErrClosed
+		}
 		// One context: the first caller's values, its own end.
 		c.ctx = &fetchCtx{}
 		c.ctx.init(context.WithoutCancel(ctx), timeout)
-		s.mu.Lock()
 		done := c.waitOn()
+		if s.onWorkers == nil {
+			s.onWorkers = map[*flight[V]]struct{}{}
+		}
+		s.onWorkers[c] = struct{}{}
+		f.running.Add(1)
 		s.mu.Unlock()
 		f.workers.run(func() { f.run(key, c, next) })
 		v, err, _ = f.wait(ctx, key, c, done)
@@ -180,12 +202,20 @@ func (f *flights[V]) wait(ctx context.Context, key string, c *flight[V], done ch
 }
 
 // finish publishes c's answer to its callers. Once c has left the map no
-// caller can come to wait on it, so done is final here.
+// caller can come to wait on it, so done is final here. A fetch on a
+// worker that failed after close cancelled it answers ErrClosed (with its
+// own error).
 func (f *flights[V]) finish(key string, c *flight[V]) {
 	s := c.shard
 	s.mu.Lock()
 	if s.calls[key] == c {
 		delete(s.calls, key)
+	}
+	if c.ctx != nil {
+		delete(s.onWorkers, c)
+		if s.closed && c.err != nil && !errors.Is(c.err, ErrClosed) {
+			c.err = fmt.Errorf("%w: %w", ErrClosed, c.err)
+		}
 	}
 	done := c.done
 	s.mu.Unlock()
@@ -195,6 +225,7 @@ func (f *flights[V]) finish(key string, c *flight[V]) {
 }
 
 func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (V, error)) {
+	defer f.running.Done()
 	defer c.ctx.cancel()
 	finished := false
 	defer func() {
@@ -211,8 +242,24 @@ func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (
 	f.finish(key, c)
 }
 
-// close lets the parked workers go; fetches under way finish first.
-func (f *flights[V]) close() { f.workers.close() }
+// close cancels the fetches running on workers, waits for them to
+// return, and lets the parked workers go. From then on a flight whose
+// first step does not answer it ends with ErrClosed. A loader that ignores
+// its ctx holds close until it returns: the alternative, returning while
+// it runs, would leave its goroutine, and its fills, behind Close.
+func (f *flights[V]) close() {
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.Lock()
+		s.closed = true
+		for c := range s.onWorkers {
+			c.ctx.cancel()
+		}
+		s.mu.Unlock()
+	}
+	f.running.Wait()
+	f.workers.close()
+}
 
 // workers runs fetches on goroutines that ran one before and wait, parked,
 // for the next. A fetch's call chain (lease, load, fill, scripts) is deep:

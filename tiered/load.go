@@ -317,12 +317,20 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 	if _, running := c.refreshing.LoadOrStore(key, struct{}{}); running {
 		return
 	}
+	if c.refreshes.Add(1) > int64(c.opts.MaxRefreshes) {
+		c.refreshes.Add(-1)
+		c.refreshing.Delete(key)
+		c.stats.refreshesDeferred.Add(1)
+		return
+	}
 	if !c.startBackground() {
+		c.refreshes.Add(-1)
 		c.refreshing.Delete(key)
 		return
 	}
 	go func() {
 		defer c.background.Done()
+		defer c.refreshes.Add(-1)
 		defer c.refreshing.Delete(key)
 		ctx, cancel := context.WithTimeout(c.life, c.opts.LoadTimeout)
 		defer cancel()

@@ -39,6 +39,7 @@ const (
 	DefaultLoadBackoff         = 100 * time.Millisecond
 	DefaultNegativeTTL         = 5 * time.Second
 	DefaultEarlyRefreshBeta    = 1.0
+	DefaultMaxRefreshes        = 32
 	DefaultRemoteTimeout       = 500 * time.Millisecond
 	DefaultBreakerThreshold    = 5
 	DefaultBreakerCooldown     = time.Second
@@ -165,6 +166,14 @@ type Options[V any] struct {
 	// δ being the value's last load time. Larger β refreshes earlier.
 	// Default DefaultEarlyRefreshBeta; negative disables.
 	EarlyRefreshBeta float64
+	// MaxRefreshes bounds the background refreshes (stale-while-revalidate
+	// and early ones) this replica runs at a time, so keys written
+	// together, which go stale together, do not call the origin all at
+	// once. A refresh due while MaxRefreshes run is not started
+	// (Stats.RefreshesDeferred): the value is served as it is, and a later
+	// hit starts its refresh, until it expires. Default
+	// DefaultMaxRefreshes.
+	MaxRefreshes int
 
 	// Redis calls.
 
@@ -203,9 +212,9 @@ type Options[V any] struct {
 	// one, except that tracking replicas can share a namespace with
 	// pub/sub ones (writes publish either way).
 	Transport Transport
-	// InvalidationQueue bounds invalidations received but not yet applied;
-	// overflowing it flushes the local tier. Default
-	// DefaultInvalidationQueue.
+	// InvalidationQueue bounds invalidations received but not yet applied
+	// (as do their bytes: 64 MiB); overflowing it flushes the local tier.
+	// Default DefaultInvalidationQueue.
 	InvalidationQueue int
 	// PingInterval is how often the cache checks that its invalidation
 	// subscription still delivers, and settles the namespace generation
@@ -226,7 +235,9 @@ type Options[V any] struct {
 	InvalidationLogAge time.Duration
 	// DoubleDeleteDelay, when positive, makes Delete invalidate the keys a
 	// second time after this delay, for callers who write a database
-	// whose reads may lag (write-around). Default 0: off.
+	// whose reads may lag (write-around). Deletes within an eighth of the
+	// delay of one another share one second round; the keys wait in
+	// memory until it (the keys of one delay's Deletes). Default 0: off.
 	DoubleDeleteDelay time.Duration
 
 	// Write-behind.
@@ -308,6 +319,8 @@ func (o *Options[V]) validate() error {
 		return bad("FreshFor, LoadBackoff and DoubleDeleteDelay must not be negative")
 	case o.MaxTags < 0 || o.MaxTags > remote.MaxTags:
 		return bad("MaxTags %d not in 0–%d", o.MaxTags, remote.MaxTags)
+	case o.MaxRefreshes < 0:
+		return bad("MaxRefreshes %d < 0", o.MaxRefreshes)
 	case o.WriteBehindLimit < 0:
 		return bad("WriteBehindLimit %d < 0", o.WriteBehindLimit)
 	case o.SampleEvery < 0:
@@ -347,6 +360,7 @@ func (o *Options[V]) setDefaults() {
 	o.LoadTimeout = cmp.Or(o.LoadTimeout, DefaultLoadTimeout)
 	o.LeaseTTL = cmp.Or(o.LeaseTTL, DefaultLeaseTTL)
 	o.LoadBackoff = cmp.Or(o.LoadBackoff, DefaultLoadBackoff)
+	o.MaxRefreshes = cmp.Or(o.MaxRefreshes, DefaultMaxRefreshes)
 	switch {
 	case o.NegativeTTL == 0:
 		o.NegativeTTL = DefaultNegativeTTL

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -209,4 +210,60 @@ func TestARefreshKeepsNoForeignStamps(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, env.FreshUntil, "the cache's own freshness (none: FreshFor 0), not 1 ns")
 	assert.Equal(t, int32(1), loads.Load())
+}
+
+// TestRefreshesAreBoundedPerReplica: keys loaded together go stale
+// together; a replica runs at most MaxRefreshes of their refreshes at a
+// time, defers the others (served stale meanwhile), and starts them on
+// later hits once room is made.
+func TestRefreshesAreBoundedPerReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := testOptions[string]("refreshbound")
+	opts.FreshFor = 50 * time.Millisecond
+	opts.EarlyRefreshBeta = -1
+	opts.MaxRefreshes = 4
+	c := newCache[string](t, srv, opts)
+	ctx := context.Background()
+	const keys = 20
+	for i := range keys {
+		v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), func(context.Context) (string, error) { return "old", nil })
+		require.NoError(t, err)
+		require.Equal(t, "old", v)
+	}
+	c.local.Wait()
+	require.Eventually(t, func() bool {
+		e, ok := c.local.Get(fmt.Sprint("k", keys-1))
+		return ok && time.Now().UnixNano() >= e.FreshUntil
+	}, 5*time.Second, 5*time.Millisecond)
+
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(let) // before Close, which waits for the refreshes, even on failure
+	refresh := func(context.Context) (string, error) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		running.Add(-1)
+		return "new", nil
+	}
+	for i := range keys {
+		v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), refresh)
+		require.NoError(t, err)
+		require.Equal(t, "old", v, "a stale value is served at once")
+	}
+	require.Eventually(t, func() bool { return running.Load() == 4 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, keys-4, c.Stats().RefreshesDeferred, "the refreshes over the bound wait for later hits")
+	let()
+	require.Eventually(t, func() bool {
+		for i := range keys {
+			if v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), refresh); err != nil || v != "new" {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "later hits refresh every key")
+	assert.EqualValues(t, 4, most.Load(), "never more than MaxRefreshes loads at a time")
 }

@@ -183,6 +183,85 @@ func TestCloseRacingDoubleDeletes(t *testing.T) {
 	}
 }
 
+// TestCloseCancelsALoadInFlight: a GetOrLoad's load runs on a worker
+// with a ctx of its own (LoadTimeout, an hour here). Close cancels it: the
+// caller gets ErrClosed at once, not the load's value an hour later, and
+// the load's lease is given back, not filled after Close.
+func TestCloseCancelsALoadInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[string]("closeload")
+	o.LoadTimeout = time.Hour
+	c := newCache[string](t, srv, o)
+	loading := make(chan struct{})
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoad(context.Background(), "k", func(ctx context.Context) (string, error) {
+			close(loading)
+			<-ctx.Done()
+			return "", ctx.Err()
+		})
+		got <- err
+	}()
+	waitClosed(t, loading, "the load started")
+	c.Close()
+	select {
+	case err := <-got:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("GetOrLoad still waits for its load after Close")
+	}
+	n, err := srv.Command("EXISTS", c.remote.ValueKey("k"))
+	require.NoError(t, err)
+	assert.Equal(t, ":0", n, "the lease was given back, nothing filled")
+}
+
+// TestCloseWaitsForLoadsInFlight: Close returns only after the loads it
+// cancelled have returned, so none of them fills after it (a loader that
+// ignores its ctx holds Close, as documented).
+func TestCloseWaitsForLoadsInFlight(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[string](t, srv, testOptions[string]("closewait"))
+	started, cancelled, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoad(context.Background(), "k", func(ctx context.Context) (string, error) {
+			close(started)
+			<-ctx.Done()
+			close(cancelled)
+			<-release // a loader that takes its time to stop
+			note("load returned")
+			return "late", nil
+		})
+		got <- err
+	}()
+	waitClosed(t, started, "the load started")
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		note("close returned")
+		close(closed)
+	}()
+	waitClosed(t, cancelled, "Close cancelled the load")
+	close(release)
+	waitClosed(t, closed, "Close returned")
+	mu.Lock()
+	assert.Equal(t, []string{"load returned", "close returned"}, order)
+	mu.Unlock()
+	require.NoError(t, <-got, "a load that finished is served")
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting: %s", what)
+	}
+}
+
 func TestAuthenticatedACLClient(t *testing.T) {
 	srv := redistest.Start(t, "--user", "default", "off", "--user", "svc", "on", ">s3cret", "~*", "&*", "+@all")
 	good := redistest.ClientWith(t, rueidis.ClientOption{InitAddress: []string{srv.Addr()}, Username: "svc", Password: "s3cret", DisableCache: true})

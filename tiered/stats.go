@@ -12,21 +12,24 @@ import (
 // Stats is a snapshot of what a cache did since New. Counters only grow.
 type Stats struct {
 	// LocalHits counts the reads answered from the local tier.
-	LocalHits     uint64
-	LocalMisses   uint64 // …that went on to Redis
-	RemoteHits    uint64
-	RemoteMisses  uint64
-	RemoteErrors  uint64 // Redis calls that failed or timed out
-	Corrupt       uint64 // unreadable values in Redis, treated as misses
-	TypeClashes   uint64 // values of another ValueType found (ErrTypeClash)
-	Loads         uint64 // loader calls
-	LoadErrors    uint64 // loader calls that failed or panicked
-	FillsVoided   uint64 // loads not cached because a write landed meanwhile
-	LeaseWaits    uint64 // rounds spent waiting for another replica's load
-	StaleHits     uint64 // values served past fresh-until (a refresh started)
-	EarlyRefresh  uint64 // XFetch refreshes started before fresh-until
-	Refreshes     uint64 // background refreshes that landed
-	SecondDeletes uint64 // delayed second deletes done
+	LocalHits    uint64
+	LocalMisses  uint64 // …that went on to Redis
+	RemoteHits   uint64
+	RemoteMisses uint64
+	RemoteErrors uint64 // Redis calls that failed or timed out
+	Corrupt      uint64 // unreadable values in Redis, treated as misses
+	TypeClashes  uint64 // values of another ValueType found (ErrTypeClash)
+	Loads        uint64 // loader calls
+	LoadErrors   uint64 // loader calls that failed or panicked
+	FillsVoided  uint64 // loads not cached because a write landed meanwhile
+	LeaseWaits   uint64 // rounds spent waiting for another replica's load
+	StaleHits    uint64 // values served past fresh-until (a refresh started)
+	EarlyRefresh uint64 // XFetch refreshes started before fresh-until
+	Refreshes    uint64 // background refreshes that landed
+	// RefreshesDeferred counts refreshes due but not started because
+	// Options.MaxRefreshes were running: a later hit starts them.
+	RefreshesDeferred uint64
+	SecondDeletes     uint64 // delayed second-delete rounds done (Deletes close in time share one)
 
 	InvalidationsPublished uint64 // Set/Delete messages sent
 	InvalidationsReceived  uint64 // peers' messages applied
@@ -87,7 +90,7 @@ type counters struct {
 	localMisses, remoteHits, remoteMisses, remoteErrors  atomic.Uint64
 	corrupt, typeClashes, loads, loadErrors, fillsVoided atomic.Uint64
 	leaseWaits, staleHits, earlyRefreshes, refreshes     atomic.Uint64
-	secondDeletes                                        atomic.Uint64
+	secondDeletes, refreshesDeferred                     atomic.Uint64
 	published, received, negativeHits, tooLarge          atomic.Uint64
 	resetByReason                                        [len(resetReasons)]atomic.Uint64
 	lag, loadDuration                                    histogram.Recorder
@@ -120,6 +123,7 @@ func (c *Cache[V]) Stats() Stats {
 		StaleHits:              s.staleHits.Load(),
 		EarlyRefresh:           s.earlyRefreshes.Load(),
 		Refreshes:              s.refreshes.Load(),
+		RefreshesDeferred:      s.refreshesDeferred.Load(),
 		SecondDeletes:          s.secondDeletes.Load(),
 		InvalidationsPublished: s.published.Load(),
 		InvalidationsReceived:  s.received.Load(),

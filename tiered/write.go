@@ -132,6 +132,9 @@ const maxKeysPerMessage = 512
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (err error) {
 	ctx, end := c.observeWrite(ctx, "Delete", oneKey(keys), len(keys))
 	defer func() { endWrite(end, err) }()
+	if c.closed.Load() {
+		return ErrClosed // with no keys too
+	}
 	for _, k := range keys {
 		if err := c.check(k); err != nil {
 			return err
@@ -139,7 +142,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (err error) {
 	}
 	err = c.delete(ctx, keys)
 	if d := c.opts.DoubleDeleteDelay; d > 0 && len(keys) > 0 {
-		c.deleteLater(append([]string(nil), keys...), d)
+		c.later.add(keys, d)
 	}
 	return err
 }
@@ -164,30 +167,6 @@ func (c *Cache[V]) delete(ctx context.Context, keys []string) error {
 		return fmt.Errorf("%w: delete: %w", ErrRemote, errors.Join(errs...))
 	}
 	return nil
-}
-
-// deleteLater is the second delete of a double delete: it catches a value
-// that a reader loaded from a lagging database replica between the write
-// and the first delete. It runs under the cache's lifetime.
-func (c *Cache[V]) deleteLater(keys []string, after time.Duration) {
-	if !c.startBackground() {
-		return // closed meanwhile: the cache's life is over
-	}
-	go func() {
-		defer c.background.Done()
-		t := time.NewTimer(after)
-		defer t.Stop()
-		select {
-		case <-c.life.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.life, c.opts.RemoteTimeout)
-		defer cancel()
-		if c.delete(ctx, keys) == nil {
-			c.stats.secondDeletes.Add(1)
-		}
-	}()
 }
 
 // InvalidateTags invalidates every key written with one of tags (WithTags),
