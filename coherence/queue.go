@@ -11,10 +11,12 @@ import (
 // message may carry hundreds of keys, or be anyone's PUBLISH of any size
 // on the channel, so a count alone would bound nothing. A full queue
 // drops the event: a lost invalidation, which the applying goroutine
-// reports as a GapOverflow before it next goes idle.
+// reports as a GapOverflow after the events queued before the drop, or at
+// once if it was idle (a drop for bytes may find the queue empty).
 type eventQueue[E any] struct {
 	events    chan queued[E]
-	bytes     atomic.Int64 // held by the queued events
+	kick      chan struct{} // buffered (1): a drop, for an idle drain
+	bytes     atomic.Int64  // held by the queued events
 	dropped   atomic.Bool
 	overflows atomic.Uint64
 	// onFirstDrop, optional, is called on the pushing goroutine when an
@@ -33,14 +35,14 @@ type queued[E any] struct {
 const maxQueuedBytes = 64 << 20
 
 func newEventQueue[E any](size int) *eventQueue[E] {
-	return &eventQueue[E]{events: make(chan queued[E], size)}
+	return &eventQueue[E]{events: make(chan queued[E], size), kick: make(chan struct{}, 1)}
 }
 
 // push queues e, which holds size bytes, without blocking, and reports
-// whether it did.
+// whether it did. An event of no bytes (a gap) is bounded by count alone.
 func (q *eventQueue[E]) push(e E, size int) bool {
 	n := int64(size)
-	if q.bytes.Add(n) <= maxQueuedBytes {
+	if n == 0 || q.bytes.Add(n) <= maxQueuedBytes {
 		select {
 		case q.events <- queued[E]{e, n}:
 			return true
@@ -49,19 +51,31 @@ func (q *eventQueue[E]) push(e E, size int) bool {
 	}
 	q.bytes.Add(-n)
 	q.overflows.Add(1)
-	if !q.dropped.Swap(true) && q.onFirstDrop != nil {
-		q.onFirstDrop()
+	if !q.dropped.Swap(true) {
+		if q.onFirstDrop != nil {
+			q.onFirstDrop()
+		}
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
 	}
 	return false
 }
 
 // drain applies events until ctx ends, and calls onOverflow after an event
-// when any was dropped since.
+// when any was dropped since, or when a drop finds no event queued.
 func (q *eventQueue[E]) drain(ctx context.Context, apply func(E), onOverflow func()) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-q.kick:
+			// With events queued, the next one's turn reports the drop
+			// (they came before it).
+			if len(q.events) == 0 && q.dropped.Swap(false) {
+				onOverflow()
+			}
 		case e := <-q.events:
 			q.bytes.Add(-e.bytes)
 			apply(e.e)

@@ -48,3 +48,27 @@ func TestEventQueueIsBoundedByBytes(t *testing.T) {
 	assert.Zero(t, q.bytes.Load(), "applied events give their bytes back")
 	assert.True(t, q.push(5, big), "room again")
 }
+
+// TestEventQueueReportsADropWhileIdle: a drop for bytes can find the
+// queue empty (one message over the bound); with no event to follow it,
+// the drop is still reported, at once.
+func TestEventQueueReportsADropWhileIdle(t *testing.T) {
+	q := newEventQueue[int](16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	overflowed := make(chan struct{}, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.drain(ctx, func(int) {}, func() { overflowed <- struct{}{} })
+	}()
+	assert.False(t, q.push(1, maxQueuedBytes+1), "one message over the bound")
+	select {
+	case <-overflowed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drop was never reported")
+	}
+	assert.True(t, q.push(2, 1), "room again")
+	cancel()
+	<-done
+}
