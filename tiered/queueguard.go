@@ -37,44 +37,55 @@ type queueGuard struct {
 // cannot be asked (down) is not judged: the write itself will fail. One
 // caller checks at a time; the others take the answer held, even a stale
 // one while it is renewed, and without one wait for the check (or their
-// ctx).
+// ctx), and check themselves if it could not judge.
 func (c *Cache[V]) checkQueue(ctx context.Context) error {
 	g := &c.queueGuard
-	g.mu.Lock()
-	held := !g.checked.IsZero()
-	if held && (time.Since(g.checked) < queueRecheck || g.checking != nil) {
-		err := g.err
-		g.mu.Unlock()
-		return err
-	}
-	if wait := g.checking; wait != nil {
-		g.mu.Unlock()
-		select {
-		case <-wait:
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			return g.err // nil if that check could not judge
-		case <-ctx.Done():
-			return ctx.Err()
+	for {
+		g.mu.Lock()
+		held := !g.checked.IsZero()
+		if held && (time.Since(g.checked) < queueRecheck || g.checking != nil) {
+			err := g.err
+			g.mu.Unlock()
+			return err
 		}
+		if wait := g.checking; wait != nil {
+			g.mu.Unlock()
+			select {
+			case <-wait:
+				continue // judged, or not: then this caller asks
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		g.checking = done
+		g.mu.Unlock()
+		return c.renewQueueVerdict(ctx, done)
 	}
-	done := make(chan struct{})
-	g.checking = done
-	g.mu.Unlock()
+}
+
+// renewQueueVerdict asks Redis for its durability and keeps the verdict;
+// done is closed once it is kept (or the question failed), even on a
+// panic (a logger's).
+func (c *Cache[V]) renewQueueVerdict(ctx context.Context, done chan struct{}) error {
+	g := &c.queueGuard
+	defer func() {
+		g.mu.Lock()
+		g.checking = nil
+		g.mu.Unlock()
+		close(done)
+	}()
 	d, err := c.remote.Durability(ctx)
-	var verdict error
-	if err == nil {
-		verdict = c.judgeQueue(d)
+	if err != nil {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.err // unjudged: the answer held before, if any
 	}
+	verdict := c.judgeQueue(d)
 	g.mu.Lock()
-	if err == nil {
-		g.checked, g.err = time.Now(), verdict
-	}
-	out := g.err // unjudged: the answer held before, if any
-	g.checking = nil
-	g.mu.Unlock()
-	close(done)
-	return out
+	defer g.mu.Unlock()
+	g.checked, g.err = time.Now(), verdict
+	return verdict
 }
 
 // judgeQueue is the verdict on a Redis's durability, logged.
