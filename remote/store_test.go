@@ -336,3 +336,8 @@ func TestGetRightAfterARestart(t *testing.T) {
 		require.ErrorIs(t, err, ErrMiss, "round %d: the restarted Redis answers", i)
 	}
 }
+
+func TestEscapeGlobQuotesBytes(t *testing.T) {
+	assert.Equal(t, "plain:v1:g1:", escapeGlob("plain:v1:g1:"))
+	assert.Equal(t, `a\*b\?\[c\]\\`+"\xff", escapeGlob(`a*b?[c]\`+"\xff"), "each special byte quoted, invalid UTF-8 kept as it is")
+}

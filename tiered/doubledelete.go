@@ -11,8 +11,8 @@ import (
 // goroutine and a timer per Delete cost a few KiB each for the whole
 // delay: 10,000 Deletes a second with a 1 s delay held 10,000 goroutines.
 // Deletes that come within an eighth of the delay of one another share a
-// batch, deleted in one round: each key waits between the delay and a
-// ninth more. The queue holds the keys of the last delay's Deletes.
+// batch, deleted in one round: each key waits between the delay and an
+// eighth more. The queue holds the keys of the last delay's Deletes.
 type laterDeletes struct {
 	mu      sync.Mutex
 	pending []laterDelete // by due time: each Delete joins the last batch or follows it
@@ -70,6 +70,11 @@ func (q *laterDeletes) next(done <-chan struct{}) (keys []string, ok bool) {
 				t.Stop()
 				return nil, false
 			}
+		}
+		select {
+		case <-done: // a batch overdue at Close is dropped, not tried
+			return nil, false
+		default:
 		}
 		q.mu.Lock()
 		keys = q.pending[0].keys

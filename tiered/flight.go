@@ -26,10 +26,6 @@ type flights[V any] struct {
 	// under way may answer with the value from before the write. (Nil:
 	// every flight is joined, for tests of flights alone.)
 	holds func(key string, f local.Fence) bool
-	// running counts the fetches on workers, for close to wait for. It
-	// is added to under a shard's lock while that shard is open, so no
-	// Add follows close's Wait.
-	running sync.WaitGroup
 }
 
 // flightShards spreads the flights over maps with a lock each. Every miss
@@ -49,8 +45,13 @@ type flightShard[V any] struct {
 	// for close to cancel: a flight may have left calls (a newer
 	// flight of its key took its place) while its fetch runs on.
 	onWorkers map[*flight[V]]struct{}
-	closed    bool     // by close: no fetch starts on a worker
-	_         [32]byte // 64 bytes apart: neighbours' locks seldom share a line
+	// active counts the shard's flights not finished, for close to wait
+	// for: a first step under way may hold a fleet lease it must give
+	// back. idle, made by close, is signalled when active falls to 0.
+	active int
+	idle   *sync.Cond
+	closed bool     // by close: no flight starts, no fetch goes to a worker
+	_      [23]byte // 64 bytes apart: neighbours' locks seldom share a line
 }
 
 // flightSeed hashes keys to their flightShard.
@@ -115,8 +116,14 @@ func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, ti
 			}
 			return v, err
 		}
+		if s.closed {
+			s.mu.Unlock()
+			var zero V
+			return zero, ErrClosed
+		}
 		c := &flight[V]{shard: s, callers: 1, fence: fence}
 		s.calls[key] = c
+		s.active++
 		s.mu.Unlock()
 
 		v, next, err := f.runFirst(ctx, key, c, first)
@@ -125,23 +132,19 @@ func (f *flights[V]) lead(ctx context.Context, key string, fence local.Fence, ti
 			f.finish(key, c)
 			return v, err
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			var zero V
-			c.err = ErrClosed
-			f.finish(key, c)
-			return zero, ErrClosed
-		}
 		// One context: the first caller's values, its own end.
 		c.ctx = &fetchCtx{}
 		c.ctx.init(context.WithoutCancel(ctx), timeout)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return f.abandon(key, c, next)
+		}
 		done := c.waitOn()
 		if s.onWorkers == nil {
 			s.onWorkers = map[*flight[V]]struct{}{}
 		}
 		s.onWorkers[c] = struct{}{}
-		f.running.Add(1)
 		s.mu.Unlock()
 		f.workers.run(func() { f.run(key, c, next) })
 		v, err, _ = f.wait(ctx, key, c, done)
@@ -164,6 +167,20 @@ func (f *flights[V]) runFirst(ctx context.Context, key string, c *flight[V], fir
 	v, next, err := first(ctx)
 	done = true
 	return v, next, err
+}
+
+// abandon ends a flight whose first step found the cache closing: next
+// runs here with its ctx already ended, which gives back what the first
+// step took (a fleet lease) and loads nothing, and the flight's callers
+// get ErrClosed. Close waits for it (active), so the lease is given back
+// before Close returns.
+func (f *flights[V]) abandon(key string, c *flight[V], next func(context.Context) (V, error)) (V, error) {
+	var zero V
+	c.err = ErrClosed
+	defer f.finish(key, c) // even if next panics
+	c.ctx.cancel()
+	next(c.ctx)
+	return zero, ErrClosed
 }
 
 // waitOn returns the channel finish closes, making it if no caller has
@@ -217,6 +234,9 @@ func (f *flights[V]) finish(key string, c *flight[V]) {
 			c.err = fmt.Errorf("%w: %w", ErrClosed, c.err)
 		}
 	}
+	if s.active--; s.active == 0 && s.idle != nil {
+		s.idle.Broadcast()
+	}
 	done := c.done
 	s.mu.Unlock()
 	if done != nil {
@@ -225,7 +245,6 @@ func (f *flights[V]) finish(key string, c *flight[V]) {
 }
 
 func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (V, error)) {
-	defer f.running.Done()
 	defer c.ctx.cancel()
 	finished := false
 	defer func() {
@@ -242,11 +261,14 @@ func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (
 	f.finish(key, c)
 }
 
-// close cancels the fetches running on workers, waits for them to
-// return, and lets the parked workers go. From then on a flight whose
-// first step does not answer it ends with ErrClosed. A loader that ignores
-// its ctx holds close until it returns: the alternative, returning while
-// it runs, would leave its goroutine, and its fills, behind Close.
+// close cancels the fetches running on workers, waits for every flight
+// to finish, and lets the parked workers go. From then on no flight
+// starts (ErrClosed), and one whose first step was under way ends with
+// ErrClosed unless that step answered it. A first step is a Redis read,
+// bounded by RemoteTimeout; a loader that ignores its ctx holds close
+// until it returns: the alternative, returning while it runs, would leave
+// its goroutine, and its fills, behind Close. (So a loader must not call
+// Close: it would wait for itself.)
 func (f *flights[V]) close() {
 	for i := range f.shards {
 		s := &f.shards[i]
@@ -257,7 +279,17 @@ func (f *flights[V]) close() {
 		}
 		s.mu.Unlock()
 	}
-	f.running.Wait()
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.Lock()
+		if s.idle == nil {
+			s.idle = sync.NewCond(&s.mu)
+		}
+		for s.active > 0 {
+			s.idle.Wait()
+		}
+		s.mu.Unlock()
+	}
 	f.workers.close()
 }
 

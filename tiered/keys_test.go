@@ -40,6 +40,18 @@ func TestKeysStaysInItsNamespace(t *testing.T) {
 	require.Equal(t, star.remote.Generation(), other.remote.Generation())
 	require.NoError(t, star.Set(ctx, "mine", "v"))
 	require.NoError(t, other.Set(ctx, "theirs", "v"))
+	// What Redis's SCAN matched, before KeyOf filters: "a*" must not
+	// match namespace "ab"'s keys.
+	var matched []string
+	for cursor := uint64(0); ; {
+		e, err := star.remote.Scan(ctx, cursor, "*")
+		require.NoError(t, err)
+		matched = append(matched, e.Elements...)
+		if cursor = e.Cursor; cursor == 0 {
+			break
+		}
+	}
+	assert.Equal(t, []string{star.remote.ValueKey("mine")}, slices.Compact(slices.Sorted(slices.Values(matched))))
 	keys, err := collectKeys(star, ctx, "*")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"mine"}, keys)

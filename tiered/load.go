@@ -57,6 +57,9 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 	if err := c.checkCall(co); err != nil {
 		return zero, err
 	}
+	if err := ctx.Err(); err != nil {
+		return zero, err // abandoned (flights.abandon), or every caller left
+	}
 	token := remote.LeaseToken(c.expectedLoad())
 	waits, holder := 0, ""
 	for round := 0; ; round++ {
@@ -167,7 +170,7 @@ func (c *Cache[V]) release(ctx context.Context, key, token string, hold time.Dur
 func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	leased, err := c.remote.Lease(ctx, key, token)
 	if err != nil || !leased {
-		return c.loadLocalOnly(ctx, key, fence, load, co)
+		return c.loadLocalOnly(ctx, key, fence, load, co) // nothing when ctx ended
 	}
 	return c.loadAndFill(ctx, key, fence, token, load, co)
 }
@@ -189,6 +192,12 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 // while fence holds).
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
+	if err := ctx.Err(); err != nil {
+		// Abandoned (flights.abandon), or every caller left before the
+		// load began: give the lease back, load nothing.
+		c.release(ctx, key, token, 0)
+		return zero, err
+	}
 	// The fill must run even when every caller has left (as release does).
 	bg := context.WithoutCancel(ctx)
 	defer func() {
@@ -204,8 +213,11 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 	// InvalidateTags lands during the load leaves this value invalid.
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
 	if err != nil {
-		c.remoteFailed("tags", err)
 		c.release(ctx, key, token, 0)
+		if ctx.Err() != nil {
+			return zero, ctx.Err() // not Redis's failure
+		}
+		c.remoteFailed("tags", err)
 		return c.loadLocalOnly(ctx, key, fence, load, co)
 	}
 	v, took, ttl, err := c.callLoader(ctx, key, load)
@@ -241,6 +253,10 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 // loadLocalOnly is the fail-open path: Redis is unreachable (or another
 // load holds a corrupt key), so load and cache locally under the fence.
 func (c *Cache[V]) loadLocalOnly(ctx context.Context, key string, fence local.Fence, load func(context.Context) (V, error), co callOptions) (V, error) {
+	if err := ctx.Err(); err != nil {
+		var zero V
+		return zero, err // nobody to load for
+	}
 	v, took, ttl, err := c.callLoader(ctx, key, load)
 	if err != nil {
 		return v, err

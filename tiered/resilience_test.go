@@ -253,6 +253,48 @@ func TestCloseWaitsForLoadsInFlight(t *testing.T) {
 	require.NoError(t, <-got, "a load that finished is served")
 }
 
+// TestCloseDuringAMissLeavesNoLease: a miss's Redis read took the key's
+// fleet lease when Close began. Close waits for that read, the flight
+// gives the lease back without loading and answers ErrClosed; nothing is
+// left in Redis for other replicas to wait out.
+func TestCloseDuringAMissLeavesNoLease(t *testing.T) {
+	srv := redistest.Start(t)
+	gate := &gateObserver{key: "k", reached: make(chan struct{}), release: make(chan struct{})}
+	o := testOptions[string]("closemiss")
+	o.Observer = gate
+	c := newCache[string](t, srv, o)
+	var loads atomic.Int32
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (string, error) {
+			loads.Add(1)
+			return "v", nil
+		})
+		got <- err
+	}()
+	waitClosed(t, gate.reached, "the miss read Redis and took the lease")
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	s := c.loads.shard("k")
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closed
+	}, 10*time.Second, time.Millisecond, "Close began")
+	close(gate.release)
+	waitClosed(t, closed, "Close returned")
+	n, err := srv.Command("EXISTS", c.remote.ValueKey("k"))
+	require.NoError(t, err)
+	assert.Equal(t, ":0", n, "the lease was given back before Close returned")
+	select {
+	case err := <-got:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the miss never returned")
+	}
+	assert.Zero(t, loads.Load(), "nothing loaded after Close")
+}
+
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
