@@ -343,16 +343,22 @@ type gate struct {
 }
 
 // blockedHandler returns the call a handler makes to block, and its gate.
-// Call it before startBus: cleanups run last-registered first.
+// A blocked call also returns when the test ends, before the cleanups: a
+// test that fails with the gate shut would otherwise hang in the bus's
+// Close, which waits for the handler.
 func blockedHandler(t *testing.T) (func(), *gate) {
 	g := &gate{entered: make(chan struct{}, 1), opened: make(chan struct{})}
 	t.Cleanup(g.open)
+	done := t.Context().Done()
 	return func() {
 		select {
 		case g.entered <- struct{}{}:
 		default:
 		}
-		<-g.opened
+		select {
+		case <-g.opened:
+		case <-done:
+		}
 	}, g
 }
 

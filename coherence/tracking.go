@@ -42,7 +42,9 @@ type TrackingOptions struct {
 	// OnHold, optional, as Options.OnHold: told true when a tracking
 	// connection is lost and false once its successor is set up and the
 	// gap reported, so a local tier is not refilled from Redis while no
-	// push can arrive. Calls come in pairs, one pair per node at most.
+	// push can arrive; and, likewise, from a dropped push (the queue was
+	// full) until its overflow gap is reported. Calls come in pairs, one
+	// pair per node and one for the drops at most.
 	OnHold func(held bool)
 	// QueueSize bounds the pushes received but not yet applied (their
 	// keys' bytes are bounded too: maxQueuedBytes). Default 4096.
@@ -126,6 +128,10 @@ func Track(ctx context.Context, opts TrackingOptions) (*Tracker, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	t := &Tracker{opts: opts, queue: newEventQueue[trackingEvent](opts.QueueSize), cancel: cancel,
 		nodes: map[string]context.CancelFunc{}, refusals: refusals{on: opts.OnRefused}}
+	// Dropped pushes hold the local tier until their overflow gap is
+	// reported, as a Bus's do: the dropped keys' copies are not served
+	// meanwhile.
+	t.queue.onFirstDrop = func() { t.hold(true) }
 	t.wg.Add(1)
 	go t.apply(runCtx)
 	nodes := t.nodeClients()
@@ -387,5 +393,8 @@ func (t *Tracker) apply(ctx context.Context) {
 		}
 		t.received.Add(1)
 		t.opts.OnKeys(e.keys)
-	}, func() { t.opts.OnGap(GapOverflow) })
+	}, func() {
+		t.opts.OnGap(GapOverflow)
+		t.hold(false)
+	})
 }

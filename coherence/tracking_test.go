@@ -2,6 +2,7 @@ package coherence
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -207,4 +208,31 @@ func TestTrackerHoldsWhileItsConnectionIsDown(t *testing.T) {
 	require.Eventually(t, func() bool { return slices.Contains(rec.gapList(), GapResubscribe) && holds.n.Load() == 0 }, 10*time.Second, time.Millisecond,
 		"released once the new connection's gap is reported")
 	assert.EqualValues(t, 1, holds.peak.Load())
+}
+
+// TestTrackerHoldsAcrossAnOverflow: pushes dropped from a full queue hold
+// the local tier until the overflow gap is reported, as a Bus's do.
+func TestTrackerHoldsAcrossAnOverflow(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := redistest.Client(t, srv)
+	ctx := context.Background()
+	var holds holdCount
+	stuck, release := blockedHandler(t)
+	rec := &keyRecorder{}
+	tr, err := Track(ctx, TrackingOptions{
+		Client: redistest.Client(t, srv), Prefix: "ns:", QueueSize: 2, PingInterval: -1,
+		OnHold: holds.onHold,
+		OnKeys: func([]string) { stuck() },
+		OnGap:  rec.onGap,
+	})
+	require.NoError(t, err)
+	t.Cleanup(tr.Close)
+	for i := range 6 {
+		require.NoError(t, admin.Do(ctx, admin.B().Set().Key(fmt.Sprint("ns:k", i)).Value("1").Build()).Error())
+	}
+	require.Eventually(t, func() bool { return tr.Stats().Overflows > 0 && holds.n.Load() > 0 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, holds.n.Load(), "one hold for the drops, however many")
+	release.open()
+	require.Eventually(t, func() bool { return slices.Contains(rec.gapList(), GapOverflow) && holds.n.Load() == 0 }, 5*time.Second, time.Millisecond,
+		"released once the overflow gap is reported")
 }
