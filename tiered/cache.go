@@ -154,9 +154,11 @@ func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 // Close stops the subscription and releases the local tier. It cancels
 // the loads this cache runs (a GetOrLoad's, whose callers then get
 // ErrClosed, and background refreshes) and waits for them to return, and
-// for the Redis reads of misses under way (RemoteTimeout at most), so
-// nothing it started writes to Redis after it and no fleet lease it took
-// is left behind. A loader that ignores its ctx holds Close until it
+// for the Redis reads of misses under way (a read, and the release of a
+// lease it took: RemoteTimeout each at most), so nothing it started
+// writes to Redis after it and no fleet lease it took is left behind.
+// (A GetOrLoadMany runs on its caller's goroutine, under the caller's
+// ctx: Close neither cancels nor waits for it.) A loader that ignores its ctx holds Close until it
 // returns; a loader must not call Close (it would wait for itself). Calls
 // after Close return ErrClosed. Close is idempotent; the caller's rueidis
 // client stays open.

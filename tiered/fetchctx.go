@@ -117,3 +117,17 @@ func (c *fetchCtx) endLocked(err error) {
 	}
 	c.after = nil
 }
+
+// ended is ctx's error, or DeadlineExceeded once its deadline has passed:
+// rueidis times a call out by ctx's deadline with a timer of its own,
+// which may fire a moment before ctx's Err reports it, and a call that
+// failed so failed for its caller's end, not Redis's.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}

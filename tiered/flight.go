@@ -264,8 +264,9 @@ func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (
 // close cancels the fetches running on workers, waits for every flight
 // to finish, and lets the parked workers go. From then on no flight
 // starts (ErrClosed), and one whose first step was under way ends with
-// ErrClosed unless that step answered it. A first step is a Redis read,
-// bounded by RemoteTimeout; a loader that ignores its ctx holds close
+// ErrClosed unless that step answered it. A first step is a Redis read
+// (and abandon's release of the lease it took), each bounded by
+// RemoteTimeout; a loader that ignores its ctx holds close
 // until it returns: the alternative, returning while it runs, would leave
 // its goroutine, and its fills, behind Close. (So a loader must not call
 // Close: it would wait for itself.)

@@ -91,8 +91,9 @@ func (c *Cache[V]) readOrLoad(ctx context.Context, key string, fence local.Fence
 		}
 		switch {
 		case err != nil:
-			if ctx.Err() != nil {
-				return zero, ctx.Err()
+			if err := ended(ctx); err != nil {
+				c.release(ctx, key, token, 0) // the call may have been sent, and taken it
+				return zero, err
 			}
 			c.remoteFailed("lease", err)
 			return c.loadLocalOnly(ctx, key, fence, load, co)
@@ -169,8 +170,13 @@ func (c *Cache[V]) release(ctx context.Context, key, token string, hold time.Dur
 // cached here only.
 func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	leased, err := c.remote.Lease(ctx, key, token)
+	if err != nil && ended(ctx) != nil {
+		c.release(ctx, key, token, 0) // the call may have been sent, and taken it
+		var zero V
+		return zero, ended(ctx)
+	}
 	if err != nil || !leased {
-		return c.loadLocalOnly(ctx, key, fence, load, co) // nothing when ctx ended
+		return c.loadLocalOnly(ctx, key, fence, load, co)
 	}
 	return c.loadAndFill(ctx, key, fence, token, load, co)
 }
@@ -192,12 +198,6 @@ func (c *Cache[V]) fromRemote(key string, fence local.Fence, env *remote.Envelop
 // while fence holds).
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	var zero V
-	if err := ctx.Err(); err != nil {
-		// Abandoned (flights.abandon), or every caller left before the
-		// load began: give the lease back, load nothing.
-		c.release(ctx, key, token, 0)
-		return zero, err
-	}
 	// The fill must run even when every caller has left (as release does).
 	bg := context.WithoutCancel(ctx)
 	defer func() {
@@ -214,11 +214,17 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, fence local.Fenc
 	tags, err := c.remote.TagVersions(ctx, co.tags, 0)
 	if err != nil {
 		c.release(ctx, key, token, 0)
-		if ctx.Err() != nil {
-			return zero, ctx.Err() // not Redis's failure
+		if err := ended(ctx); err != nil {
+			return zero, err // not Redis's failure
 		}
 		c.remoteFailed("tags", err)
 		return c.loadLocalOnly(ctx, key, fence, load, co)
+	}
+	if err := ctx.Err(); err != nil {
+		// Abandoned (flights.abandon), or every caller left before the
+		// load began: give the lease back, load nothing.
+		c.release(ctx, key, token, 0)
+		return zero, err
 	}
 	v, took, ttl, err := c.callLoader(ctx, key, load)
 	if errors.Is(err, ErrNotFound) && (c.opts.NegativeTTL > 0 || ttl > 0) {
@@ -353,6 +359,10 @@ func (c *Cache[V]) refresh(key string, load func(context.Context) (V, error), se
 		fence := c.local.Fence(key)
 		token := remote.NewToken()
 		if leased, err := c.remote.Lease(ctx, key, token); err != nil || !leased {
+			if err != nil && ended(ctx) != nil {
+				// Close cut the call short; it may have been sent.
+				c.remote.Release(context.WithoutCancel(ctx), key, token, 0, remote.Publication{})
+			}
 			return // another replica refreshes; its fill invalidates our copy
 		}
 		// Another replica's refresh (or a write) may have landed just before

@@ -31,13 +31,22 @@ type queueGuard struct {
 	// each, on a Redis that does not answer, would have waited for every
 	// one before it, past its own ctx.
 	checking chan struct{}
+	// gaveUp: the last check ended with its caller's ctx, not with
+	// Redis's failure; its waiters ask again themselves.
+	gaveUp bool
+	// ask, when set, stands in for the store's Durability (for this
+	// room's unit tests).
+	ask func(context.Context) (remote.Durability, error)
 }
 
 // checkQueue says whether write-behind may use this Redis. A Redis that
 // cannot be asked (down) is not judged: the write itself will fail. One
 // caller checks at a time; the others take the answer held, even a stale
 // one while it is renewed, and without one wait for the check (or their
-// ctx), and check themselves if it could not judge.
+// ctx). When that check could not judge because its caller's ctx ended,
+// they check themselves; when Redis failed it, they go on unjudged, as it
+// did (waiting for one check after another would take each caller that
+// many RemoteTimeouts).
 func (c *Cache[V]) checkQueue(ctx context.Context) error {
 	g := &c.queueGuard
 	for {
@@ -52,7 +61,13 @@ func (c *Cache[V]) checkQueue(ctx context.Context) error {
 			g.mu.Unlock()
 			select {
 			case <-wait:
-				continue // judged, or not: then this caller asks
+				g.mu.Lock()
+				unjudged := g.checked.IsZero() && !g.gaveUp
+				g.mu.Unlock()
+				if unjudged {
+					return nil
+				}
+				continue // judged: take it; given up: ask
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -75,16 +90,25 @@ func (c *Cache[V]) renewQueueVerdict(ctx context.Context, done chan struct{}) er
 		g.mu.Unlock()
 		close(done)
 	}()
-	d, err := c.remote.Durability(ctx)
+	ask := g.ask
+	if ask == nil {
+		ask = c.remote.Durability
+	}
+	d, err := ask(ctx)
 	if err != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
+		gone := ended(ctx)
+		g.gaveUp = gone != nil
+		if gone != nil {
+			return gone
+		}
 		return g.err // unjudged: the answer held before, if any
 	}
 	verdict := c.judgeQueue(d)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.checked, g.err = time.Now(), verdict
+	g.checked, g.err, g.gaveUp = time.Now(), verdict, false
 	return verdict
 }
 

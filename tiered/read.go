@@ -122,6 +122,7 @@ func (c *Cache[V]) readOrLease(ctx context.Context, key string, fence local.Fenc
 	rctx, end := c.observe(ctx, OpRedisRead, key, 1)
 	r, err := c.remote.GetOrLease(rctx, key, token)
 	endLease(end, &r, err)
+	callFailed := err != nil
 	switch {
 	case err != nil:
 	case r.Found:
@@ -141,11 +142,14 @@ func (c *Cache[V]) readOrLease(ctx context.Context, key string, fence local.Fenc
 	default: // leased, or another replica holds the lease
 		err = remote.ErrMiss
 	}
-	if ctx.Err() != nil {
-		if r.Leased {
+	if err := ended(ctx); err != nil {
+		// A call the ctx cut short may have been sent, and taken the
+		// lease, all the same: give it back (a release is the token's,
+		// and does nothing if the lease is not).
+		if r.Leased || callFailed {
 			c.release(ctx, key, token, 0)
 		}
-		return zero, nil, ctx.Err()
+		return zero, nil, err
 	}
 	co := c.callOptions(opts)
 	if r.Leased {

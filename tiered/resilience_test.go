@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // outageOptions: a short remote timeout, a quick breaker.
@@ -293,6 +294,38 @@ func TestCloseDuringAMissLeavesNoLease(t *testing.T) {
 		t.Fatal("the miss never returned")
 	}
 	assert.Zero(t, loads.Load(), "nothing loaded after Close")
+}
+
+// TestAMissCutShortLeavesNoLease: a miss's lease read sent to a Redis
+// that does not answer ends with its caller's ctx, but Redis runs it when
+// it resumes and the lease is taken all the same: the miss gives it back,
+// or every replica would wait it out.
+func TestAMissCutShortLeavesNoLease(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions[string]("cutshort")
+	o.RemoteTimeout = 5 * time.Second
+	c := newCache[string](t, srv, o)
+	require.NoError(t, srv.Pause())
+	t.Cleanup(func() { srv.Resume() })
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := c.GetOrLoad(ctx, "k", func(context.Context) (string, error) { return "v", nil })
+		got <- err
+	}()
+	released := func() uint64 { return c.Stats().Remote.Ops[remote.OpRelease].Calls }
+	require.Eventually(t, func() bool { return released() > 0 }, 10*time.Second, time.Millisecond, "the lease is given back")
+	require.NoError(t, srv.Resume())
+	select {
+	case err := <-got:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the miss never returned")
+	}
+	n, err := srv.Command("EXISTS", c.remote.ValueKey("k"))
+	require.NoError(t, err)
+	assert.Equal(t, ":0", n, "no lease left in Redis")
 }
 
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {

@@ -79,44 +79,6 @@ func TestSetBehindCallersDoNotQueueOnADurabilityCheck(t *testing.T) {
 	}
 }
 
-// TestAFailedDurabilityCheckIsNoVerdict: the caller that checks Redis's
-// eviction policy gives up at its ctx's end; a caller that waited for that
-// check asks again itself rather than taking "not judged" for "safe", and
-// is refused on an allkeys-lru Redis.
-func TestAFailedDurabilityCheckIsNoVerdict(t *testing.T) {
-	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
-	opts := cachetest.Options[int]("checkfail")
-	opts.RemoteTimeout = 20 * time.Second
-	c := newCache[int](t, srv, opts)
-	require.NoError(t, srv.Pause())
-	t.Cleanup(func() { srv.Resume() })
-	first := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		first <- c.SetBehind(ctx, "a", 1)
-	}()
-	require.Eventually(t, func() bool { return c.Stats().Remote.Ops[remote.OpQueue].Calls > 0 }, 5*time.Second, time.Millisecond, "the first check is under way")
-	second := make(chan error, 1)
-	go func() { second <- c.SetBehind(context.Background(), "b", 2) }()
-	select {
-	case err := <-first:
-		assert.ErrorIs(t, err, context.DeadlineExceeded)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first SetBehind outlived its ctx")
-	}
-	require.NoError(t, srv.Resume())
-	select {
-	case err := <-second:
-		assert.ErrorIs(t, err, tiered.ErrQueueUnsafe, "judged by its own check")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the second SetBehind never returned")
-	}
-	q, _, err := queueDepth(c, context.Background())
-	require.NoError(t, err)
-	assert.Zero(t, q, "nothing was queued")
-}
-
 // TestWriteBehindUnderMemoryPressureLosesNothing: a full Redis
 // (noeviction, 8 MB, filled by ballast) with the source of truth down for
 // seconds while three replicas write behind. A write Redis cannot take is
