@@ -58,6 +58,10 @@ func (o *HotKeysOptions) validate() error {
 		return fmt.Errorf("%w: Client and Namespace are required", ErrInvalidOptions)
 	case o.PushInterval < 0 || o.MaxPending < 0 || o.MaxKeys < 0 || o.HalfLife < 0 || o.Timeout < 0:
 		return fmt.Errorf("%w: PushInterval, MaxPending, MaxKeys, HalfLife and Timeout must not be negative", ErrInvalidOptions)
+	case o.HalfLife > 0 && o.HalfLife < time.Millisecond:
+		// Its marker's PX would be 0, which Redis refuses: every push
+		// failed before its trim, and the hot set grew without bound.
+		return fmt.Errorf("%w: HalfLife %v is under 1ms", ErrInvalidOptions, o.HalfLife)
 	}
 	return nil
 }

@@ -152,3 +152,25 @@ func TestPreloadPanicReachesTheCaller(t *testing.T) {
 	require.True(t, done)
 	assert.ErrorContains(t, err, "codec bug")
 }
+
+// TestKeySourcePanicReachesTheCaller: a KeySource is read on a goroutine
+// of its own (the budget cannot stop it); its panic there ended the
+// process. It is raised on Preload's caller's goroutine, and Start reports
+// it as the warm-up's error.
+func TestKeySourcePanicReachesTheCaller(t *testing.T) {
+	source := func(yield func(string) bool) {
+		yield("k1")
+		panic("key source bug")
+	}
+	opts := Options[string]{TopN: -1, KeySource: source, Load: loadAll, LoadRate: math.Inf(1)}
+	assert.PanicsWithValue(t, "key source bug", func() { Preload[string](context.Background(), &panicsOnLoad{}, opts) })
+	w := Start[string](context.Background(), &panicsOnLoad{}, opts)
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the warm-up never ended")
+	}
+	_, err, done := w.Report()
+	require.True(t, done)
+	assert.ErrorContains(t, err, "key source bug")
+}

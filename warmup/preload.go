@@ -222,17 +222,29 @@ func read[V any](ctx context.Context, cache Cache[V], batch []string) (found int
 // behind when ctx ends first (gathered false); it stops at its next key.
 func gatherWithin[V any](ctx context.Context, cache Cache[V], opts *Options[V]) (keys []string, gathered bool, err error) {
 	type result struct {
-		keys []string
-		err  error
+		keys     []string
+		err      error
+		panicked any
 	}
 	done := make(chan result, 1)
 	var left atomic.Bool
 	go func() {
+		// A KeySource's (or Cache's) panic is raised on the caller's
+		// goroutine, where it can be recovered (Start turns it into the
+		// warm-up's error); on this one it would end the process.
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{panicked: p}
+			}
+		}()
 		keys, err := gather(ctx, cache, opts, &left)
-		done <- result{keys, err}
+		done <- result{keys: keys, err: err}
 	}()
 	select {
 	case r := <-done:
+		if r.panicked != nil {
+			panic(r.panicked)
+		}
 		return r.keys, true, r.err
 	case <-ctx.Done():
 		left.Store(true)
@@ -257,7 +269,8 @@ func gather[V any](ctx context.Context, cache Cache[V], opts *Options[V], left *
 	}
 	var errs []error
 	if opts.TopN > 0 {
-		top, err := Top(ctx, opts.Client, cache.Namespace(), opts.TopN)
+		// No more than MaxKeys: the rest would be read only to be dropped.
+		top, err := Top(ctx, opts.Client, cache.Namespace(), min(opts.TopN, opts.MaxKeys))
 		errs = append(errs, err)
 		for _, s := range top {
 			add(s.Key)

@@ -247,3 +247,16 @@ func TestHotKeysOnCluster(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []Scored{{Key: "k1", Score: 2}}, top, "not halved again within the half-life")
 }
+
+// TestHotKeysRefusesAHalfLifeUnderAMillisecond: its marker's PX would be 0,
+// which Redis refuses, and every push then failed before its trim: the
+// hot set grew without bound.
+func TestHotKeysRefusesAHalfLifeUnderAMillisecond(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redistest.Client(t, srv)
+	_, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: "ns", HalfLife: 500 * time.Microsecond})
+	assert.ErrorIs(t, err, ErrInvalidOptions)
+	tr, err := NewHotKeys(HotKeysOptions{Client: rc, Namespace: "ns", PushInterval: time.Hour, HalfLife: time.Millisecond})
+	require.NoError(t, err, "a millisecond is enough")
+	tr.Close()
+}

@@ -123,10 +123,16 @@ func (f *Flusher[V]) Run(ctx context.Context) error {
 		case errors.Is(err, errQueueLost):
 			f.stats.queueLost.Add(1)
 			f.log.Error("queue:lost", "write-behind queue lost by Redis: the writes it held are gone", "err", err)
-			continue
+			clear(f.attempts) // of entries gone with it
+			// Flushing goes on with what is queued since, after a pause: a
+			// queue that keeps vanishing is not to be spun on.
+			pause = f.backoff(pause)
 		case err != nil:
 			if ctx.Err() == nil {
 				f.stats.redisErrors.Add(1)
+				// Rate-limited: a refusal that lasts (NOPERM, WRONGTYPE)
+				// must not look like an idle flusher.
+				f.log.Error("round", "write-behind round failed; retrying", "err", err)
 			}
 			pause = f.backoff(pause)
 		case settled:
@@ -402,9 +408,16 @@ func (f *Flusher[V]) deadLetter(ctx context.Context, e entry, attempts int, why 
 	return err
 }
 
-// decode decodes a queued value with the codec.
-func (f *Flusher[V]) decode(payload []byte) (V, error) {
-	var v V
+// decode decodes a queued value with the codec. A codec that panics on
+// the bytes (a buggy UnmarshalJSON, a value another program queued) fails
+// that entry, which is dead-lettered: its panic on Run's goroutine would
+// end the process, and then every replica's that took the queue over.
+func (f *Flusher[V]) decode(payload []byte) (v V, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: the codec panicked: %v", ErrCodec, r)
+		}
+	}()
 	if err := f.opts.Codec.Unmarshal(payload, &v); err != nil {
 		return v, fmt.Errorf("%w: %w", ErrCodec, err)
 	}

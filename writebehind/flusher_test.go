@@ -324,6 +324,48 @@ func TestUndecodableQueueEntryIsDeadLettered(t *testing.T) {
 	assert.EqualValues(t, 2, f.Stats().DeadLetters)
 }
 
+// panicsOn is a codec that panics on one value's bytes (a buggy
+// UnmarshalJSON, bytes another program queued).
+type panicsOn struct {
+	remote.JSON
+	bad string
+}
+
+func (p panicsOn) Unmarshal(data []byte, v any) error {
+	if string(data) == p.bad {
+		var none []int
+		_ = none[len(data)] // index out of range
+	}
+	return p.JSON.Unmarshal(data, v)
+}
+
+// TestACodecPanicIsDeadLettered: a codec's panic on one queued value ends
+// neither the flusher nor its process: the entry is dead-lettered for
+// ErrCodec, and the writes beside it are delivered.
+func TestACodecPanicIsDeadLettered(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, cachetest.Options[int]("codecpanic"))
+	ctx := context.Background()
+	for i, k := range []string{"a", "poison", "b"} {
+		require.NoError(t, c.SetBehind(ctx, k, 40+i))
+	}
+	src := newFakeSource()
+	o := fastFlusher(src)
+	o.Codec = panicsOn{bad: "41"}
+	f, err := newFlusher(c, o)
+	require.NoError(t, err)
+	runFlusher(t, f)
+	waitDrained(t, c)
+	for k, want := range map[string]int{"a": 40, "b": 42} {
+		v, ok := src.get(k)
+		require.True(t, ok, k)
+		assert.Equal(t, want, v, k)
+	}
+	_, ok := src.get("poison")
+	assert.False(t, ok)
+	assert.EqualValues(t, 1, f.Stats().DeadLetters)
+}
+
 func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[int](t, srv, 2, cachetest.Options[int]("lease"))

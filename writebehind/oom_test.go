@@ -69,10 +69,10 @@ func TestAFlusherTakesOverOnAFullRedis(t *testing.T) {
 }
 
 // TestDeadLetteringOnAFullRedis: a write its writer refuses for good is
-// moved to the dead letters, a copy that a full Redis refuses. The writes
-// the writer took in the same round were then left unacknowledged, and
-// every round delivered them again. They are acknowledged (XACK and XDEL
-// need no memory); the refused one waits in the queue for room.
+// moved to the dead letters on a full Redis too. Refused for memory, it
+// stayed pending; the queue is read pending entries first, so with a
+// batch of one nothing behind it was ever read again: the queue stopped
+// for good. The writes behind it are delivered once each.
 func TestDeadLetteringOnAFullRedis(t *testing.T) {
 	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
 	rs := replicas[int](t, srv, 1, cachetest.Options[int]("oomdead"))
@@ -90,10 +90,9 @@ func TestDeadLetteringOnAFullRedis(t *testing.T) {
 	})
 	o := fastFlusher(src)
 	o.MaxAttempts = 1
+	o.BatchSize = 1
 	f := startFlusher(t, rs[0], o)
-	waitDepth(t, rs[0], 1, -1, "the writes taken are acknowledged on a full Redis")
-	full(t, srv, false)
-	waitDepth(t, rs[0], 0, 1, "with room, the refused write is dead-lettered")
+	waitDepth(t, rs[0], 0, 1, "on a full Redis, the refused write is dead-lettered and the others flushed")
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	for _, k := range []string{"good1", "good2"} {
@@ -163,8 +162,8 @@ func TestAFlusherStartedOnABusyRedisChecksItLater(t *testing.T) {
 }
 
 // TestAnUnreadableEntryOnAFullRedisHoldsNothingBack: an entry that cannot
-// be read goes to the dead letters, a copy a full Redis refuses; the
-// writes queued beside it are delivered and acknowledged all the same.
+// be read goes to the dead letters, on a full Redis too; the writes queued
+// beside it are delivered and acknowledged.
 func TestAnUnreadableEntryOnAFullRedisHoldsNothingBack(t *testing.T) {
 	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
 	rs := replicas[int](t, srv, 1, cachetest.Options[int]("oomjunk"))
@@ -175,10 +174,10 @@ func TestAnUnreadableEntryOnAFullRedisHoldsNothingBack(t *testing.T) {
 	full(t, srv, true)
 	t.Cleanup(func() { full(t, srv, false) })
 	src := newFakeSource()
-	startFlusher(t, rs[0], fastFlusher(src))
-	waitDepth(t, rs[0], 1, -1, "the good write is taken and acknowledged on a full Redis")
+	o := fastFlusher(src)
+	o.BatchSize = 1 // the unreadable entry first, alone in its batch
+	startFlusher(t, rs[0], o)
+	waitDepth(t, rs[0], 0, 1, "on a full Redis, the unreadable entry is dead-lettered and the good write flushed")
 	v, _ := src.get("good")
 	assert.Equal(t, 1, v)
-	full(t, srv, false)
-	waitDepth(t, rs[0], 0, 1, "with room, the unreadable entry is dead-lettered")
 }

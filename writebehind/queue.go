@@ -188,10 +188,13 @@ if type(r) == 'table' and r.err and string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then 
 return 1
 `)
 
-// deadLetterScript copies an entry, value and all, to the dead letters:
-// on a full Redis it is refused (the entry stays queued until there is
-// room), while the writes taken in the same round are acknowledged.
-var deadLetterScript = rueidis.NewLuaScript(`
+// deadLetterScript copies an entry, value and all, to the dead letters
+// and removes it from the queue. It runs on a full Redis too (allow-oom):
+// the queue is read pending entries first, so a batch's worth of entries
+// that could not be moved out blocked every later write for good, on a
+// Redis that a queue which cannot drain keeps full. The copy costs about
+// what the entry it moves costs, bounded by the queue's own bound.
+var deadLetterScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'k', ARGV[3], 'e', ARGV[4], 'attempts', ARGV[5], 'err', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
