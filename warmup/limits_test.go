@@ -140,17 +140,7 @@ func (p *panicsOnLoad) GetOrLoadMany(context.Context, []string, func(context.Con
 // could reach it. Preload now panics on its caller's goroutine, and Start,
 // whose goroutine nobody can recover, reports it as the warm-up's error.
 func TestPreloadPanicReachesTheCaller(t *testing.T) {
-	opts := Options[string]{TopN: -1, Keys: []string{"k1", "k2"}, BatchSize: 1, Load: loadAll, LoadRate: math.Inf(1)}
-	assert.PanicsWithValue(t, "codec bug", func() { Preload[string](context.Background(), &panicsOnLoad{}, opts) })
-	w := Start[string](context.Background(), &panicsOnLoad{}, opts)
-	select {
-	case <-w.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the warm-up never ended")
-	}
-	_, err, done := w.Report()
-	require.True(t, done)
-	assert.ErrorContains(t, err, "codec bug")
+	panicReachesTheCaller(t, Options[string]{TopN: -1, Keys: []string{"k1", "k2"}, BatchSize: 1, Load: loadAll, LoadRate: math.Inf(1)}, "codec bug")
 }
 
 // TestKeySourcePanicReachesTheCaller: a KeySource is read on a goroutine
@@ -162,8 +152,14 @@ func TestKeySourcePanicReachesTheCaller(t *testing.T) {
 		yield("k1")
 		panic("key source bug")
 	}
-	opts := Options[string]{TopN: -1, KeySource: source, Load: loadAll, LoadRate: math.Inf(1)}
-	assert.PanicsWithValue(t, "key source bug", func() { Preload[string](context.Background(), &panicsOnLoad{}, opts) })
+	panicReachesTheCaller(t, Options[string]{TopN: -1, KeySource: source, Load: loadAll, LoadRate: math.Inf(1)}, "key source bug")
+}
+
+// panicReachesTheCaller checks that a preload with opts panics with want
+// on Preload's caller, and that Start reports it as the warm-up's error.
+func panicReachesTheCaller(t *testing.T, opts Options[string], want string) {
+	t.Helper()
+	assert.PanicsWithValue(t, want, func() { Preload[string](context.Background(), &panicsOnLoad{}, opts) })
 	w := Start[string](context.Background(), &panicsOnLoad{}, opts)
 	select {
 	case <-w.Ready():
@@ -172,5 +168,5 @@ func TestKeySourcePanicReachesTheCaller(t *testing.T) {
 	}
 	_, err, done := w.Report()
 	require.True(t, done)
-	assert.ErrorContains(t, err, "key source bug")
+	assert.ErrorContains(t, err, want)
 }
