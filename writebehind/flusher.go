@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/tiercache/tiercache/internal/ratelog"
@@ -76,6 +77,9 @@ type Flusher[V any] struct {
 	// claimedAt is when this flusher last claimed others' pending entries.
 	claimedAt time.Time
 	stats     flusherCounters
+	// running: a Run has not returned. A second one would share the
+	// attempts map and the consumer name with it.
+	running atomic.Bool
 }
 
 // New builds a flusher of a namespace's queue from a client, namespace and
@@ -102,7 +106,13 @@ func New[V any](opts Options[V]) (*Flusher[V], error) {
 // not be asked at first (down, loading, busy) answers. A queue Redis lost
 // meanwhile is logged as an error and counted (Stats.QueueLost), and
 // flushing goes on with what is queued since.
+// A Flusher runs once at a time: Run while another Run of it has not
+// returned is ErrRunning.
 func (f *Flusher[V]) Run(ctx context.Context) error {
+	if !f.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer f.running.Store(false)
 	judged, err := f.checkDurability(ctx)
 	if err != nil {
 		return err
@@ -311,8 +321,9 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 	}
 	if len(accepted) > 0 {
 		// If this fails the writes stay pending and are delivered again:
-		// at least once.
-		if err := f.queue.ack(ctx, accepted); err != nil {
+		// at least once. Not cut short by Run's end: the source has taken
+		// them, and the next holder would deliver them again.
+		if err := f.queue.ack(context.WithoutCancel(ctx), accepted); err != nil {
 			return false, err
 		}
 		for _, id := range accepted {

@@ -366,6 +366,54 @@ func TestACodecPanicIsDeadLettered(t *testing.T) {
 	assert.EqualValues(t, 1, f.Stats().DeadLetters)
 }
 
+// TestAFlusherRunsOnceAtATime: a second Run of a running Flusher would
+// share its attempts map (a fatal concurrent map write) and consumer name.
+func TestAFlusherRunsOnceAtATime(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, cachetest.Options[int]("runonce"))
+	f, err := newFlusher(c, fastFlusher(newFakeSource()))
+	require.NoError(t, err)
+	stop := runFlusher(t, f)
+	require.Eventually(t, func() bool { return f.Stats().Leader }, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a second Run, were it let in, ends
+	defer cancel()
+	assert.ErrorIs(t, f.Run(ctx), ErrRunning)
+	stop()
+	require.Eventually(t, func() bool { return !f.running.Load() }, 5*time.Second, time.Millisecond)
+	runFlusher(t, f) // once the first has returned, it runs again
+}
+
+// TestWritesTakenAsRunEndsAreAcknowledged: Run's ctx ending just as the
+// writer took a batch cut the acknowledgement short, and the next holder
+// delivered the batch again.
+func TestWritesTakenAsRunEndsAreAcknowledged(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCache[int](t, srv, cachetest.Options[int]("ackatend"))
+	ctx := context.Background()
+	require.NoError(t, c.SetBehind(ctx, "k", 1))
+	src := newFakeSource()
+	runCtx, cancel := context.WithCancel(ctx)
+	o := fastFlusher(src)
+	o.Writer = func(wctx context.Context, ws []Write[int]) error {
+		err := src.write(wctx, ws)
+		cancel() // Run ends as the writer returns
+		return err
+	}
+	f, err := newFlusher(c, o)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end")
+	}
+	q, _, err := queueDepth(c, ctx)
+	require.NoError(t, err)
+	assert.Zero(t, q, "the write taken was acknowledged")
+}
+
 func TestOnlyOneFlusherHoldsTheLease(t *testing.T) {
 	srv := redistest.Start(t)
 	rs := replicas[int](t, srv, 2, cachetest.Options[int]("lease"))

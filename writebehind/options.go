@@ -20,6 +20,8 @@ var (
 	ErrQueueUnsafe = errors.New("writebehind: queue unsafe on this Redis")
 	// ErrCodec: a queued value could not be decoded (it is dead-lettered).
 	ErrCodec = errors.New("writebehind: codec failed")
+	// ErrRunning: Run was called on a Flusher whose Run has not returned.
+	ErrRunning = errors.New("writebehind: the flusher is already running")
 )
 
 // The defaults of Options.
