@@ -409,12 +409,14 @@ func (f *Flusher[V]) deadLetterAll(ctx context.Context, p *pendingWrite, why err
 }
 
 func (f *Flusher[V]) deadLetter(ctx context.Context, e entry, attempts int, why error) error {
-	err := f.queue.moveToDeadLetters(ctx, deadLetter{
+	moved, err := f.queue.moveToDeadLetters(ctx, f.consumer, deadLetter{
 		ID: e.ID, Key: e.Key, Raw: e.Raw, Attempts: attempts, Reason: why.Error(),
 	})
 	if err == nil {
 		delete(f.attempts, e.ID)
-		f.stats.deadLetters.Add(1)
+		if moved {
+			f.stats.deadLetters.Add(1)
+		}
 	}
 	return err
 }

@@ -189,12 +189,14 @@ return 1
 `)
 
 // deadLetterScript copies an entry, value and all, to the dead letters
-// and removes it from the queue. It runs on a full Redis too (allow-oom):
+// and removes it from the queue, if it is still pending for the consumer
+// that moves it (ARGV[7]; 0 otherwise). It runs on a full Redis too (allow-oom):
 // the queue is read pending entries first, so a batch's worth of entries
 // that could not be moved out blocked every later write for good, on a
 // Redis that a queue which cannot drain keeps full. The copy costs about
 // what the entry it moves costs, bounded by the queue's own bound.
 var deadLetterScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[7]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'k', ARGV[3], 'e', ARGV[4], 'attempts', ARGV[5], 'err', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -211,12 +213,17 @@ type deadLetter struct {
 }
 
 // moveToDeadLetters appends d to the dead-letter stream and removes it from
-// the queue, atomically.
-func (q *queue) moveToDeadLetters(ctx context.Context, d deadLetter) (err error) {
+// the queue, atomically, if d is still pending for consumer; moved is
+// false when it is not: a flusher whose lease ran out while it worked
+// through a round must not copy an entry the next holder has claimed (and
+// may since have delivered: an operator replaying the copy would write a
+// stale value).
+func (q *queue) moveToDeadLetters(ctx context.Context, consumer string, d deadLetter) (moved bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
-	return deadLetterScript.Exec(ctx, q.client, []string{q.key, q.dead},
-		[]string{queueGroup, d.ID, d.Key, string(d.Raw), strconv.Itoa(d.Attempts), d.Reason}).Error()
+	n, err := deadLetterScript.Exec(ctx, q.client, []string{q.key, q.dead},
+		[]string{queueGroup, d.ID, d.Key, string(d.Raw), strconv.Itoa(d.Attempts), d.Reason, consumer}).AsInt64()
+	return n == 1, err
 }
 
 // claim makes consumer the owner of every entry pending for another
