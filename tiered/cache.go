@@ -158,10 +158,10 @@ func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 // lease it took: RemoteTimeout each at most), so nothing it started
 // writes to Redis after it and no fleet lease it took is left behind.
 // (A GetOrLoadMany runs on its caller's goroutine, under the caller's
-// ctx: Close neither cancels nor waits for it.) A loader that ignores its ctx holds Close until it
-// returns; a loader must not call Close (it would wait for itself). Calls
-// after Close return ErrClosed. Close is idempotent; the caller's rueidis
-// client stays open.
+// ctx: Close neither cancels nor waits for it.) A loader that ignores its
+// ctx holds Close until it returns; a loader must not call Close (it would
+// wait for itself). Calls after Close return ErrClosed. Close is
+// idempotent; the caller's rueidis client stays open.
 func (c *Cache[V]) Close() {
 	c.close.Do(func() {
 		c.bgMu.Lock()

@@ -266,9 +266,9 @@ func (f *flights[V]) run(key string, c *flight[V], fetch func(context.Context) (
 // starts (ErrClosed), and one whose first step was under way ends with
 // ErrClosed unless that step answered it. A first step is a Redis read
 // (and abandon's release of the lease it took), each bounded by
-// RemoteTimeout; a loader that ignores its ctx holds close
-// until it returns: the alternative, returning while it runs, would leave
-// its goroutine, and its fills, behind Close. (So a loader must not call
+// RemoteTimeout; a loader that ignores its ctx holds close until it
+// returns: the alternative, returning while it runs, would leave its
+// goroutine, and its fills, behind Close. (So a loader must not call
 // Close: it would wait for itself.)
 func (f *flights[V]) close() {
 	for i := range f.shards {

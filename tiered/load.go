@@ -170,10 +170,10 @@ func (c *Cache[V]) release(ctx context.Context, key, token string, hold time.Dur
 // cached here only.
 func (c *Cache[V]) replaceCorrupt(ctx context.Context, key string, fence local.Fence, token string, load func(context.Context) (V, error), co callOptions) (V, error) {
 	leased, err := c.remote.Lease(ctx, key, token)
-	if err != nil && ended(ctx) != nil {
+	if gone := ended(ctx); err != nil && gone != nil {
 		c.release(ctx, key, token, 0) // the call may have been sent, and taken it
 		var zero V
-		return zero, ended(ctx)
+		return zero, gone
 	}
 	if err != nil || !leased {
 		return c.loadLocalOnly(ctx, key, fence, load, co)

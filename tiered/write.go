@@ -136,7 +136,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (err error) {
 		return ErrClosed // with no keys too
 	}
 	for _, k := range keys {
-		if err := c.check(k); err != nil {
+		if err := c.checkKey(k); err != nil {
 			return err
 		}
 	}

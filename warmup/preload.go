@@ -222,29 +222,24 @@ func read[V any](ctx context.Context, cache Cache[V], batch []string) (found int
 // behind when ctx ends first (gathered false); it stops at its next key.
 func gatherWithin[V any](ctx context.Context, cache Cache[V], opts *Options[V]) (keys []string, gathered bool, err error) {
 	type result struct {
-		keys     []string
-		err      error
-		panicked any
+		keys []string
+		err  error
 	}
 	done := make(chan result, 1)
 	var left atomic.Bool
+	// A KeySource's (or Cache's) panic is raised on the caller's
+	// goroutine, where it can be recovered (Start turns it into the
+	// warm-up's error); on this one it would end the process.
+	var panics carry.Panics
 	go func() {
-		// A KeySource's (or Cache's) panic is raised on the caller's
-		// goroutine, where it can be recovered (Start turns it into the
-		// warm-up's error); on this one it would end the process.
-		defer func() {
-			if p := recover(); p != nil {
-				done <- result{panicked: p}
-			}
-		}()
-		keys, err := gather(ctx, cache, opts, &left)
-		done <- result{keys: keys, err: err}
+		var r result
+		defer func() { done <- r }()
+		defer panics.Guard(&r.err)
+		r.keys, r.err = gather(ctx, cache, opts, &left)
 	}()
 	select {
 	case r := <-done:
-		if r.panicked != nil {
-			panic(r.panicked)
-		}
+		panics.Raise()
 		return r.keys, true, r.err
 	case <-ctx.Done():
 		left.Store(true)

@@ -106,6 +106,7 @@ func New[V any](opts Options[V]) (*Flusher[V], error) {
 // not be asked at first (down, loading, busy) answers. A queue Redis lost
 // meanwhile is logged as an error and counted (Stats.QueueLost), and
 // flushing goes on with what is queued since.
+//
 // A Flusher runs once at a time: Run while another Run of it has not
 // returned is ErrRunning.
 func (f *Flusher[V]) Run(ctx context.Context) error {
@@ -245,8 +246,9 @@ func (f *Flusher[V]) flush(ctx context.Context, entries []entry, deadline time.T
 	var order []*pendingWrite
 	writes := make([]Write[V], 0, len(entries))
 	// Entries that cannot be delivered go to the dead letters last, after
-	// the writes taken are acknowledged: a full Redis refuses that move
-	// (it copies the entry), and must not hold the others back.
+	// the writes taken are acknowledged: a move that fails (the dead
+	// letters' key holding another type, Redis gone) must not hold the
+	// others back.
 	var broken []entry // unreadable
 	var refused []*pendingWrite
 	var reasons []error

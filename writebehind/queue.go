@@ -190,11 +190,12 @@ return 1
 
 // deadLetterScript copies an entry, value and all, to the dead letters
 // and removes it from the queue, if it is still pending for the consumer
-// that moves it (ARGV[7]; 0 otherwise). It runs on a full Redis too (allow-oom):
-// the queue is read pending entries first, so a batch's worth of entries
-// that could not be moved out blocked every later write for good, on a
-// Redis that a queue which cannot drain keeps full. The copy costs about
-// what the entry it moves costs, bounded by the queue's own bound.
+// that moves it (ARGV[7]; 0 otherwise). It runs on a full Redis too
+// (allow-oom): the queue is read pending entries first, so a batch's worth
+// of entries that could not be moved out blocked every later write for
+// good, on a Redis that a queue which cannot drain keeps full. The copy
+// costs about what the entry it moves costs, bounded by the queue's own
+// bound.
 var deadLetterScript = rueidis.NewLuaScript(`#!lua flags=allow-oom
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[7]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'k', ARGV[3], 'e', ARGV[4], 'attempts', ARGV[5], 'err', ARGV[6])
